@@ -1,0 +1,77 @@
+"""The interface of a parallel context."""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+from typing import Any, Protocol
+
+from offload._event_loops.interface import IEventLoop
+from offload._routing.interface import IMessageRouter
+
+
+class ICancelFlag(Protocol):
+    """What ``IParallelContext.event()`` returns: set on the main thread,
+    read by the task wherever it runs."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+
+class IParallelContext(abc.ABC):
+    """Makes the matching concurrency parts an executor needs.
+
+    A context may serve several executors at once.  Close it with
+    :meth:`close` once no executor uses it; using a closed context raises
+    ``RuntimeError``.
+    """
+
+    @abc.abstractmethod
+    def worker_pool(self, *, max_workers: int | None = None) -> concurrent.futures.Executor:
+        """A new pool that runs tasks; the caller shuts it down."""
+
+    @abc.abstractmethod
+    def event(self) -> Any:
+        """A new cancel flag (``set()`` / ``is_set()``) the workers can read.
+
+        Called once per task: it must be cheap.
+        """
+
+    @abc.abstractmethod
+    def queue(self) -> Any:
+        """A new queue the workers can put to and the main process get from."""
+
+    @abc.abstractmethod
+    def message_router(self, event_loop: IEventLoop) -> IMessageRouter:
+        """A new router delivering this context's messages on ``event_loop``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release everything this context made.  Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+
+
+def check_open(context: IParallelContext) -> None:
+    """Raise a clear error when ``context`` is closed."""
+    if context.closed:
+        raise RuntimeError(
+            f"{type(context).__name__} is closed; create a new context "
+            "(a context cannot be used after close())"
+        )
+
+
+def check_max_workers(max_workers: Any) -> None:
+    """Reject a ``max_workers`` that is not ``None`` or a positive int."""
+    if max_workers is None:
+        return
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+        raise TypeError(
+            f"max_workers must be a positive int or None, got {max_workers!r}"
+        )
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be at least 1, got {max_workers}")

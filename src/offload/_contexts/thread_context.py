@@ -1,0 +1,76 @@
+"""Context for tasks running in threads of this process."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+
+from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._event_loops.interface import IEventLoop
+from offload._routing.interface import IMessageRouter
+from offload._routing.thread_router import ThreadRouter
+
+
+class ThreadCancelFlag:
+    """A cancel flag for threads: a plain attribute, nearly free to make.
+
+    ``threading.Event`` would work but costs a lock and a condition per task;
+    a bool that one thread writes and others read needs neither.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Ask for cancellation (main thread)."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called (any thread)."""
+        return self._set
+
+
+class MultithreadingContext(IParallelContext):
+    """Run tasks in worker threads of this process (the executor's default).
+
+    Threads suit I/O-bound work and work that releases the GIL (NumPy, most
+    C extensions).  For pure-Python CPU-bound work use
+    :class:`~offload.api.MultiprocessingContext`.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    def worker_pool(self, *, max_workers: int | None = None) -> concurrent.futures.Executor:
+        check_open(self)
+        check_max_workers(max_workers)
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="offload-worker"
+        )
+
+    def event(self) -> ThreadCancelFlag:
+        check_open(self)
+        return ThreadCancelFlag()
+
+    def queue(self) -> queue.Queue:
+        check_open(self)
+        return queue.Queue()
+
+    def message_router(self, event_loop: IEventLoop) -> IMessageRouter:
+        check_open(self)
+        return ThreadRouter(event_loop)
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> MultithreadingContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

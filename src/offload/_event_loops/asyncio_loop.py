@@ -1,0 +1,156 @@
+"""Event loop backed by an :mod:`asyncio` loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
+
+
+class AsyncioEventLoop(IEventLoop):
+    """Deliver offload's messages on an asyncio event loop.
+
+    Parameters
+    ----------
+    event_loop : asyncio.AbstractEventLoop, optional
+        The loop to use; it stays the caller's.  If not given, a new loop is
+        made, owned by this object (see :meth:`close`), and made the current
+        loop of the calling thread, so that code written for Traits Futures
+        0.3 (which calls ``asyncio.get_event_loop()`` afterwards) finds it.
+
+    Notes
+    -----
+    Messages are delivered by callbacks that run inside the asyncio loop's
+    thread, that is, the thread that runs ``run_forever`` /
+    ``run_until_complete``, which should be the thread that made the
+    executor.
+    """
+
+    def __init__(self, event_loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if event_loop is None:
+            event_loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(event_loop)
+            self._owns_loop = True
+        elif not isinstance(event_loop, asyncio.AbstractEventLoop):
+            raise TypeError(
+                "AsyncioEventLoop(event_loop=...) needs an asyncio event loop, "
+                f"got {event_loop!r}; pass asyncio.new_event_loop() or nothing"
+            )
+        else:
+            self._owns_loop = False
+        self._loop = event_loop
+
+    @property
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The wrapped asyncio loop."""
+        return self._loop
+
+    def close(self) -> None:
+        """Close the asyncio loop if this object made it; otherwise do nothing.
+
+        Call it on the main thread once no executor uses this loop.
+        """
+        if self._owns_loop and not self._loop.is_closed():
+            self._loop.close()
+            try:
+                current = asyncio.get_event_loop_policy().get_event_loop()
+            except RuntimeError:
+                current = None
+            if current is self._loop:
+                asyncio.set_event_loop(None)
+
+    def pingee(self, on_ping: Callable[[], None]) -> IPingee:
+        return _AsyncioPingee(self._loop, on_ping)
+
+    def event_loop_helper(self) -> IEventLoopHelper:
+        return _AsyncioEventLoopHelper(self._loop)
+
+
+class _AsyncioPingee(IPingee):
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_ping: Callable[[], None]
+    ) -> None:
+        self._loop = loop
+        self._on_ping = on_ping
+        self._connected = False
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def ping(self) -> None:
+        if not self._connected:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            # The loop was closed under us (application exit): nothing to wake.
+            pass
+
+    def _deliver(self) -> None:
+        if self._connected:
+            self._on_ping()
+
+
+class _AsyncioEventLoopHelper(IEventLoopHelper):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def init(self) -> None:
+        pass
+
+    def dispose(self) -> None:
+        pass
+
+    def setattr_soon(self, obj: Any, name: str, value: Any) -> None:
+        self._loop.call_soon_threadsafe(setattr, obj, name, value)
+
+    def run_until(
+        self,
+        object: Any,
+        trait: str,
+        condition: Callable[[Any], bool],
+        timeout: float,
+    ) -> None:
+        if condition(object):
+            return
+        loop = self._loop
+        reached = loop.create_future()
+
+        def check(event: Any = None) -> None:
+            if not reached.done() and condition(object):
+                reached.set_result(True)
+
+        def expire() -> None:
+            if not reached.done():
+                reached.set_result(False)
+
+        object.observe(check, trait)
+        timer = loop.call_later(timeout, expire)
+        try:
+            # The condition may depend on more than the trait: check it again
+            # once per loop turn too, cheaply.
+            ok = loop.run_until_complete(_poll(reached, check))
+        finally:
+            timer.cancel()
+            object.observe(check, trait, remove=True)
+        if not ok:
+            raise RuntimeError(
+                f"run_until timed out after {timeout} seconds: the condition "
+                f"on {object!r} (watching trait {trait!r}) never became true"
+            )
+
+
+async def _poll(reached: asyncio.Future, check: Callable[[], None]) -> bool:
+    # Waiting on the future alone is enough when the trait fires; the short
+    # re-check covers conditions that read other state.
+    while not reached.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(reached), 0.05)
+        except asyncio.TimeoutError:
+            check()
+    return bool(reached.result())

@@ -1,0 +1,345 @@
+"""TraitsExecutor: submit tasks, track them, stop and shut down."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import threading
+import time
+import warnings
+from typing import Any
+
+from traits.api import Any as AnyTrait
+from traits.api import Bool, HasStrictTraits, Property
+
+from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._event_loops.interface import IEventLoop
+from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
+from offload._futures.base import IFuture, ITaskSpecification
+from offload._routing.interface import IMessageRouter
+from offload._routing.protocol import CRASHED, TaskRunner, raised_message
+
+logger = logging.getLogger("offload.executor")
+
+
+def _default_event_loop() -> IEventLoop:
+    try:
+        from offload._event_loops.ets import ETSEventLoop
+    except ImportError:
+        raise RuntimeError(
+            "TraitsExecutor needs an event loop to deliver results on the "
+            "main thread: pass event_loop=AsyncioEventLoop() (from "
+            "offload.api) for an asyncio program, or install a GUI toolkit "
+            "(pip install 'offload[pyside6]') for a Traits GUI application"
+        ) from None
+    return ETSEventLoop()
+
+
+class TraitsExecutor(HasStrictTraits):
+    """Runs background tasks and reports on them through futures.
+
+    Parameters
+    ----------
+    thread_pool : concurrent.futures.Executor, optional
+        Deprecated synonym of ``worker_pool``.
+    context : IParallelContext, optional
+        Where tasks run.  Default: a :class:`MultithreadingContext` that the
+        executor owns and closes.
+    event_loop : IEventLoop, optional
+        Where futures are updated.  Default: ``ETSEventLoop()``, the GUI
+        toolkit chosen the Pyface way.
+    worker_pool : concurrent.futures.Executor, optional
+        A pool from the same context that the caller owns and shuts down.
+        Default: a pool that the executor makes from the context and owns.
+    max_workers : int, optional
+        Size of the pool the executor makes.  Not allowed with ``worker_pool``.
+
+    Notes
+    -----
+    Make the executor, submit to it, stop it and shut it down on the main
+    thread, the thread that runs the event loop.  Every trait change of the
+    executor and its futures happens there.
+    """
+
+    #: RUNNING, STOPPING or STOPPED.  Read-only, observable.
+    state = Property(ExecutorState)
+
+    #: True while RUNNING: tasks may be submitted.
+    running = Property(Bool())
+
+    #: True once STOPPED: every task has ended and resources are released.
+    stopped = Property(Bool())
+
+    _state = AnyTrait(RUNNING)
+    _context = AnyTrait()
+    _owns_context = Bool(False)
+    _event_loop = AnyTrait()
+    _worker_pool = AnyTrait()
+    _owns_worker_pool = Bool(False)
+    _router = AnyTrait()
+    _futures = AnyTrait()
+    _task_ids = AnyTrait()
+    _thread_id = AnyTrait()
+
+    def __init__(
+        self,
+        thread_pool: concurrent.futures.Executor | None = None,
+        *,
+        context: IParallelContext | None = None,
+        event_loop: IEventLoop | None = None,
+        worker_pool: concurrent.futures.Executor | None = None,
+        max_workers: int | None = None,
+        **traits: Any,
+    ) -> None:
+        super().__init__(**traits)
+        if thread_pool is not None:
+            warnings.warn(
+                "TraitsExecutor(thread_pool=...) is deprecated; use worker_pool=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if worker_pool is not None:
+                raise TypeError("give worker_pool or thread_pool, not both")
+            worker_pool = thread_pool
+        if worker_pool is not None and max_workers is not None:
+            raise TypeError(
+                "give max_workers only when the executor makes its own pool; "
+                "size your worker_pool yourself"
+            )
+        check_max_workers(max_workers)
+        if worker_pool is not None and not isinstance(
+            worker_pool, concurrent.futures.Executor
+        ):
+            raise TypeError(
+                "worker_pool must be a concurrent.futures.Executor, got "
+                f"{worker_pool!r}"
+            )
+        if context is None:
+            from offload._contexts.thread_context import MultithreadingContext
+
+            context = MultithreadingContext()
+            self._owns_context = True
+        elif not isinstance(context, IParallelContext):
+            raise TypeError(
+                f"context must be an IParallelContext, got {context!r}"
+            )
+        else:
+            check_open(context)
+        if event_loop is None:
+            event_loop = _default_event_loop()
+        elif not isinstance(event_loop, IEventLoop):
+            raise TypeError(
+                f"event_loop must be an IEventLoop (e.g. AsyncioEventLoop()), "
+                f"got {event_loop!r}"
+            )
+        self._context = context
+        self._event_loop = event_loop
+        if worker_pool is None:
+            worker_pool = context.worker_pool(max_workers=max_workers)
+            self._owns_worker_pool = True
+        self._worker_pool = worker_pool
+        router: IMessageRouter = context.message_router(event_loop)
+        router.connect(self._task_finished)
+        self._router = router
+        #: task id -> future, for the futures not yet done.
+        self._futures = {}
+        self._task_ids = itertools.count()
+        self._thread_id = threading.get_ident()
+        logger.debug("executor %#x: created on %r", id(self), context)
+
+    # Submitting -------------------------------------------------------------
+
+    def submit(self, task: ITaskSpecification) -> IFuture:
+        """Submit a task specification; return its future.
+
+        Raises
+        ------
+        RuntimeError
+            If the executor is not RUNNING, or if called from a thread other
+            than the one that made the executor.
+        """
+        if self._state is not RUNNING:
+            raise RuntimeError(
+                f"cannot submit to a TraitsExecutor in state {self._state!r}; "
+                "create a new executor"
+            )
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                "tasks must be submitted from the thread that made the "
+                "TraitsExecutor (the main thread); from a worker thread, send "
+                "a message to the main thread and submit there"
+            )
+        cancel_flag = self._context.event()
+        future = task.future(cancel_flag.set)
+        task_id = next(self._task_ids)
+        router = self._router
+        runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
+        router.add_receiver(task_id, future.receive)
+        self._futures[task_id] = future
+        try:
+            submitted = self._worker_pool.submit(runner)
+        except BaseException:
+            router.discard_receiver(task_id)
+            del self._futures[task_id]
+            raise
+        submitted.add_done_callback(_CrashReporter(router, task_id))
+        return future
+
+    def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> IFuture:
+        """Deprecated: use ``submit_call(executor, callable, ...)``."""
+        from offload._futures.submit import submit_call
+
+        warnings.warn(
+            "TraitsExecutor.submit_call is deprecated; use the function "
+            "submit_call(executor, callable, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return submit_call(self, callable, *args, **kwargs)
+
+    def submit_iteration(self, callable: Any, *args: Any, **kwargs: Any) -> IFuture:
+        """Deprecated: use ``submit_iteration(executor, callable, ...)``."""
+        from offload._futures.submit import submit_iteration
+
+        warnings.warn(
+            "TraitsExecutor.submit_iteration is deprecated; use the function "
+            "submit_iteration(executor, callable, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return submit_iteration(self, callable, *args, **kwargs)
+
+    def submit_progress(self, callable: Any, *args: Any, **kwargs: Any) -> IFuture:
+        """Deprecated: use ``submit_progress(executor, callable, ...)``."""
+        from offload._futures.submit import submit_progress
+
+        warnings.warn(
+            "TraitsExecutor.submit_progress is deprecated; use the function "
+            "submit_progress(executor, callable, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return submit_progress(self, callable, *args, **kwargs)
+
+    # Stopping ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Cancel every cancellable future and move to STOPPING.
+
+        The executor becomes STOPPED, and releases what it owns, once the
+        event loop has delivered the end of every task.
+
+        Raises
+        ------
+        RuntimeError
+            If the executor is not RUNNING.
+        """
+        if self._state is not RUNNING:
+            raise RuntimeError(
+                f"stop() needs a running executor; this one is {self._state!r}"
+            )
+        self._set_state(STOPPING)
+        for future in list(self._futures.values()):
+            future.cancel()
+        if not self._futures:
+            self._release()
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Cancel all tasks, wait for them to end, release resources.
+
+        Blocks, delivering the tasks' last messages itself: call it on the
+        main thread while the event loop is *not* running (at application
+        exit, or in a test's tearDown).  Does nothing if already STOPPED.
+
+        Raises
+        ------
+        RuntimeError
+            If tasks are still running after ``timeout`` seconds; the executor
+            then stays STOPPING and ``shutdown`` may be called again.
+        """
+        if self._state is STOPPED:
+            return
+        if self._state is RUNNING:
+            self.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        router = self._router
+        while self._futures:
+            if deadline is None:
+                wait = 1.0
+            else:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+            router.deliver_blocking(min(wait, 1.0))
+        if self._futures:
+            raise RuntimeError(
+                f"shutdown timed out after {timeout} seconds with "
+                f"{len(self._futures)} task(s) still running; they ignore "
+                "cancellation.  The executor stays 'stopping'; call shutdown "
+                "again to keep waiting"
+            )
+
+    # Private ----------------------------------------------------------------
+
+    def _get_state(self) -> str:
+        return self._state
+
+    def _get_running(self) -> bool:
+        return self._state is RUNNING
+
+    def _get_stopped(self) -> bool:
+        return self._state is STOPPED
+
+    def _set_state(self, new: str) -> None:
+        old = self._state
+        self._state = new
+        logger.debug("executor %#x: %s -> %s", id(self), old, new)
+        self.trait_property_changed("state", old, new)
+        if (old is RUNNING) != (new is RUNNING):
+            self.trait_property_changed("running", old is RUNNING, new is RUNNING)
+        if (old is STOPPED) != (new is STOPPED):
+            self.trait_property_changed("stopped", old is STOPPED, new is STOPPED)
+
+    def _task_finished(self, task_id: int) -> None:
+        """Called by the router (main thread) after a task's final message."""
+        del self._futures[task_id]
+        if not self._futures and self._state is STOPPING:
+            self._release()
+
+    def _release(self) -> None:
+        self._router.disconnect()
+        if self._owns_worker_pool:
+            self._worker_pool.shutdown(wait=True)
+        if self._owns_context:
+            self._context.close()
+        self._set_state(STOPPED)
+
+
+class _CrashReporter:
+    """Reports a task that its pool could not run to the end.
+
+    The runner reports every outcome of the task itself, so its pool future
+    fails only when something outside the task broke: the worker died, the
+    task could not be sent to it, ...  Runs in whatever thread the pool
+    completes futures in.
+    """
+
+    __slots__ = ("router", "task_id")
+
+    def __init__(self, router: IMessageRouter, task_id: int) -> None:
+        self.router = router
+        self.task_id = task_id
+
+    def __call__(self, pool_future: concurrent.futures.Future) -> None:
+        if pool_future.cancelled():
+            error: BaseException = RuntimeError(
+                "the worker pool cancelled this task before it ran (was the "
+                "pool shut down?)"
+            )
+        else:
+            exc = pool_future.exception()
+            if exc is None:
+                return
+            error = exc
+        self.router.inject(self.task_id, raised_message(error, CRASHED))

@@ -1,0 +1,376 @@
+"""BaseFuture, BaseTask and the interfaces for custom task types."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+from traits.api import Any as AnyTrait
+from traits.api import Bool, Callable as CallableTrait, HasStrictTraits, Property
+
+from offload._futures.states import (
+    CANCEL,
+    CANCELLABLE_STATES,
+    CANCELLED,
+    CANCELLING,
+    CANCELLING_AFTER_START,
+    COMPLETED,
+    DONE_STATES,
+    EXECUTING,
+    FAILED,
+    PUBLIC_STATE,
+    SENT,
+    TRANSITIONS,
+    WAITING,
+    FutureState,
+)
+from offload._routing.protocol import CONTROL_NAMES, CRASHED, FINAL_KINDS, RAISED, RETURNED
+
+logger = logging.getLogger("offload.futures")
+
+
+class TaskCancelled(Exception):
+    """Raised inside a task when it notices that cancellation was asked for.
+
+    The progress reporter of :func:`~offload.api.submit_progress` raises it;
+    a task that lets it propagate ends CANCELLED (its future was already
+    CANCELLING), not FAILED.
+    """
+
+
+class TaskFailed(Exception):
+    """Raised by ``await future`` when the future FAILED.
+
+    Attributes
+    ----------
+    exception : tuple of str
+        The future's ``exception``: (type name, message, formatted traceback).
+
+    The original exception object, when it could be carried back, is this
+    exception's ``__cause__``.
+    """
+
+    def __init__(self, exception: tuple[str, str, str]) -> None:
+        super().__init__(f"{exception[0]}: {exception[1]}\n\n{exception[2]}")
+        self.exception = exception
+
+
+class IFuture(abc.ABC):
+    """What the executor needs from a future.
+
+    :class:`BaseFuture` implements it; a class may also ``register`` with it.
+    All methods are called on the main thread.
+    """
+
+    @abc.abstractmethod
+    def cancel(self) -> bool:
+        """Ask the task to stop; True if that moved the future to CANCELLING."""
+
+    @abc.abstractmethod
+    def receive(self, message: tuple) -> bool:
+        """Process one ``(kind, arg)`` message; True if it was the last one."""
+
+
+class ITaskSpecification(abc.ABC):
+    """Describes one background job: its worker callable and its future.
+
+    Submit it with ``TraitsExecutor.submit``.  Subclass it, or ``register`` a
+    class with it.
+    """
+
+    @abc.abstractmethod
+    def task(self) -> Callable[[Callable[[tuple], None], Callable[[], bool]], Any]:
+        """Return the callable run in the worker as ``task(send, cancelled)``.
+
+        ``send((kind, arg))`` sends a message to the future (``kind`` a
+        ``str``); ``cancelled()`` tells whether cancellation was asked for.
+        Its return value or exception ends the task.  It must be picklable
+        (cloudpickle) when the context runs tasks in other processes.
+        """
+
+    @abc.abstractmethod
+    def future(self, cancel: Callable[[], None]) -> IFuture:
+        """Return the future; its ``cancel()`` must call ``cancel``.
+
+        Called on the main thread.
+        """
+
+
+class BaseTask(abc.ABC):
+    """Base class for the worker side of a custom task type.
+
+    Implement :meth:`run`; inside it use :meth:`send` and :meth:`cancelled`.
+    The instance is what ``ITaskSpecification.task()`` returns.  It runs in
+    a worker thread or process, never on the main thread.
+    """
+
+    def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
+        self._send = send
+        self._cancelled = cancelled
+        try:
+            return self.run()
+        finally:
+            del self._send, self._cancelled
+
+    @abc.abstractmethod
+    def run(self) -> Any:
+        """Do the work (in the worker).  The return value becomes the result."""
+
+    def send(self, message_type: str, message_arg: Any = None) -> None:
+        """Send ``(message_type, message_arg)`` to the future.
+
+        The future's ``_process_<message_type>(message_arg)`` handles it on
+        the main thread.
+        """
+        self._send((message_type, message_arg))
+
+    def cancelled(self) -> bool:
+        """True once cancellation was asked for."""
+        return self._cancelled()
+
+
+def _no_cancel() -> None:
+    pass
+
+
+class BaseFuture(HasStrictTraits):
+    """Base class for futures: state machine, result, exception, dispatch.
+
+    A message ``(kind, arg)`` from the task with a ``str`` kind is dispatched
+    to ``self._process_<kind>(arg)``, on the main thread, while the future is
+    EXECUTING; messages arriving once it is CANCELLING are dropped.
+
+    ``state``, ``done`` and ``cancellable`` are read-only and observable; all
+    their notifications fire on the main thread.
+    """
+
+    #: The state: WAITING, EXECUTING, COMPLETED, FAILED, CANCELLING or
+    #: CANCELLED.  Read-only, observable.
+    state = Property(FutureState)
+
+    #: True in WAITING and EXECUTING, where ``cancel()`` does something.
+    #: Changes exactly when ``state`` does.
+    cancellable = Property(Bool())
+
+    #: True in COMPLETED, FAILED and CANCELLED.  Fires once, after the last
+    #: message of the task was delivered.
+    done = Property(Bool())
+
+    # Private traits ---------------------------------------------------------
+
+    #: Called (no arguments) to ask the task to stop; set by the specification.
+    _cancel = CallableTrait(_no_cancel)
+
+    #: Finer internal state; see ``offload._futures.states``.
+    _internal_state = AnyTrait(WAITING)
+
+    #: The return value, once COMPLETED.
+    _result = AnyTrait()
+
+    #: (3-tuple of str, exception object or None), once FAILED.
+    _failure = AnyTrait()
+
+    # Public API -------------------------------------------------------------
+
+    @property
+    def result(self) -> Any:
+        """The task's return value.
+
+        Raises
+        ------
+        AttributeError
+            Unless the state is COMPLETED; the message says which state it is.
+        """
+        state = PUBLIC_STATE[self._internal_state]
+        if state != COMPLETED:
+            raise AttributeError(
+                f"this future has no result: its state is {state!r} "
+                f"({_WHY_NO_RESULT[state]}); read result once state is "
+                f"{COMPLETED!r}"
+            )
+        return self._result
+
+    @property
+    def exception(self) -> tuple[str, str, str]:
+        """``(type name, str(exception), formatted traceback)`` of the failure.
+
+        Raises
+        ------
+        AttributeError
+            Unless the state is FAILED.
+        """
+        return self._checked_failure()[0]
+
+    @property
+    def exception_object(self) -> BaseException | None:
+        """The original exception, or None if it could not be carried back.
+
+        For threads it is the very object the task raised; for processes and
+        Dask, an unpickled copy.  Raises ``AttributeError`` unless FAILED.
+        """
+        return self._checked_failure()[1]
+
+    def cancel(self) -> bool:
+        """Ask the task to stop.
+
+        In WAITING or EXECUTING: moves to CANCELLING, asks the task to stop,
+        and returns True.  In any other state: does nothing, returns False.
+        Call it on the main thread.
+        """
+        new_state = TRANSITIONS.get((self._internal_state, CANCEL))
+        if new_state is None:
+            return False
+        self._set_internal_state(new_state)
+        self._cancel()
+        return True
+
+    def receive(self, message: tuple) -> bool:
+        """Process one message from the task; True if it was the last one.
+
+        Called by the executor's router, on the main thread.
+        """
+        kind, arg = message
+        state = self._internal_state
+        if kind.__class__ is str:
+            # The hot path: a user message.
+            if state is EXECUTING:
+                handler = _handler(type(self), kind)
+                handler(self, arg)
+                return False
+            if state is CANCELLING_AFTER_START:
+                return False
+            self._protocol_error(kind)
+            return False
+        if kind == CRASHED and state is WAITING:
+            self._set_internal_state(EXECUTING)
+            state = EXECUTING
+        new_state = TRANSITIONS.get((state, kind))
+        if new_state is None:
+            self._protocol_error(kind)
+            return kind in FINAL_KINDS
+        if kind == RETURNED:
+            if new_state == COMPLETED:
+                self._result = arg
+        elif kind == RAISED or kind == CRASHED:
+            if new_state == FAILED:
+                self._failure = arg
+        self._set_internal_state(new_state)
+        return new_state in DONE_STATES
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await future`` in the asyncio loop that delivers its messages.
+
+        Returns the result; raises :class:`TaskFailed` if the future FAILED
+        and ``asyncio.CancelledError`` if it was CANCELLED.
+        """
+        if not self.done:
+            waiter = asyncio.get_running_loop().create_future()
+
+            def on_done(event: Any) -> None:
+                if event.new and not waiter.done():
+                    waiter.set_result(None)
+
+            self.observe(on_done, "done")
+            try:
+                yield from waiter.__await__()
+            finally:
+                self.observe(on_done, "done", remove=True)
+        state = self.state
+        if state == COMPLETED:
+            return self._result
+        if state == FAILED:
+            info, original = self._failure
+            raise TaskFailed(info) from original
+        raise asyncio.CancelledError(f"the task of {self!r} was cancelled")
+
+    # Private ----------------------------------------------------------------
+
+    def _get_state(self) -> str:
+        return PUBLIC_STATE[self._internal_state]
+
+    def _get_cancellable(self) -> bool:
+        return PUBLIC_STATE[self._internal_state] in CANCELLABLE_STATES
+
+    def _get_done(self) -> bool:
+        return PUBLIC_STATE[self._internal_state] in DONE_STATES
+
+    def _checked_failure(self) -> tuple:
+        state = PUBLIC_STATE[self._internal_state]
+        if state != FAILED:
+            raise AttributeError(
+                f"this future has no exception: its state is {state!r} "
+                f"({_WHY_NO_EXCEPTION[state]}); read exception once state is "
+                f"{FAILED!r}"
+            )
+        return self._failure
+
+    def _set_internal_state(self, new: str) -> None:
+        old = self._internal_state
+        if new is old:
+            return
+        self._internal_state = new
+        old_public, new_public = PUBLIC_STATE[old], PUBLIC_STATE[new]
+        if old_public is new_public:
+            return
+        logger.debug("future %#x: %s -> %s", id(self), old_public, new_public)
+        if new_public in DONE_STATES:
+            # Nothing can be cancelled any more: drop the reference to it.
+            self._cancel = _no_cancel
+        self.trait_property_changed("state", old_public, new_public)
+        old_cancellable = old_public in CANCELLABLE_STATES
+        new_cancellable = new_public in CANCELLABLE_STATES
+        if old_cancellable is not new_cancellable:
+            self.trait_property_changed("cancellable", old_cancellable, new_cancellable)
+        old_done = old_public in DONE_STATES
+        new_done = new_public in DONE_STATES
+        if old_done is not new_done:
+            self.trait_property_changed("done", old_done, new_done)
+
+    def _protocol_error(self, kind: Any) -> None:
+        event = CONTROL_NAMES.get(kind, SENT if isinstance(kind, str) else kind)
+        logger.error(
+            "offload internal error: message %r is not valid for a future in "
+            "internal state %r; it was ignored",
+            event,
+            self._internal_state,
+        )
+
+
+_WHY_NO_RESULT = {
+    WAITING: "the task has not started",
+    EXECUTING: "the task is still running",
+    FAILED: "the task raised an exception; see the exception attribute",
+    CANCELLING: "it is being cancelled; its result will be discarded",
+    CANCELLED: "it was cancelled; its result was discarded",
+    COMPLETED: "",
+}
+_WHY_NO_EXCEPTION = {
+    WAITING: "the task has not started",
+    EXECUTING: "the task is still running",
+    COMPLETED: "the task returned a result; see the result attribute",
+    CANCELLING: "it is being cancelled; any exception will be discarded",
+    CANCELLED: "it was cancelled; any exception was discarded",
+    FAILED: "",
+}
+
+#: (future class, message kind) -> unbound ``_process_<kind>`` method.
+_HANDLERS: dict[tuple[type, str], Callable[[Any, Any], None]] = {}
+
+
+def _handler(cls: type, kind: str) -> Callable[[Any, Any], None]:
+    try:
+        return _HANDLERS[cls, kind]
+    except KeyError:
+        pass
+    name = "_process_" + kind
+    handler = getattr(cls, name, None)
+    if handler is None:
+        raise AttributeError(
+            f"{cls.__name__} has no method {name}() to handle the task's "
+            f"{kind!r} messages; define it on the future class"
+        )
+    _HANDLERS[cls, kind] = handler
+    return handler

@@ -1,0 +1,133 @@
+"""The main-thread end shared by every router: batching and dispatch.
+
+Producers (worker threads, or the threads that read from worker processes)
+append ``(task_id, message)`` items to a deque.  Only the producer that finds
+the inbox *armed* pings the event loop; the main thread re-arms the inbox
+before it drains.  So the loop is woken once per batch, not once per
+message, and no item can be left behind: an item appended after the drain
+found the deque empty sees the inbox armed and pings.
+
+The drain runs in time slices so that a flood of messages never blocks the
+GUI for long: after ``time_slice`` seconds it pings itself and returns to the
+event loop, which handles user input before the next slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from offload._event_loops.interface import IEventLoop
+from offload._routing.interface import IMessageRouter, Receiver
+from offload._routing.protocol import FINAL_KINDS
+
+logger = logging.getLogger("offload.routing")
+
+#: Default longest time (s) the main thread spends delivering per wake-up.
+DEFAULT_TIME_SLICE = 0.02
+
+#: How many messages are delivered between two looks at the clock.
+_CHECK_EVERY = 64
+
+
+class Inbox(IMessageRouter):
+    """Main-thread half of a router; subclasses provide :attr:`sender`."""
+
+    def __init__(self, event_loop: IEventLoop, time_slice: float = DEFAULT_TIME_SLICE):
+        self._items: deque = deque()
+        self._armed = True
+        self._receivers: dict[int, Receiver] = {}
+        self._time_slice = time_slice
+        self._pingee = event_loop.pingee(self._on_ping)
+        self._arrived = threading.Event()
+        self._on_finished: Callable[[int], None] | None = None
+        self._connected = False
+
+    # Producer side (any thread) ---------------------------------------------
+
+    def put(self, item: tuple) -> None:
+        """Queue one ``(task_id, message)``.  Any thread."""
+        self._items.append(item)
+        if self._armed:
+            self._armed = False
+            self._wake()
+
+    def put_many(self, items: Iterable[tuple]) -> None:
+        """Queue several items at once, in order.  Any thread."""
+        self._items.extend(items)
+        if self._armed:
+            self._armed = False
+            self._wake()
+
+    def inject(self, task_id: int, message: tuple) -> None:
+        self.put((task_id, message))
+
+    def _wake(self) -> None:
+        self._arrived.set()
+        self._pingee.ping()
+
+    # Main-thread side -------------------------------------------------------
+
+    def connect(self, on_finished: Callable[[int], None]) -> None:
+        self._on_finished = on_finished
+        self._pingee.connect()
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._pingee.disconnect()
+        self._connected = False
+
+    def add_receiver(self, task_id: int, receiver: Receiver) -> None:
+        self._receivers[task_id] = receiver
+
+    def discard_receiver(self, task_id: int) -> None:
+        self._receivers.pop(task_id, None)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._receivers)
+
+    def _on_ping(self) -> None:
+        self._deliver(self._time_slice)
+
+    def _deliver(self, time_slice: float) -> None:
+        # Re-arm first: anything appended from now on pings again.
+        self._armed = True
+        items = self._items
+        popleft = items.popleft
+        receivers = self._receivers
+        deadline = time.perf_counter() + time_slice
+        count = 0
+        while items:
+            task_id, message = popleft()
+            receiver = receivers.get(task_id)
+            if receiver is None:
+                # Already finished (e.g. a failure injected after the end).
+                continue
+            try:
+                final = receiver(message)
+            except Exception:
+                # A user's observer raised (Traits re-raises when told to).
+                # Never let it stop delivery to other futures; the future
+                # changed state before notifying, so a final kind is final.
+                logger.exception("error delivering a message to task %s", task_id)
+                final = message[0] in FINAL_KINDS
+            if final:
+                del receivers[task_id]
+                self._on_finished(task_id)  # type: ignore[misc]
+            count += 1
+            if count % _CHECK_EVERY == 0 and time.perf_counter() > deadline:
+                if items and self._armed:
+                    # Yield to the event loop and come back for the rest.
+                    self._armed = False
+                    self._pingee.ping()
+                return
+
+    def deliver_blocking(self, timeout: float) -> None:
+        self._arrived.clear()
+        if not self._items:
+            self._arrived.wait(timeout)
+        self._deliver(float("inf"))

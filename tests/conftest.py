@@ -1,0 +1,122 @@
+"""The test matrix: every behaviour suite runs on every context x event loop.
+
+A context or event loop that is not available here (toolkit or package
+missing, or not built yet) makes its tests skip, never fail.
+
+Fixtures
+--------
+context_kind / loop_kind
+    The names being tested ("thread", "process", "dask"; "asyncio", "qt",
+    "wx").
+context
+    A fresh context of ``context_kind``, closed afterwards.
+assistant
+    An ``OffloadAssistant`` driving a fresh event loop of ``loop_kind``.
+executor
+    A ``TraitsExecutor`` on both, shut down afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from offload.testing.pytest_plugin import OffloadAssistant
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+#: name -> (module, class) of each context under test.
+CONTEXTS = {
+    "thread": ("offload._contexts.thread_context", "MultithreadingContext"),
+    "process": ("offload._contexts.process_context", "MultiprocessingContext"),
+    "dask": ("offload._contexts.dask_context", "DaskContext"),
+}
+
+#: name -> (module, class) of each event loop under test.
+EVENT_LOOPS = {
+    "asyncio": ("offload._event_loops.asyncio_loop", "AsyncioEventLoop"),
+    "qt": ("offload._event_loops.qt", "QtEventLoop"),
+    "wx": ("offload._event_loops.wx", "WxEventLoop"),
+}
+
+#: The (context, loop) pairs the shared suites run on: every context on
+#: asyncio, every loop on threads, and processes on Qt.
+MATRIX = [
+    ("thread", "asyncio"),
+    ("process", "asyncio"),
+    ("dask", "asyncio"),
+    ("thread", "qt"),
+    ("thread", "wx"),
+    ("process", "qt"),
+]
+
+_MARKS = {"process": [pytest.mark.process], "dask": [pytest.mark.dask],
+          "qt": [pytest.mark.gui], "wx": [pytest.mark.gui]}
+
+
+def load(table: dict[str, tuple[str, str]], name: str) -> Callable[..., Any]:
+    """Import the class named ``name`` in ``table``, or skip the test."""
+    module_name, class_name = table[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        pytest.skip(f"{name} not available here: {exc}")
+    return getattr(module, class_name)
+
+
+def _matrix_params() -> list[Any]:
+    return [
+        pytest.param((c, l), id=f"{c}-{l}", marks=_MARKS.get(c, []) + _MARKS.get(l, []))
+        for c, l in MATRIX
+    ]
+
+
+@pytest.fixture(params=_matrix_params())
+def matrix(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param
+
+
+@pytest.fixture
+def context_kind(matrix: tuple[str, str]) -> str:
+    return matrix[0]
+
+
+@pytest.fixture
+def loop_kind(matrix: tuple[str, str]) -> str:
+    return matrix[1]
+
+
+@pytest.fixture
+def context(context_kind: str) -> Iterator[Any]:
+    context = load(CONTEXTS, context_kind)()
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def event_loop(loop_kind: str) -> Iterator[Any]:
+    event_loop = load(EVENT_LOOPS, loop_kind)()
+    yield event_loop
+    close = getattr(event_loop, "close", None)
+    if close is not None:
+        close()
+
+
+@pytest.fixture
+def assistant(event_loop: Any) -> Iterator[OffloadAssistant]:
+    assistant = OffloadAssistant(event_loop)
+    yield assistant
+    assistant.dispose()
+
+
+@pytest.fixture
+def executor(context: Any, assistant: OffloadAssistant) -> Iterator[Any]:
+    from offload.api import TraitsExecutor
+
+    executor = TraitsExecutor(context=context, event_loop=assistant.event_loop)
+    yield executor
+    executor.shutdown(timeout=20)
