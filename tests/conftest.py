@@ -120,3 +120,56 @@ def executor(context: Any, assistant: OffloadAssistant) -> Iterator[Any]:
     executor = TraitsExecutor(context=context, event_loop=assistant.event_loop)
     yield executor
     executor.shutdown(timeout=20)
+
+
+@pytest.fixture
+def make_executor(context: Any, assistant: OffloadAssistant) -> Iterator[Callable[..., Any]]:
+    """``make_executor(**kwargs)``: more executors on the test's context and loop."""
+    from offload.api import TraitsExecutor
+
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        executor = TraitsExecutor(
+            context=context, event_loop=assistant.event_loop, **kwargs
+        )
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.shutdown(timeout=20)
+
+
+def wait_done(assistant: OffloadAssistant, future: Any, timeout: float = 20) -> None:
+    """Run the loop until ``future`` is done."""
+    assistant.run_until(future, "done", lambda f: f.done, timeout=timeout)
+
+
+def wait_file(assistant: OffloadAssistant, path: Any, timeout: float = 20) -> None:
+    """Run the loop until ``path`` exists (written by a task)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} never appeared")
+        assistant.exercise_event_loop()
+
+
+class StateRecorder:
+    """Records every change of ``state``, ``done`` and ``cancellable``."""
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+        self.states = [future.state]
+        self.changes: list[tuple[str, Any, Any]] = []
+        future.observe(self._record, "state,done,cancellable")
+
+    def _record(self, event: Any) -> None:
+        if event.name == "state":
+            self.states.append(event.new)
+        # done/cancellable must agree with state whenever they are notified.
+        self.changes.append((event.name, event.old, event.new))
+        assert self.future.done == (self.future.state in ("completed", "failed", "cancelled"))
+        assert self.future.cancellable == (self.future.state in ("waiting", "executing"))

@@ -374,3 +374,7 @@ def _handler(cls: type, kind: str) -> Callable[[Any, Any], None]:
         )
     _HANDLERS[cls, kind] = handler
     return handler
+
+
+# HasTraits' metaclass and ABCMeta do not mix; register instead.
+IFuture.register(BaseFuture)
