@@ -10,7 +10,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "full"]
+nox.options.sessions = ["lint", "typecheck", "tests", "full", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
@@ -47,3 +47,13 @@ def full(session: nox.Session) -> None:
     session.install("-e", ".[test,pyside6,traitsui,dask]")
     env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6"}
     session.run(*PYTEST, "-m", "not stress", *session.posargs, env=env)
+
+
+@nox.session(python=FULL_PYTHON)
+def docs(session: nox.Session) -> None:
+    """Sphinx HTML docs; any warning (broken cross-reference...) fails."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
+        *session.posargs,
+    )
