@@ -70,8 +70,11 @@ def load(table: dict[str, tuple[str, str]], name: str) -> Callable[..., Any]:
 
 def _matrix_params() -> list[Any]:
     return [
-        pytest.param((c, l), id=f"{c}-{l}", marks=_MARKS.get(c, []) + _MARKS.get(l, []))
-        for c, l in MATRIX
+        pytest.param(
+            (context, loop), id=f"{context}-{loop}",
+            marks=_MARKS.get(context, []) + _MARKS.get(loop, []),
+        )
+        for context, loop in MATRIX
     ]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import task_functions as tf
 from conftest import StateRecorder, wait_done, wait_file
-
 from offload.api import (
     CANCELLED,
     CANCELLING,

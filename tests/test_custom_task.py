@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from conftest import wait_done
 from custom_tasks import FizzBuzzSpec, Unhandled
-
 from offload.api import COMPLETED, IFuture
 
 

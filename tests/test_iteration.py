@@ -6,7 +6,6 @@ import os
 
 import task_functions as tf
 from conftest import StateRecorder, wait_done, wait_file
-
 from offload.api import (
     CANCELLED,
     CANCELLING,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 import task_functions as tf
 from conftest import StateRecorder, wait_done, wait_file
-
 from offload.api import (
     CANCELLED,
     CANCELLING,

@@ -186,7 +186,7 @@ class TraitsExecutor(HasStrictTraits):
         submitted.add_done_callback(_CrashReporter(router, task_id))
         return future
 
-    def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> IFuture:
+    def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_call(executor, callable, ...)``."""
         from offload._futures.submit import submit_call
 
@@ -198,7 +198,7 @@ class TraitsExecutor(HasStrictTraits):
         )
         return submit_call(self, callable, *args, **kwargs)
 
-    def submit_iteration(self, callable: Any, *args: Any, **kwargs: Any) -> IFuture:
+    def submit_iteration(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_iteration(executor, callable, ...)``."""
         from offload._futures.submit import submit_iteration
 
@@ -210,7 +210,7 @@ class TraitsExecutor(HasStrictTraits):
         )
         return submit_iteration(self, callable, *args, **kwargs)
 
-    def submit_progress(self, callable: Any, *args: Any, **kwargs: Any) -> IFuture:
+    def submit_progress(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_progress(executor, callable, ...)``."""
         from offload._futures.submit import submit_progress
 
@@ -239,7 +239,7 @@ class TraitsExecutor(HasStrictTraits):
             raise RuntimeError(
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
-        self._set_state(STOPPING)
+        self._change_state(STOPPING)
         for future in list(self._futures.values()):
             future.cancel()
         if not self._futures:
@@ -291,15 +291,16 @@ class TraitsExecutor(HasStrictTraits):
     def _get_stopped(self) -> bool:
         return self._state is STOPPED
 
-    def _set_state(self, new: str) -> None:
+    def _change_state(self, new: str) -> None:
         old = self._state
         self._state = new
         logger.debug("executor %#x: %s -> %s", id(self), old, new)
-        self.trait_property_changed("state", old, new)
+        notify = self.trait_property_changed  # type: ignore[attr-defined]
+        notify("state", old, new)
         if (old is RUNNING) != (new is RUNNING):
-            self.trait_property_changed("running", old is RUNNING, new is RUNNING)
+            notify("running", old is RUNNING, new is RUNNING)
         if (old is STOPPED) != (new is STOPPED):
-            self.trait_property_changed("stopped", old is STOPPED, new is STOPPED)
+            notify("stopped", old is STOPPED, new is STOPPED)
 
     def _task_finished(self, task_id: int) -> None:
         """Called by the router (main thread) after a task's final message."""
@@ -313,7 +314,7 @@ class TraitsExecutor(HasStrictTraits):
             self._worker_pool.shutdown(wait=True)
         if self._owns_context:
             self._context.close()
-        self._set_state(STOPPED)
+        self._change_state(STOPPED)
 
 
 class _CrashReporter:

@@ -9,7 +9,8 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from traits.api import Any as AnyTrait
-from traits.api import Bool, Callable as CallableTrait, HasStrictTraits, Property
+from traits.api import Bool, HasStrictTraits, Property
+from traits.api import Callable as CallableTrait
 
 from offload._futures.states import (
     CANCEL,
@@ -224,7 +225,7 @@ class BaseFuture(HasStrictTraits):
         if new_state is None:
             return False
         self._set_internal_state(new_state)
-        self._cancel()
+        self._cancel()  # type: ignore[misc]
         return True
 
     def receive(self, message: tuple) -> bool:
@@ -319,15 +320,16 @@ class BaseFuture(HasStrictTraits):
         if new_public in DONE_STATES:
             # Nothing can be cancelled any more: drop the reference to it.
             self._cancel = _no_cancel
-        self.trait_property_changed("state", old_public, new_public)
+        notify = self.trait_property_changed  # type: ignore[attr-defined]
+        notify("state", old_public, new_public)
         old_cancellable = old_public in CANCELLABLE_STATES
         new_cancellable = new_public in CANCELLABLE_STATES
         if old_cancellable is not new_cancellable:
-            self.trait_property_changed("cancellable", old_cancellable, new_cancellable)
+            notify("cancellable", old_cancellable, new_cancellable)
         old_done = old_public in DONE_STATES
         new_done = new_public in DONE_STATES
         if old_done is not new_done:
-            self.trait_property_changed("done", old_done, new_done)
+            notify("done", old_done, new_done)
 
     def _protocol_error(self, kind: Any) -> None:
         event = CONTROL_NAMES.get(kind, SENT if isinstance(kind, str) else kind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -17,7 +18,7 @@ R = TypeVar("R")
 
 
 def _check_callable(function_name: str, callable: object) -> None:
-    if not hasattr(callable, "__call__"):
+    if not builtins.callable(callable):
         raise TypeError(
             f"{function_name}(executor, callable, *args, **kwargs) needs a "
             f"callable as its second argument, got {callable!r} of type "
