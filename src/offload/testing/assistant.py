@@ -28,8 +28,6 @@ class TestAssistant:
     Everything runs on the test's (main) thread.
     """
 
-    __test__ = False  # not a test case for pytest's collector
-
     #: The event loop of the running test.
     _event_loop: IEventLoop
     _event_loop_helper: IEventLoopHelper
