@@ -1,0 +1,209 @@
+"""Event loop backed by the Qt event loop, reached through ``pyface.qt``.
+
+``pyface.qt`` picks the binding (PySide6, PyQt5, ...; ``QT_API`` chooses).
+Importing this module imports Qt, so nothing in offload imports it eagerly:
+``offload.api`` loads it on first use of ``QtEventLoop``.
+
+How a worker thread wakes the main thread: it posts a plain ``QEvent`` of a
+private type to a ``QObject`` that lives on the main thread.
+``QCoreApplication.postEvent`` is thread-safe, so a worker never touches a
+widget, and the event is handled by that object's ``event`` method on the
+main thread, on the next turn of the Qt loop.  Signals are deliberately not
+used: posting an event needs no connection to make or break.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pyface.qt import QtCore, QtWidgets
+
+from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
+
+#: Our private event type, registered once per process.
+_WAKE_EVENT = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())
+
+#: While ``run_until`` waits, how often (ms) the condition is re-checked in
+#: case it reads state other than the watched trait.  A timer, not a spin.
+_RECHECK_MS = 100
+
+
+class _Waker(QtCore.QObject):
+    """A main-thread QObject that calls ``callback()`` for each wake event.
+
+    Made on the main thread; ``wake()`` may be called from any thread.
+    """
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def wake(self) -> None:
+        """Post a wake event to this object.  Any thread; never raises."""
+        try:
+            QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
+        except Exception:
+            # The C++ object or the application is gone (interpreter or
+            # application exit): there is nothing left to wake.
+            pass
+
+    def event(self, event: QtCore.QEvent) -> bool:
+        # Main thread, inside the Qt loop.
+        if event.type() == _WAKE_EVENT:
+            self._callback()
+            return True
+        return super().event(event)
+
+
+class QtEventLoop(IEventLoop):
+    """Deliver offload's messages on the Qt event loop of the main thread.
+
+    Make it, and the executor that uses it, on the main thread: the thread
+    that runs (or will run) the ``QApplication``.  The application may be
+    made before or after; messages that arrive before the Qt loop runs wait
+    for it.  Works with every binding that ``pyface.qt`` supports.
+    """
+
+    def pingee(self, on_ping: Callable[[], None]) -> IPingee:
+        return _QtPingee(on_ping)
+
+    def event_loop_helper(self) -> IEventLoopHelper:
+        return _QtEventLoopHelper()
+
+
+class _QtPingee(IPingee):
+    """Calls ``on_ping`` on the main thread when pinged from any thread.
+
+    The QObject is made here, on the main thread, and kept for the pingee's
+    whole life rather than deleted at ``disconnect``: deleting it while a
+    worker is posting to it would race.  ``disconnect`` only clears a flag,
+    which the main thread reads when each wake event arrives.
+    """
+
+    def __init__(self, on_ping: Callable[[], None]) -> None:
+        self._on_ping = on_ping
+        self._connected = False
+        self._waker = _Waker(self._deliver)
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def ping(self) -> None:
+        if self._connected:
+            self._waker.wake()
+
+    def _deliver(self) -> None:
+        if self._connected:
+            self._on_ping()
+
+
+class _QtEventLoopHelper(IEventLoopHelper):
+    """Runs the Qt loop from tests (see :class:`offload.testing.TestAssistant`).
+
+    ``init`` reuses the running process's ``QApplication`` or makes one.  Qt
+    allows one application per process and tearing it down and making it
+    again is fragile, so a made application is kept for the process and
+    ``dispose`` only flushes what the test left queued.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._calls: deque[Callable[[], None]] = deque()
+        self._waker: _Waker | None = None
+
+    def init(self) -> None:
+        self._app = _application()
+        self._waker = _Waker(self._run_calls)
+
+    def dispose(self) -> None:
+        if self._app is not None:
+            # Deliver deferred deletions and stray events of this test now,
+            # not in the middle of the next one.
+            QtCore.QCoreApplication.sendPostedEvents(None, 0)
+            self._app.processEvents()
+        self._calls.clear()
+        self._app = None
+
+    def setattr_soon(self, obj: Any, name: str, value: Any) -> None:
+        waker = self._waker
+        if waker is None:
+            raise RuntimeError("call init() on the Qt event loop helper first")
+        # deque.append and popleft are atomic: no lock needed.
+        self._calls.append(lambda: setattr(obj, name, value))
+        waker.wake()
+
+    def _run_calls(self) -> None:
+        # Main thread: run everything queued so far, in order.
+        calls = self._calls
+        while calls:
+            calls.popleft()()
+
+    def run_until(
+        self,
+        object: Any,
+        trait: str,
+        condition: Callable[[Any], bool],
+        timeout: float,
+    ) -> None:
+        if self._app is None:
+            raise RuntimeError("call init() on the Qt event loop helper first")
+        if condition(object):
+            return
+        loop = QtCore.QEventLoop()
+        outcome: list[bool] = []
+
+        def check(event: Any = None) -> None:
+            if not outcome and condition(object):
+                outcome.append(True)
+                loop.quit()
+
+        def expire() -> None:
+            if not outcome:
+                outcome.append(False)
+                loop.quit()
+
+        deadline = QtCore.QTimer()
+        deadline.setSingleShot(True)
+        deadline.timeout.connect(expire)
+        recheck = QtCore.QTimer()
+        recheck.timeout.connect(check)
+        object.observe(check, trait)
+        try:
+            deadline.start(max(0, round(timeout * 1000)))
+            recheck.start(_RECHECK_MS)
+            # ``quit`` before ``exec`` would be lost, but ``check`` and
+            # ``expire`` only run from inside ``exec``, on this thread.
+            run = getattr(loop, "exec", None) or loop.exec_
+            while not outcome:
+                run()
+        finally:
+            object.observe(check, trait, remove=True)
+            deadline.stop()
+            recheck.stop()
+        if not outcome[0]:
+            raise RuntimeError(
+                f"run_until timed out after {timeout} seconds: the condition "
+                f"on {object!r} (watching trait {trait!r}) never became true"
+            )
+
+
+def _application() -> Any:
+    """Return the process's QApplication, making it if there is none.
+
+    Main thread only.  Without a display, set ``QT_QPA_PLATFORM=offscreen``
+    first, or Qt aborts the process.
+    """
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication([])
+        # Keep it alive for the process: see _QtEventLoopHelper.
+        _KEEP_ALIVE.append(app)
+    return app
+
+
+_KEEP_ALIVE: list[Any] = []
