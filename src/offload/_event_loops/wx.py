@@ -1,0 +1,202 @@
+"""Event loop backed by the wxPython event loop.
+
+Importing this module imports wx, so nothing in offload imports it eagerly:
+``offload.api`` loads it on first use of ``WxEventLoop``.  wxPython has no
+Linux wheel on PyPI; on Debian/Ubuntu install ``python3-wxgtk4.0`` and use a
+virtual environment made with ``--system-site-packages``.
+
+How a worker thread wakes the main thread: it posts a ``wx.PyEvent`` of a
+private type to a ``wx.EvtHandler`` made on the main thread.
+``wx.PostEvent`` is thread-safe (``wx.CallAfter`` is built on it); the
+handler runs on the main thread when the wx loop next handles pending
+events.  A worker never touches a window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import wx
+
+from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
+
+#: Our private event type and its binder.
+_WAKE_EVENT = wx.NewEventType()
+_EVT_WAKE = wx.PyEventBinder(_WAKE_EVENT)
+
+#: While ``run_until`` waits, how often (ms) the condition is re-checked in
+#: case it reads state other than the watched trait.  A timer, not a spin.
+_RECHECK_MS = 100
+
+#: The wx.App made by offload when the process had none (kept alive here).
+_KEEP_ALIVE: list[Any] = []
+
+
+def _application() -> Any:
+    """Return the process's ``wx.App``, making one if there is none.
+
+    Main thread only.  Pyface does the same when its wx toolkit loads, and
+    reuses an application that exists; so does TraitsUI.  wx drops events
+    posted while no application exists, which is why the application must
+    exist before the first ping.
+    """
+    app = wx.GetApp()
+    if app is None:
+        app = wx.App(False)
+        _KEEP_ALIVE.append(app)
+    return app
+
+
+class _Waker:
+    """A main-thread ``wx.EvtHandler`` that calls ``callback()`` per wake.
+
+    Made on the main thread; ``wake()`` may be called from any thread.
+    """
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+        self._handler = wx.EvtHandler()
+        self._handler.Bind(_EVT_WAKE, self._on_wake)
+
+    def wake(self) -> None:
+        """Post a wake event.  Any thread; never raises."""
+        try:
+            if wx.GetApp() is None:
+                # The application has gone (exit): nothing left to wake.
+                return
+            event = wx.PyEvent()
+            event.SetEventType(_WAKE_EVENT)
+            wx.PostEvent(self._handler, event)
+        except Exception:
+            pass
+
+    def _on_wake(self, event: Any) -> None:
+        # Main thread, inside the wx loop.
+        self._callback()
+
+
+class WxEventLoop(IEventLoop):
+    """Deliver offload's messages on the wx event loop of the main thread.
+
+    Make it, and the executor that uses it, on the main thread.  The first
+    pingee made (that is, the first executor) makes the ``wx.App`` if the
+    process has none yet, as Pyface would; an existing one is reused.
+    """
+
+    def pingee(self, on_ping: Callable[[], None]) -> IPingee:
+        return _WxPingee(on_ping)
+
+    def event_loop_helper(self) -> IEventLoopHelper:
+        return _WxEventLoopHelper()
+
+
+class _WxPingee(IPingee):
+    """Calls ``on_ping`` on the main thread when pinged from any thread.
+
+    The event handler lives as long as the pingee; ``disconnect`` only clears
+    a flag that the main thread reads when each wake event arrives, so a ping
+    racing with a disconnect is harmless.
+    """
+
+    def __init__(self, on_ping: Callable[[], None]) -> None:
+        _application()
+        self._on_ping = on_ping
+        self._connected = False
+        self._waker = _Waker(self._deliver)
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def ping(self) -> None:
+        if self._connected:
+            self._waker.wake()
+
+    def _deliver(self) -> None:
+        if self._connected:
+            self._on_ping()
+
+
+class _WxEventLoopHelper(IEventLoopHelper):
+    """Runs the wx loop from tests (see :class:`offload.testing.TestAssistant`).
+
+    ``init`` reuses the process's ``wx.App`` or makes one that is kept for
+    the process; ``run_until`` runs a nested ``wx.GUIEventLoop``.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._calls: deque[Callable[[], None]] = deque()
+        self._waker: _Waker | None = None
+
+    def init(self) -> None:
+        self._app = _application()
+        self._waker = _Waker(self._run_calls)
+
+    def dispose(self) -> None:
+        if self._app is not None:
+            # Handle what this test left queued now, not in the next test.
+            self._app.ProcessPendingEvents()
+        self._calls.clear()
+        self._app = None
+
+    def setattr_soon(self, obj: Any, name: str, value: Any) -> None:
+        waker = self._waker
+        if waker is None:
+            raise RuntimeError("call init() on the wx event loop helper first")
+        # deque.append and popleft are atomic: no lock needed.
+        self._calls.append(lambda: setattr(obj, name, value))
+        waker.wake()
+
+    def _run_calls(self) -> None:
+        calls = self._calls
+        while calls:
+            calls.popleft()()
+
+    def run_until(
+        self,
+        object: Any,
+        trait: str,
+        condition: Callable[[Any], bool],
+        timeout: float,
+    ) -> None:
+        if self._app is None:
+            raise RuntimeError("call init() on the wx event loop helper first")
+        if condition(object):
+            return
+        loop = wx.GUIEventLoop()
+        outcome: list[bool] = []
+
+        def finish(value: bool) -> None:
+            if not outcome:
+                outcome.append(value)
+                if loop.IsRunning():
+                    loop.Exit()
+
+        def check(event: Any = None) -> None:
+            if not outcome and condition(object):
+                finish(True)
+
+        deadline = wx.CallLater(max(1, round(timeout * 1000)), finish, False)
+        recheck = wx.Timer()
+        recheck.Bind(wx.EVT_TIMER, check)
+        object.observe(check, trait)
+        try:
+            recheck.Start(_RECHECK_MS)
+            # ``check`` and ``finish`` only run from inside ``Run``, on this
+            # thread, so an exit cannot be asked for before the loop runs.
+            while not outcome:
+                loop.Run()
+        finally:
+            object.observe(check, trait, remove=True)
+            deadline.Stop()
+            recheck.Stop()
+        if not outcome[0]:
+            raise RuntimeError(
+                f"run_until timed out after {timeout} seconds: the condition "
+                f"on {object!r} (watching trait {trait!r}) never became true"
+            )
