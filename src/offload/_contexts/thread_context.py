@@ -6,6 +6,7 @@ import concurrent.futures
 import queue
 
 from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._contexts.thread_pool import WorkerThreadPool
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
 from offload._routing.thread_router import ThreadRouter
@@ -46,9 +47,9 @@ class MultithreadingContext(IParallelContext):
     def worker_pool(self, *, max_workers: int | None = None) -> concurrent.futures.Executor:
         check_open(self)
         check_max_workers(max_workers)
-        return concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="offload-worker"
-        )
+        # Not ThreadPoolExecutor: its workers would hold the interpreter at
+        # exit for as long as a stuck task runs.
+        return WorkerThreadPool(max_workers=max_workers)
 
     def event(self) -> ThreadCancelFlag:
         check_open(self)

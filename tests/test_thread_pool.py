@@ -1,0 +1,77 @@
+"""The thread context's pool: daemon workers, bounded wait at exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from offload._contexts.thread_pool import EXIT_GRACE_PERIOD, WorkerThreadPool
+
+
+def test_runs_tasks_and_reports_exceptions():
+    pool = WorkerThreadPool(max_workers=2)
+    assert pool.submit(pow, 2, 5).result(timeout=10) == 32
+    with pytest.raises(ZeroDivisionError):
+        pool.submit(lambda: 1 / 0).result(timeout=10)
+    pool.shutdown(wait=True)
+
+
+def test_never_more_threads_than_max_workers():
+    pool = WorkerThreadPool(max_workers=3)
+    release = threading.Event()
+    futures = [pool.submit(release.wait, 10) for _ in range(10)]
+    assert len(pool._threads) == 3
+    release.set()
+    assert all(f.result(timeout=10) for f in futures)
+    pool.shutdown(wait=True)
+    assert not any(t.is_alive() for t in pool._threads)
+
+
+def test_submit_after_shutdown_is_an_error():
+    pool = WorkerThreadPool()
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(int)
+
+
+def test_shutdown_can_cancel_queued_work():
+    pool = WorkerThreadPool(max_workers=1)
+    release = threading.Event()
+    running = pool.submit(release.wait, 10)
+    queued = pool.submit(int)
+    pool.shutdown(wait=False, cancel_futures=True)
+    release.set()
+    assert running.result(timeout=10) is True
+    assert queued.cancelled()
+    assert pool.join(10)
+
+
+def test_a_stuck_task_does_not_hang_interpreter_exit():
+    script = textwrap.dedent(
+        """
+        import time
+        from offload.api import AsyncioEventLoop, TraitsExecutor, submit_call
+
+        def forever():
+            while True:
+                time.sleep(0.05)
+
+        executor = TraitsExecutor(event_loop=AsyncioEventLoop())
+        submit_call(executor, forever)
+        print("submitted", flush=True)
+        # Exit without shutting down, as a crashing application would.
+        """
+    )
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    assert "submitted" in result.stdout
+    assert elapsed < EXIT_GRACE_PERIOD + 10
