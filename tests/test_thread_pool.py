@@ -75,3 +75,29 @@ def test_a_stuck_task_does_not_hang_interpreter_exit():
     assert result.returncode == 0, result.stderr
     assert "submitted" in result.stdout
     assert elapsed < EXIT_GRACE_PERIOD + 10
+
+
+def test_long_tasks_after_short_ones_get_their_own_threads():
+    # Reused idle threads must not make concurrent long tasks queue behind
+    # each other while the pool may still grow.
+    pool = WorkerThreadPool(max_workers=4)
+    for _ in range(10):
+        pool.submit(int).result(timeout=10)
+    release = threading.Event()
+    started = []
+    lock = threading.Lock()
+
+    def long_task():
+        with lock:
+            started.append(1)
+        release.wait(10)
+
+    futures = [pool.submit(long_task) for _ in range(4)]
+    deadline = time.monotonic() + 10
+    while len(started) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(started) == 4, "long tasks ran one after another"
+    release.set()
+    for future in futures:
+        future.result(timeout=10)
+    pool.shutdown(wait=True)

@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 #: Seconds the interpreter waits, at exit, for tasks still running.
@@ -40,7 +40,9 @@ class WorkerThreadPool(concurrent.futures.Executor):
         self._max_workers = max_workers
         self._work: SimpleQueue = SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = threading.Semaphore(0)
+        # Idle workers, counted under the lock (a C lock: threading.Semaphore
+        # is pure Python and cost more than the rest of a submit).
+        self._idle = [0]
         self._lock = threading.Lock()
         self._shutdown = False
         self._name = f"{name}-{next(_pool_ids)}"
@@ -54,9 +56,11 @@ class WorkerThreadPool(concurrent.futures.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot submit to a worker pool after shutdown")
             self._work.put((future, fn, args, kwargs))
-            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+            if self._idle[0]:
+                self._idle[0] -= 1
+            elif len(self._threads) < self._max_workers:
                 thread = threading.Thread(
-                    target=_work, args=(self._work, self._idle),
+                    target=_work, args=(self._work, self._idle, self._lock),
                     name=f"{self._name}-{len(self._threads)}", daemon=True,
                 )
                 thread.start()
@@ -91,9 +95,16 @@ class WorkerThreadPool(concurrent.futures.Executor):
                 item[0].cancel()
 
 
-def _work(work: SimpleQueue, idle: threading.Semaphore) -> None:
+def _work(work: SimpleQueue, idle: list[int], lock: threading.Lock) -> None:
     while True:
-        item = work.get()
+        try:
+            item = work.get_nowait()
+        except Empty:
+            # Only a worker about to block counts as idle, so that submit
+            # starts a new thread rather than queue behind a busy one.
+            with lock:
+                idle[0] += 1
+            item = work.get()
         if item is _SHUTDOWN:
             return
         future, fn, args, kwargs = item
@@ -106,7 +117,6 @@ def _work(work: SimpleQueue, idle: threading.Semaphore) -> None:
             else:
                 future.set_result(result)
         del future, fn, args, kwargs
-        idle.release()
 
 
 @atexit.register
