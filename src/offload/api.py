@@ -99,7 +99,9 @@ __all__ = [
 
 #: Names loaded on first use: (module, attribute).  A name joins ``__all__``
 #: once its issue is resolved and it works.
-_LAZY: dict[str, tuple[str, str]] = {}
+_LAZY: dict[str, tuple[str, str]] = {
+    "DaskContext": ("offload._contexts.dask_context", "DaskContext"),
+}
 
 
 def __getattr__(name: str) -> Any:
