@@ -1,0 +1,152 @@
+"""Sphinx configuration for the offload documentation.
+
+Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (or
+``nox -s docs``).  Warnings are errors, and ``nitpicky`` makes every
+unresolved cross-reference a warning, so a broken link fails the build.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import offload
+
+project = "offload"
+author = "the offload developers"
+copyright = "2026, the offload developers"
+release = offload.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+]
+
+root_doc = "index"
+exclude_patterns = ["_build", "snippets/README.txt"]
+templates_path: list[str] = []
+
+# -- Cross-references ---------------------------------------------------------
+
+# Every reference must resolve.  There is no network in CI, so no
+# intersphinx: names from outside offload are plain text, and the private
+# modules of offload (which the API reference does not document) are not
+# link targets either.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(traits|concurrent|asyncio|collections|typing|abc|unittest)\..*"),
+    (r"py:.*", r"offload\._.*"),
+    (r"py:class", r"(optional|callable|object|tuple of str|default: .*)"),
+    (
+        r"py:class",
+        r"(Any|Callable|Iterable|Iterator|Generator|ParamSpec|TypeVar|P|R|"
+        r"P\.args|P\.kwargs|Enum|HasStrictTraits|HasTraits|ABC|TestCase|"
+        r"Executor|AbstractEventLoop|Future|BaseException|Exception|"
+        r"RuntimeError|TypeError|AttributeError|"
+        r"IPingee|IEventLoopHelper|IMessageRouter|ICancelFlag|Receiver|Send)",
+    ),
+]
+
+# -- autodoc / numpydoc -------------------------------------------------------
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_preserve_defaults = True
+autodoc_default_options = {"show-inheritance": False}
+
+# Optional toolkits and Dask: the docs build needs none of them.  A module
+# that is not installed is mocked so that its offload wrapper still imports
+# and shows its docstrings.
+_OPTIONAL = ["pyface", "PySide6", "PyQt5", "PyQt6", "wx", "dask", "distributed",
+             "cloudpickle", "traitsui"]
+autodoc_mock_imports = [m for m in _OPTIONAL if importlib.util.find_spec(m) is None]
+
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks: set[str] = set()
+
+# -- HTML -----------------------------------------------------------------------
+
+html_theme = "furo"
+html_title = f"offload {release}"
+html_static_path: list[str] = []
+
+# -- What has landed -------------------------------------------------------------
+#
+# Some parts of offload are built by separate pieces of work (processes, GUI
+# loops, Dask).  A name is public, and works, once it is in
+# ``offload.api.__all__``.  Pages say what depends on such a name in blocks
+#
+#     .. if-public:: QtEventLoop
+#
+#        (shown when offload.api exports QtEventLoop)
+#
+#     .. if-not-public:: QtEventLoop
+#
+#        (shown otherwise: say that it is planned)
+#
+# which are resolved when the page is read, so the docs never claim that
+# something works before it does.  References to a name not exported yet
+# are not counted as broken.
+
+import offload.api  # noqa: E402
+
+PUBLIC = frozenset(offload.api.__all__)
+PLANNED = [
+    "MultiprocessingContext",
+    "DaskContext",
+    "ETSEventLoop",
+    "QtEventLoop",
+    "WxEventLoop",
+]
+for _name in PLANNED:
+    if _name not in PUBLIC:
+        nitpick_ignore_regex.append((r"py:.*", rf"(offload\.api\.)?{_name}(\..*)?"))
+
+_BLOCK = re.compile(r"^( *)\.\. if-(not-)?public:: *(\w+) *$")
+
+
+def resolve_if_public(text: str) -> str:
+    """Keep or drop the ``if-public`` / ``if-not-public`` blocks of a page."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        match = _BLOCK.match(lines[i])
+        if match is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, negated, name = match.groups()
+        keep = (name in PUBLIC) != bool(negated)
+        body_indent = indent + "   "
+        i += 1
+        body: list[str] = []
+        while i < len(lines) and (
+            not lines[i].strip() or lines[i].startswith(body_indent)
+        ):
+            body.append(lines[i])
+            i += 1
+        if keep:
+            out.extend(
+                indent + line[len(body_indent):] if line.strip() else ""
+                for line in body
+            )
+            out.append("")
+        else:
+            # Keep the line count, so that warnings point at the right line.
+            out.extend("" for _ in body)
+            out.append("")
+    return "\n".join(out)
+
+
+def _on_source_read(app: object, docname: str, source: list[str]) -> None:
+    source[0] = resolve_if_public(source[0])
+
+
+def setup(app: object) -> dict[str, bool]:
+    app.connect("source-read", _on_source_read)  # type: ignore[attr-defined]
+    return {"parallel_read_safe": True}
