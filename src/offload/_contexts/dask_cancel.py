@@ -1,0 +1,173 @@
+"""Cancel flags for tasks on Dask workers, answered from worker memory.
+
+What runs where::
+
+    main thread                 pusher thread (client)      each worker
+    -----------                 ----------------------      -----------
+    flag.set()  ─ queue ──────▶ every batch of flags:
+                                  client.cancel(not-started
+                                    Dask futures)
+                                  client.run(mark_cancelled, ─▶ _cancelled
+                                             keys)                .update(keys)
+                                                             task: flag.is_set()
+                                                               = key in _cancelled
+
+A task asks "was I cancelled?" before each progress message and each
+iteration step, so the answer must cost no round trip: it is a look-up in a
+set of this worker process.  The main thread pushes the keys of cancelled
+tasks to every worker in batches (one ``client.run`` per batch, about 2 ms),
+from a thread of its own so that ``cancel()`` never blocks the GUI.  A task
+whose Dask future has not reported ``STARTED`` is also cancelled in Dask, so
+that a queued task never runs and ``executor.stop()`` does not have to wait
+for every queued task to be scheduled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+logger = logging.getLogger("offload.contexts.dask")
+
+#: Keys of the cancelled tasks, in each worker process.
+_cancelled: set[str] = set()
+
+
+def mark_cancelled(keys: Iterable[str]) -> None:
+    """Record cancelled tasks (runs on each worker, through ``client.run``)."""
+    _cancelled.update(keys)
+
+
+def forget_cancelled(prefix: str) -> None:
+    """Forget the keys of one context (runs on each worker when it closes)."""
+    for key in [key for key in _cancelled if key.startswith(prefix)]:
+        _cancelled.discard(key)
+
+
+class WorkerCancelFlag:
+    """What a :class:`DaskCancelFlag` becomes on a worker."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def is_set(self) -> bool:
+        """True once the key was pushed to this worker."""
+        return self.key in _cancelled
+
+    def set(self) -> None:
+        """Mark cancelled in this worker process only."""
+        _cancelled.add(self.key)
+
+    def __reduce__(self) -> tuple:
+        return (WorkerCancelFlag, (self.key,))
+
+
+class DaskCancelFlag:
+    """The cancel flag of one task, on the client side.
+
+    ``set()`` is called on the main thread (by ``future.cancel()``), or on
+    the client's event-loop thread when a lost worker ends a task.  It
+    pickles to a :class:`WorkerCancelFlag` with the same key.
+    """
+
+    __slots__ = ("key", "_pusher", "_set", "record", "dask_future")
+
+    def __init__(self, key: str, pusher: CancelPusher) -> None:
+        self.key = key
+        self._pusher = pusher
+        self._set = False
+        #: The router's ``TaskRecord``, once submitted (tells "started").
+        self.record: Any = None
+        #: The Dask future, while it is pending.
+        self.dask_future: Any = None
+
+    def set(self) -> None:
+        """Ask the task to stop: push the key to the workers, soon."""
+        if not self._set:
+            self._set = True
+            self._pusher.request(self)
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called."""
+        return self._set
+
+    def __reduce__(self) -> tuple:
+        return (WorkerCancelFlag, (self.key,))
+
+
+class CancelPusher:
+    """A thread that pushes cancellations to the workers in batches.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The context's client.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._flags: deque[DaskCancelFlag] = deque()
+        self._jobs: deque[tuple[Callable[..., Any], tuple]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name="offload-dask-cancel", daemon=True
+        )
+        self._thread.start()
+
+    def request(self, flag: DaskCancelFlag) -> None:
+        """Queue a flag to push (any thread)."""
+        self._flags.append(flag)
+        self._wake.set()
+
+    def run_on_workers(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` on every worker, soon, in order (any thread)."""
+        self._jobs.append((function, args))
+        self._wake.set()
+
+    def close(self, timeout: float) -> None:
+        """Push what is queued, then stop the thread (main thread)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("offload: the Dask cancel thread did not stop in %s s", timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self._push()
+            except Exception:  # noqa: BLE001 - keep pushing later batches
+                logger.warning("offload: pushing cancellations to Dask failed",
+                               exc_info=True)
+            if self._stopping and not self._flags and not self._jobs:
+                return
+
+    def _push(self) -> None:
+        flags = self._flags
+        taken = [flags.popleft() for _ in range(len(flags))]
+        if taken:
+            queued = []
+            for flag in taken:
+                future = flag.dask_future
+                record = flag.record
+                if future is not None and (record is None or not record.started):
+                    queued.append(future)
+            if queued:
+                # Never run: Dask drops them from its queues.  A task that
+                # did start meanwhile still sees its key below.
+                self._client.cancel(queued)
+            self._client.run(
+                mark_cancelled, [flag.key for flag in taken], on_error="ignore"
+            )
+        jobs = self._jobs
+        while jobs:
+            function, args = jobs.popleft()
+            self._client.run(function, *args, on_error="ignore")

@@ -1,0 +1,266 @@
+"""Context for tasks running on a Dask distributed cluster.
+
+What runs where::
+
+    main thread            client loop thread          Dask workers
+    -----------            ------------------          ------------
+    executor.submit ──── client.submit(runner) ─────▶ runner()
+                                                        send() ─▶ outbox
+                           topic handler ◀── events ── (batch every 5 ms,
+                             Inbox.put_many              final at once)
+    futures updated ◀──── ping
+    future.cancel()
+      flag.set() ──▶ cancel thread: client.run(mark_cancelled) ─▶ set of keys
+                                                        flag.is_set(): local
+
+See :mod:`offload._routing.dask_router`, :mod:`.dask_pool` and
+:mod:`.dask_cancel` for each part.  This module imports dask; nothing imports
+it until ``DaskContext`` is asked for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import uuid
+from typing import Any
+
+try:
+    import distributed
+except ImportError as _error:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "DaskContext needs dask.distributed, which is not installed: "
+        "pip install 'offload[dask]'"
+    ) from _error
+
+from offload._contexts.dask_cancel import (
+    CancelPusher,
+    DaskCancelFlag,
+    forget_cancelled,
+)
+from offload._contexts.dask_pool import DaskWorkerPool
+from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._event_loops.interface import IEventLoop
+from offload._routing.dask_outbox import forget_topic
+from offload._routing.dask_router import DaskRouter
+from offload._routing.interface import IMessageRouter
+
+logger = logging.getLogger("offload.contexts.dask")
+
+#: Dask's topic for cluster-wide scheduler events (workers added, removed).
+_ALL_TOPIC = "all"
+
+
+class DaskContext(IParallelContext):
+    """Run tasks on a Dask cluster: an embedded one, or yours.
+
+    Parameters
+    ----------
+    address : str, optional
+        The scheduler of a running cluster, e.g. ``"tcp://10.0.0.5:8786"``.
+        :meth:`close` leaves that cluster running.
+    client : distributed.Client, optional
+        A client of yours to use instead (not with ``address``); ``close()``
+        leaves it open.
+    security : distributed.Security, optional
+        TLS settings, passed to the client (and the embedded cluster).
+    timeout : float
+        Seconds to wait for the scheduler before giving up with
+        ``ConnectionError`` (default 10).
+    n_workers, threads_per_worker, processes
+        The embedded ``LocalCluster`` (no ``address``, no ``client``): by
+        default as many single-threaded worker processes as Dask picks for
+        this machine.
+    **cluster_kwargs
+        More ``LocalCluster`` arguments.
+
+    Notes
+    -----
+    With no ``address`` and no ``client``, the context starts a
+    ``LocalCluster`` of worker processes that it owns and closes on
+    :meth:`close`.  Like ``MultiprocessingContext``, worker processes are
+    spawned: guard your script's entry point with
+    ``if __name__ == "__main__":``.  The embedded cluster sets Dask's
+    ``distributed.scheduler.worker-saturation`` to ``inf`` (every task goes
+    to a worker at once), which doubles the throughput of small tasks.
+
+    Workers of a remote cluster need offload installed, and the modules of
+    the functions you submit importable.  Make, use and close the context on
+    the main thread.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        security: Any = None,
+        timeout: float = 10.0,
+        n_workers: int | None = None,
+        threads_per_worker: int = 1,
+        processes: bool = True,
+        **cluster_kwargs: Any,
+    ) -> None:
+        if address is not None and client is not None:
+            raise TypeError("give DaskContext an address or a client, not both")
+        self._closed = False
+        self._cluster: Any = None
+        self._owns_client = client is None
+        self._timeout = timeout
+        if client is not None:
+            if not isinstance(client, distributed.Client):
+                raise TypeError(
+                    f"client must be a distributed.Client, got {client!r}"
+                )
+        elif address is not None:
+            client = _connect(address, security, timeout)
+        else:
+            self._cluster = _start_cluster(
+                n_workers, threads_per_worker, processes, security, cluster_kwargs
+            )
+            try:
+                client = distributed.Client(
+                    self._cluster, security=security, timeout=timeout,
+                    set_as_default=False,
+                )
+            except BaseException:
+                self._cluster.close()
+                raise
+        self._client = client
+        self._token = f"offload-{uuid.uuid4().hex[:12]}"
+        self._flags = itertools.count()
+        self._router_numbers = itertools.count()
+        self._routers: dict[str, DaskRouter] = {}
+        self._pusher = CancelPusher(client)
+        self._previous_all_handler = getattr(client, "_event_handlers", {}).get(
+            _ALL_TOPIC
+        )
+        client.subscribe_topic(_ALL_TOPIC, self._on_cluster_event)
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` this context submits through."""
+        return self._client
+
+    def worker_pool(self, *, max_workers: int | None = None) -> DaskWorkerPool:
+        check_open(self)
+        check_max_workers(max_workers)
+        return DaskWorkerPool(
+            self._client, self._routers.get, max_workers,
+            f"{self._token}-{next(self._router_numbers)}",
+        )
+
+    def event(self) -> DaskCancelFlag:
+        check_open(self)
+        return DaskCancelFlag(f"{self._token}:{next(self._flags)}", self._pusher)
+
+    def queue(self) -> Any:
+        """A ``distributed.Queue`` (slow, about 3,000 items/s; fine for control)."""
+        check_open(self)
+        return distributed.Queue(
+            f"{self._token}-queue-{next(self._router_numbers)}", client=self._client
+        )
+
+    def message_router(self, event_loop: IEventLoop) -> IMessageRouter:
+        check_open(self)
+        topic = f"{self._token}-topic-{next(self._router_numbers)}"
+        router = DaskRouter(event_loop, self._client, topic, self._router_closed)
+        self._routers[topic] = router
+        return router
+
+    def close(self) -> None:
+        """Release what this context made; close the cluster if it owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        self._pusher.run_on_workers(forget_cancelled, self._token)
+        self._pusher.close(self._timeout)
+        self._restore_all_handler()
+        if self._owns_client:
+            client.close(timeout=self._timeout)
+        if self._cluster is not None:
+            self._cluster.close(timeout=self._timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> DaskContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Private ------------------------------------------------------------------
+
+    def _router_closed(self, router: DaskRouter) -> None:
+        self._routers.pop(router.topic, None)
+        if not self._closed:
+            self._pusher.run_on_workers(forget_topic, router.topic)
+
+    def _on_cluster_event(self, event: tuple[float, Any]) -> None:
+        """Scheduler events (client loop thread): fail tasks of lost workers."""
+        try:
+            message = event[1]
+            if isinstance(message, dict) and message.get("action") == "remove-worker":
+                keys = message.get("processing-tasks") or ()
+                address = message.get("worker", "?")
+                for router in list(self._routers.values()):
+                    router.workers_lost(keys, address)
+        except Exception:  # noqa: BLE001 - never break the client's loop
+            logger.exception("offload: error handling a Dask cluster event")
+        previous = self._previous_all_handler
+        if previous is not None:
+            previous(event)
+
+    def _restore_all_handler(self) -> None:
+        client = self._client
+        handlers = getattr(client, "_event_handlers", {})
+        if handlers.get(_ALL_TOPIC) != self._on_cluster_event:
+            return  # someone subscribed after us; leave theirs
+        try:
+            if self._previous_all_handler is not None:
+                client.subscribe_topic(_ALL_TOPIC, self._previous_all_handler)
+            else:
+                client.unsubscribe_topic(_ALL_TOPIC)
+        except Exception:  # noqa: BLE001 - the client is closing
+            logger.debug("could not unsubscribe from Dask events", exc_info=True)
+
+
+def _connect(address: str, security: Any, timeout: float) -> Any:
+    """A client of the scheduler at ``address``, or a clear error."""
+    try:
+        return distributed.Client(
+            address, security=security, timeout=timeout, set_as_default=False
+        )
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(
+            f"could not connect to the Dask scheduler at {address!r} within "
+            f"{timeout} s ({type(exc).__name__}: {exc}); check that the "
+            "scheduler runs and the address and security settings are right, "
+            "or give DaskContext a longer timeout="
+        ) from exc
+
+
+def _start_cluster(
+    n_workers: int | None,
+    threads_per_worker: int,
+    processes: bool,
+    security: Any,
+    cluster_kwargs: dict[str, Any],
+) -> Any:
+    """Start the embedded ``LocalCluster``."""
+    import dask
+
+    options = {"dashboard_address": None, **cluster_kwargs}
+    if security is not None:
+        options["security"] = security
+    with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
+        return distributed.LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            **options,
+        )

@@ -1,0 +1,271 @@
+"""A ``concurrent.futures.Executor`` that runs offload's task runners on Dask.
+
+What runs where::
+
+    main thread                     Dask callback thread      Dask worker
+    -----------                     --------------------      -----------
+    pool.submit(runner)
+      [max_workers reached: wait
+       in a local queue]
+      client.submit(_run_task, ───────────────────────────▶ _run_task(runner)
+                    runner)                                    bind the sender
+                                                               runner()
+                                    Dask future done:
+                                      pool future done
+                                      (error → explained)
+                                      launch the next queued
+
+The runner reports every outcome of the task itself, as messages, so a Dask
+future only fails when something outside the task broke: the worker was
+lost (``KilledWorker``), the task could not be unpickled on the worker, ...
+The executor's crash reporter turns such a failure into a CRASHED message.
+
+No result travels back through Dask (a runner returns None), so a finished
+task costs no extra round trip.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from offload._contexts.dask_cancel import DaskCancelFlag
+from offload._routing.dask_outbox import DaskSender
+from offload._routing.dask_router import TaskRecord
+from offload._routing.protocol import TaskRunner
+
+logger = logging.getLogger("offload.contexts.dask")
+
+#: Seconds ``shutdown(wait=True)`` waits for Dask futures before giving up.
+SHUTDOWN_TIMEOUT = 30.0
+
+
+def _run_task(runner: TaskRunner) -> None:
+    """Run one task on a Dask worker (the worker's task thread)."""
+    from distributed import get_worker
+
+    send = runner.send
+    if send.__class__ is DaskSender:
+        runner.send = send.bind(get_worker())  # type: ignore[attr-defined]
+    runner()
+
+
+class _Job:
+    __slots__ = ("pool_future", "function", "args", "kwargs", "flag", "record", "router")
+
+    def __init__(self, pool_future: concurrent.futures.Future, function: Callable,
+                 args: tuple, kwargs: dict) -> None:
+        self.pool_future = pool_future
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.flag: DaskCancelFlag | None = None
+        self.record: TaskRecord | None = None
+        self.router: Any = None
+
+
+class DaskWorkerPool(concurrent.futures.Executor):
+    """Runs callables on the Dask cluster of a ``DaskContext``.
+
+    Made by ``DaskContext.worker_pool()``.  ``submit`` may be called from any
+    thread; offload's executor calls it on the main thread.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Where tasks are submitted.
+    find_router : callable
+        ``find_router(topic) -> DaskRouter | None``: the router that a
+        runner's sender belongs to, told about each task it carries.
+    max_workers : int, optional
+        At most this many tasks are submitted to Dask at a time; the others
+        wait here, in order.  Default: no limit (Dask queues them).
+    key_prefix : str
+        Dask keys are ``f"{key_prefix}-{n}"``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        find_router: Callable[[str], Any],
+        max_workers: int | None,
+        key_prefix: str,
+    ) -> None:
+        self._client = client
+        self._find_router = find_router
+        self._max_workers = max_workers
+        self._key_prefix = key_prefix
+        self._numbers = itertools.count()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._waiting: deque[_Job] = deque()
+        #: Dask futures not yet done (kept so that Dask keeps their tasks).
+        self._pending: set[Any] = set()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+               ) -> concurrent.futures.Future:
+        """Run ``fn(*args, **kwargs)`` on a worker; return its future."""
+        if self._shutdown:
+            raise RuntimeError(
+                "cannot submit to a Dask worker pool that was shut down; "
+                "make a new one with DaskContext.worker_pool()"
+            )
+        job = _Job(concurrent.futures.Future(), fn, args, kwargs)
+        if isinstance(fn, TaskRunner) and not args and not kwargs:
+            flag = fn.cancel_flag
+            if isinstance(flag, DaskCancelFlag):
+                job.flag = flag
+            send = fn.send
+            if send.__class__ is DaskSender:
+                router = self._find_router(send.topic)  # type: ignore[attr-defined]
+                if router is not None:
+                    key = f"{self._key_prefix}-{next(self._numbers)}"
+                    job.record = TaskRecord(fn.task_id, key, fn.cancel_flag.set)
+                    job.router = router
+                    router.track(job.record)
+                    if job.flag is not None:
+                        job.flag.record = job.record
+        limit = self._max_workers
+        with self._lock:
+            if limit is not None and self._in_flight >= limit:
+                self._waiting.append(job)
+                return job.pool_future
+            self._in_flight += 1
+        try:
+            launched = self._launch(job, reraise=True)
+        except BaseException:
+            self._release_slot()
+            raise
+        if not launched:
+            self._release_slot()
+        return job.pool_future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting tasks; optionally cancel queued ones and wait."""
+        self._shutdown = True
+        if cancel_futures:
+            with self._lock:
+                waiting = list(self._waiting)
+                self._waiting.clear()
+            for job in waiting:
+                self._finish_cancelled(job)
+        if wait:
+            pending = list(self._pending)
+            if pending:
+                from distributed import wait as dask_wait
+
+                try:
+                    dask_wait(pending, timeout=SHUTDOWN_TIMEOUT)
+                except Exception:  # noqa: BLE001 - timeout or closed client
+                    logger.warning(
+                        "offload: %d Dask task(s) still pending at shutdown",
+                        len(pending), exc_info=True,
+                    )
+
+    # Private ------------------------------------------------------------------
+
+    def _launch(self, job: _Job, reraise: bool = False) -> bool:
+        """Submit ``job`` to Dask (main or callback thread).
+
+        Returns True if the job now holds its slot; False if it ended here
+        (cancelled while it waited, or refused by Dask).
+        """
+        if job.flag is not None and job.flag.is_set():
+            # Cancelled while it waited here: it never runs.
+            self._finish_cancelled(job)
+            return False
+        record = job.record
+        try:
+            if record is not None:
+                dask_future = self._client.submit(
+                    _run_task, job.function, key=record.dask_key, pure=False
+                )
+            else:
+                dask_future = self._client.submit(
+                    job.function, *job.args, pure=False, **job.kwargs
+                )
+        except BaseException as exc:
+            self._forget(job)
+            if reraise:
+                raise
+            if job.pool_future.set_running_or_notify_cancel():
+                job.pool_future.set_exception(exc)
+            return False
+        if job.flag is not None:
+            job.flag.dask_future = dask_future
+        self._pending.add(dask_future)
+        dask_future.add_done_callback(lambda future: self._done(job, future))
+        return True
+
+    def _done(self, job: _Job, dask_future: Any) -> None:
+        """A Dask future ended (Dask's callback thread)."""
+        self._pending.discard(dask_future)
+        self._forget(job)
+        pool_future = job.pool_future
+        status = dask_future.status
+        try:
+            if status == "finished":
+                result = None if job.record is not None else dask_future.result()
+                if pool_future.set_running_or_notify_cancel():
+                    pool_future.set_result(result)
+            elif status == "cancelled":
+                self._finish_cancelled(job)
+            else:
+                error = _explain(dask_future.exception(timeout=SHUTDOWN_TIMEOUT))
+                if pool_future.set_running_or_notify_cancel():
+                    pool_future.set_exception(error)
+        except BaseException as exc:  # noqa: BLE001 - never leave it pending
+            if not pool_future.done():
+                if pool_future.set_running_or_notify_cancel():
+                    pool_future.set_exception(exc)
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        """Give a finished job's slot to the next waiting job, if any."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._in_flight -= 1
+                    return
+                job = self._waiting.popleft()
+            if self._launch(job):
+                return
+
+    def _forget(self, job: _Job) -> None:
+        if job.flag is not None:
+            job.flag.dask_future = None
+        if job.router is not None:
+            job.router.untrack(job.record)
+
+    def _finish_cancelled(self, job: _Job) -> None:
+        self._forget(job)
+        job.pool_future.cancel()
+        job.pool_future.set_running_or_notify_cancel()
+
+
+def _explain(error: BaseException | None) -> BaseException:
+    """A clear error for a Dask future that failed outside the task."""
+    if error is None:
+        return RuntimeError("the Dask task failed without an exception")
+    name = type(error).__name__
+    if name == "KilledWorker":
+        message = (
+            "the Dask worker(s) running this task died or were lost, and "
+            f"Dask gave up on it ({name}: {error})"
+        )
+    else:
+        message = (
+            "Dask could not run this task on a worker (is offload installed "
+            "there, and can the task's function and arguments be unpickled "
+            f"on the worker?): {name}: {error}"
+        )
+    failure = RuntimeError(message)
+    failure.__cause__ = error
+    return failure
