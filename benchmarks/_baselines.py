@@ -86,6 +86,21 @@ class Baseline:
     has_messages = True
 
     def calls(self, n: int) -> float:
+        gc.collect()
+        start = time.perf_counter()
+        handles = self.submit_calls(n)
+        self.wait_calls(handles)
+        return time.perf_counter() - start
+
+    def submit_calls(self, n: int, times: Any = None) -> list:
+        """Submit ``n`` trivial tasks, return their handles (kept alive).
+
+        With ``times`` (an array of ``n`` floats), time each submit into it.
+        """
+        raise NotImplementedError
+
+    def wait_calls(self, handles: list) -> None:
+        """Wait until the tasks of :meth:`submit_calls` have all ended."""
         raise NotImplementedError
 
     def messages(self, count: int) -> float:
@@ -106,9 +121,9 @@ class ThreadBaseline(Baseline):
         self.loop = loop
         self.pool = concurrent.futures.ThreadPoolExecutor()
 
-    def calls(self, n: int) -> float:
+    def submit_calls(self, n: int, times: Any = None) -> list:
         loop = self.loop
-        waiter = loop.create_future()
+        waiter = self._waiter = loop.create_future()
         remaining = [n]
 
         def on_done() -> None:
@@ -123,13 +138,10 @@ class ThreadBaseline(Baseline):
             noop()
             call_soon(on_done)
 
-        submit = self.pool.submit
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(n):
-            submit(task)
-        run_until(loop, waiter)
-        return time.perf_counter() - start
+        return _submit_many(self.pool.submit, task, n, times)
+
+    def wait_calls(self, handles: list) -> None:
+        run_until(self.loop, self._waiter)
 
     def messages(self, count: int) -> float:
         loop = self.loop
@@ -183,9 +195,9 @@ class ProcessBaseline(Baseline):
             initargs=(self.queue,),
         )
 
-    def calls(self, n: int) -> float:
+    def submit_calls(self, n: int, times: Any = None) -> list:
         loop = self.loop
-        waiter = loop.create_future()
+        waiter = self._waiter = loop.create_future()
         remaining = [n]
 
         def on_done() -> None:
@@ -200,12 +212,16 @@ class ProcessBaseline(Baseline):
 
         submit = self.pool.submit
         noop = _tasks.noop
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(n):
-            submit(noop).add_done_callback(pool_done)
-        run_until(loop, waiter)
-        return time.perf_counter() - start
+
+        def submit_one(_: Any) -> concurrent.futures.Future:
+            future = submit(noop)
+            future.add_done_callback(pool_done)
+            return future
+
+        return _submit_many(submit_one, None, n, times)
+
+    def wait_calls(self, handles: list) -> None:
+        run_until(self.loop, self._waiter)
 
     def messages(self, count: int) -> float:
         loop = self.loop
@@ -256,18 +272,18 @@ class DaskBaseline(Baseline):
         self.loop = loop
         self.client = client
 
-    def calls(self, n: int) -> float:
+    def submit_calls(self, n: int, times: Any = None) -> list:
+        submit = self.client.submit
+
+        def submit_one(noop: Any) -> Any:
+            return submit(noop, pure=False)
+
+        return _submit_many(submit_one, _tasks.noop, n, times)
+
+    def wait_calls(self, handles: list) -> None:
         import distributed
 
-        submit = self.client.submit
-        noop = _tasks.noop
-        gc.collect()
-        start = time.perf_counter()
-        futures = [submit(noop, pure=False) for _ in range(n)]
-        distributed.wait(futures, timeout=WAIT_TIMEOUT)
-        elapsed = time.perf_counter() - start
-        del futures
-        return elapsed
+        distributed.wait(handles, timeout=WAIT_TIMEOUT)
 
     async def round_trip(self) -> float:  # type: ignore[override]
         loop = self.loop
@@ -283,6 +299,19 @@ class DaskBaseline(Baseline):
         future = self.client.submit(_tasks.noop, pure=False)
         future.add_done_callback(dask_done)
         return await waiter - start
+
+
+def _submit_many(submit: Any, argument: Any, n: int, times: Any) -> list:
+    if times is None:
+        return [submit(argument) for _ in range(n)]
+    handles = []
+    append = handles.append
+    clock = time.perf_counter
+    for i in range(n):
+        start = clock()
+        append(submit(argument))
+        times[i] = clock() - start
+    return handles
 
 
 def make_baseline(

@@ -54,7 +54,11 @@ class Skip(Exception):
 # Options -------------------------------------------------------------------
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    argv: list[str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     """Parse the options every script shares.
 
     ``--repeat`` defaults to 5 (1 with ``--quick``).  ``--quick`` makes every
@@ -64,6 +68,8 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--context", choices=CONTEXTS, default="thread")
     parser.add_argument("--repeat", type=int, default=None, help="repeats per configuration")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 5
@@ -357,9 +363,14 @@ def rss_bytes() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
-def run_main(benchmark: str, description: str, body: Callable[[argparse.Namespace], None]) -> None:
+def run_main(
+    benchmark: str,
+    description: str,
+    body: Callable[[argparse.Namespace], None],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
     """Parse options and run ``body(args)``; a :class:`Skip` prints a skip line."""
-    args = parse_args(description)
+    args = parse_args(description, add_arguments=add_arguments)
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
         sys.path.insert(0, here)

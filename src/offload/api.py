@@ -18,12 +18,18 @@ Custom task types
     :class:`BaseFuture`, :class:`BaseTask`, :class:`IFuture`,
     :class:`ITaskSpecification`.
 Contexts (where tasks run)
-    :class:`IParallelContext`, :class:`MultithreadingContext`.
+    :class:`IParallelContext`, :class:`MultithreadingContext` (threads, the
+    default), :class:`MultiprocessingContext` (worker processes), NEW
+    :class:`DaskContext` (a Dask cluster).
 Event loops (where futures are updated)
-    :class:`IEventLoop`, :class:`AsyncioEventLoop`.
+    :class:`IEventLoop`, :class:`AsyncioEventLoop`, :class:`ETSEventLoop`
+    (the toolkit Pyface picks, the default), NEW :class:`QtEventLoop`,
+    :class:`WxEventLoop`.
 
-Toolkit and cluster parts load lazily: importing this module imports no Qt,
-wx, pyface or dask.
+Toolkit, process and cluster parts load lazily, on first use of their name:
+importing this module imports no Qt, wx, pyface or dask.  Where a part's
+package is missing, its name still imports (so ``from offload.api import *``
+works everywhere) and using it raises ``ImportError`` naming what to install.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 from offload._contexts.interface import IParallelContext
 from offload._contexts.thread_context import MultithreadingContext
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
+from offload._event_loops.ets import ETSEventLoop
 from offload._event_loops.interface import IEventLoop
 from offload._executor.executor import TraitsExecutor
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
@@ -92,15 +99,22 @@ __all__ = [
     # Contexts
     "IParallelContext",
     "MultithreadingContext",
+    "MultiprocessingContext",
+    "DaskContext",
     # Event loops
     "IEventLoop",
     "AsyncioEventLoop",
+    "ETSEventLoop",
+    "QtEventLoop",
+    "WxEventLoop",
 ]
 
-#: Names loaded on first use: (module, attribute).  A name joins ``__all__``
-#: once its issue is resolved and it works.
+#: Names loaded on first use: (module, attribute).
 _LAZY: dict[str, tuple[str, str]] = {
+    "MultiprocessingContext": ("offload._contexts.process_context", "MultiprocessingContext"),
     "DaskContext": ("offload._contexts.dask_context", "DaskContext"),
+    "QtEventLoop": ("offload._event_loops.qt", "QtEventLoop"),
+    "WxEventLoop": ("offload._event_loops.wx", "WxEventLoop"),
 }
 
 
@@ -109,9 +123,22 @@ def __getattr__(name: str) -> Any:
         module_name, attribute = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'offload.api' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module_name), attribute)
+    try:
+        value = getattr(importlib.import_module(module_name), attribute)
+    except ImportError as error:
+        value = _unavailable(name, error)
     globals()[name] = value
     return value
+
+
+def _unavailable(name: str, error: ImportError) -> type:
+    """A stand-in for ``name`` whose package is missing: raises on use."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise ImportError(f"offload.api.{name} cannot be used here: {error}") from error
+
+    doc = f"Not available here: {error}"
+    return type(name, (), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
 
 
 def __dir__() -> list[str]:

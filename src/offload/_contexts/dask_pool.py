@@ -50,8 +50,8 @@ def _run_task(runner: TaskRunner) -> None:
     from distributed import get_worker
 
     send = runner.send
-    if send.__class__ is DaskSender:
-        runner.send = send.bind(get_worker())  # type: ignore[attr-defined]
+    if type(send) is DaskSender:
+        runner.send = send.bind(get_worker())
     runner()
 
 
@@ -122,8 +122,8 @@ class DaskWorkerPool(concurrent.futures.Executor):
             if isinstance(flag, DaskCancelFlag):
                 job.flag = flag
             send = fn.send
-            if send.__class__ is DaskSender:
-                router = self._find_router(send.topic)  # type: ignore[attr-defined]
+            if type(send) is DaskSender:
+                router = self._find_router(send.topic)
                 if router is not None:
                     key = f"{self._key_prefix}-{next(self._numbers)}"
                     job.record = TaskRecord(fn.task_id, key, fn.cancel_flag.set)

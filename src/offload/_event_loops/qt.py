@@ -14,6 +14,7 @@ used: posting an event needs no connection to make or break.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -31,19 +32,34 @@ _RECHECK_MS = 100
 
 
 class _Waker(QtCore.QObject):
-    """A main-thread QObject that calls ``callback()`` for each wake event.
+    """A main-thread QObject that calls ``callback()`` once per ``wake()``.
 
-    Made on the main thread; ``wake()`` may be called from any thread.
+    Made on the main thread; ``wake()`` may be called from any thread.  A
+    wake from a worker posts an event.  A wake from the main thread itself
+    (offload's inbox asking to come back after a time slice) starts a
+    zero-delay timer instead, so that the toolkit handles timers and user
+    input before the next slice rather than a chain of posted events.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
         super().__init__()
         self._callback = callback
+        self._main_thread = threading.get_ident()
+        #: Main-thread wakes not yet delivered (main thread only).
+        self._main_wakes = 0
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timer)
 
     def wake(self) -> None:
-        """Post a wake event to this object.  Any thread; never raises."""
+        """Ask for one ``callback()`` on the main thread.  Any thread; never raises."""
         try:
-            QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
+            if threading.get_ident() == self._main_thread:
+                self._main_wakes += 1
+                if not self._timer.isActive():
+                    self._timer.start(0)
+            else:
+                QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
         except Exception:
             # The C++ object or the application is gone (interpreter or
             # application exit): there is nothing left to wake.
@@ -55,6 +71,11 @@ class _Waker(QtCore.QObject):
             self._callback()
             return True
         return super().event(event)
+
+    def _on_timer(self) -> None:
+        wakes, self._main_wakes = self._main_wakes, 0
+        for _ in range(wakes):
+            self._callback()
 
 
 class QtEventLoop(IEventLoop):

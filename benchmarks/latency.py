@@ -1,0 +1,154 @@
+"""Round trip of one trivial call: submit, until the main thread sees it done.
+
+Inside a running asyncio loop, one sample is: ``submit_call(executor, noop)``
+and an observer of the future's ``done`` (``wait=observe``), or ``await
+future`` (``wait=await``), timed until the callback runs on the loop's
+thread.  One call at a time, so this is latency, not throughput.  Each repeat
+takes many samples and keeps their median and 90th percentile; the JSON line
+gives the median of those over the repeats.  With ``--context dask`` it also
+times ``DaskContext()`` (embedded ``LocalCluster``) to its first result.
+
+Usage: ``python benchmarks/latency.py [--context thread|process|dask]
+[--repeat R] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import _tasks
+from _baselines import bench_session
+from _harness import (
+    context_class,
+    emit,
+    interleave,
+    make_executor,
+    poll_until,
+    result_record,
+    run_main,
+    run_until,
+    shutdown_executor,
+)
+
+#: Median round-trip targets in µs (issues 3 and 4).
+TARGETS_US = {"thread": 80.0, "process": 400.0}
+
+SAMPLES = {"thread": 2_000, "process": 1_000, "dask": 100}
+QUICK_SAMPLES = 20
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def offload_sampler(executor: Any, loop: Any, wait: str) -> Callable[[], Awaitable[float]]:
+    from offload.api import submit_call
+
+    noop = _tasks.noop
+
+    async def observed() -> float:
+        waiter = loop.create_future()
+
+        def on_done(event: Any) -> None:
+            if event.new and not waiter.done():
+                waiter.set_result(time.perf_counter())
+
+        start = time.perf_counter()
+        submit_call(executor, noop).observe(on_done, "done")
+        return await waiter - start
+
+    async def awaited() -> float:
+        start = time.perf_counter()
+        await submit_call(executor, noop)
+        return time.perf_counter() - start
+
+    return observed if wait == "observe" else awaited
+
+
+def sample(loop: Any, one: Callable[[], Awaitable[float]], count: int) -> list[float]:
+    """``count`` round trips in µs, one after the other, in the running loop."""
+
+    async def many() -> list[float]:
+        return [1e6 * await one() for _ in range(count)]
+
+    gc.collect()
+    waiter = asyncio.ensure_future(many(), loop=loop)
+    return run_until(loop, waiter)  # type: ignore[no-any-return]
+
+
+def embedded_startup(args: Any) -> None:
+    """Seconds from ``DaskContext()`` to the first result, cluster included."""
+    from offload.api import submit_call
+
+    from _harness import close_loop, new_loop
+
+    cls = context_class("dask")
+    runs = []
+    for _ in range(min(args.repeat, 3)):
+        loop = new_loop()
+        try:
+            start = time.perf_counter()
+            context = cls()
+            try:
+                executor = make_executor(context, loop)
+                future = submit_call(executor, _tasks.noop)
+                poll_until(loop, lambda: future.done)
+                runs.append(time.perf_counter() - start)
+                shutdown_executor(executor)
+            finally:
+                context.close()
+        finally:
+            close_loop(loop)
+    emit(
+        result_record(
+            "latency", args, {"measure": "DaskContext() to first result"}, "s",
+            runs, None, None, None, higher_is_better=False,
+        )
+    )
+
+
+def main(args: Any) -> None:
+    count = QUICK_SAMPLES if args.quick else SAMPLES[args.context]
+    with bench_session(args) as (executor, baseline, loop):
+        for wait in ("observe", "await"):
+            samplers = {"offload": offload_sampler(executor, loop, wait),
+                        "baseline": baseline.round_trip}
+            p90s: dict[str, list[float]] = {"offload": [], "baseline": []}
+
+            def job(which: str) -> Callable[[], float]:
+                def run() -> float:
+                    values = sample(loop, samplers[which], count)
+                    p90s[which].append(percentile(values, 0.9))
+                    return statistics.median(values)
+
+                return run
+
+            runs, base_runs = interleave(args.repeat, job("offload"), job("baseline"))
+            emit(
+                result_record(
+                    "latency",
+                    args,
+                    {"wait": wait, "samples_per_repeat": count},
+                    "µs (median round trip)",
+                    runs,
+                    base_runs,
+                    baseline.name,
+                    TARGETS_US.get(args.context),
+                    higher_is_better=False,
+                    p90=statistics.median(p90s["offload"]),
+                    baseline_p90=statistics.median(p90s["baseline"]),
+                    p90_runs=p90s["offload"],
+                )
+            )
+    if args.context == "dask":
+        embedded_startup(args)
+
+
+if __name__ == "__main__":
+    run_main("latency", __doc__.splitlines()[0], main)

@@ -1,0 +1,113 @@
+"""The main function of a worker process.
+
+What runs in a worker process::
+
+    main thread      recv work item ─▶ unpickle ─▶ run ─▶ DONE record (flushes
+                     the task's messages first) ─▶ recv next ...
+    flush thread     sends messages that waited FLUSH_DELAY (process_channel)
+    watchdog thread  exits the process at once if the application is gone
+
+A work item arrives as 8 bytes of work id and the pickled callable.  The
+worker announces itself with a READY record before taking work, so that the
+pool can tell a worker that failed to start from one that died in a task.
+
+The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process
+group, and it is for the application to decide what its workers do.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+from typing import Any
+
+from offload._routing.process_channel import DONE, Channel, install
+from offload._routing.process_pickling import error_text
+
+#: Control record: the worker is up and waits for work.  ``(READY, pid)``.
+READY = 2
+
+#: Seconds between two looks at the parent process id by the watchdog.
+WATCH_INTERVAL = 0.5
+
+
+def worker_main(task_connection: Any, result_connection: Any, alive_connection: Any) -> None:
+    """Run work items until told to stop or until the application is gone.
+
+    Parameters
+    ----------
+    task_connection : Connection
+        Read end of the pipe of work items; an empty message means stop.
+    result_connection : Connection
+        Write end of the pipe of chunks to the main process.
+    alive_connection : Connection
+        Read end of a pipe that the application never writes to: it reads
+        as end-of-file once the application has exited, whatever the way.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _start_watchdog(alive_connection, os.getppid())
+    channel = Channel(result_connection)
+    install(channel)
+    channel.control((READY, os.getpid()))
+    loads = pickle.loads
+    while True:
+        try:
+            data = task_connection.recv_bytes()
+        except (EOFError, OSError):
+            break
+        if not data:
+            break
+        work_id = int.from_bytes(data[:8], "little")
+        try:
+            function = loads(memoryview(data)[8:])
+        except BaseException as error:  # noqa: BLE001 - reported, never lost
+            failure = RuntimeError(
+                f"the worker process could not unpickle the task: {error_text(error)}"
+            )
+            channel.control((DONE, work_id, False, failure))
+            continue
+        del data
+        try:
+            value = function()
+        except BaseException as error:  # noqa: BLE001 - reported, never lost
+            channel.control((DONE, work_id, False, error))
+        else:
+            channel.control((DONE, work_id, True, value))
+        # Drop the task (and its arguments) before waiting for the next one.
+        function = value = None
+    install(None)
+    try:
+        channel.close()
+    except OSError:
+        pass
+
+
+def _start_watchdog(alive_connection: Any, parent_pid: int) -> None:
+    thread = threading.Thread(
+        target=_watch,
+        args=(alive_connection, parent_pid),
+        name="offload-watchdog",
+        daemon=True,
+    )
+    thread.start()
+
+
+def _watch(alive_connection: Any, parent_pid: int) -> None:
+    """Exit the process when the application is gone (watchdog thread).
+
+    Two signs: end-of-file on the alive pipe (the application held its only
+    write end; start methods "spawn" and "forkserver"), and a new parent
+    process id (the parent died and the worker was adopted; covers "fork",
+    where sibling workers also hold the write end).
+    """
+    while True:
+        try:
+            if alive_connection.poll(WATCH_INTERVAL):
+                break  # the application never writes: this is end-of-file
+        except (EOFError, OSError):
+            break
+        if os.getppid() != parent_pid:
+            break
+    os._exit(0)

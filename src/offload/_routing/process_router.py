@@ -1,0 +1,114 @@
+"""Router for tasks running in worker processes.
+
+The router's :attr:`~ProcessRouter.sender` pickles to one small int, the
+router's id.  In a worker process it appends to the worker's
+:class:`~offload._routing.process_channel.Channel`, which sends messages to
+the main process in chunks; there, the pool's reader thread calls
+:func:`dispatch`, which finds each router by id and hands it the chunk with
+one ``put_many``.  The main thread is woken once per batch by the
+:class:`~offload._routing.inbox.Inbox` this router is.
+
+Outside a worker process (a sender called in the main process, for instance
+by a thread pool given to an executor) the sender puts straight into its
+router.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import weakref
+from collections.abc import Callable
+
+from offload._event_loops.interface import IEventLoop
+from offload._routing import process_channel
+from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
+
+logger = logging.getLogger("offload.routing")
+
+#: router id -> router, for the routers of this process still connected.
+_ROUTERS: weakref.WeakValueDictionary[int, ProcessRouter] = weakref.WeakValueDictionary()
+
+_router_ids = itertools.count()
+
+
+class ProcessSender:
+    """``sender(task_id, message)`` for tasks in worker processes.
+
+    Pickles to its router's id only, so sending it with every task costs a
+    few bytes.  Runs in the worker (any thread).
+    """
+
+    __slots__ = ("router_id",)
+
+    def __init__(self, router_id: int) -> None:
+        self.router_id = router_id
+
+    def __reduce__(self) -> tuple:
+        return (ProcessSender, (self.router_id,))
+
+    def __call__(self, task_id: int, message: tuple) -> None:
+        channel = process_channel._CHANNEL
+        if channel is not None:
+            channel.send(self.router_id, task_id, message)
+            return
+        router = _ROUTERS.get(self.router_id)
+        if router is not None:
+            router.put((task_id, message))
+
+
+class ProcessRouter(Inbox):
+    """Delivers messages from worker processes on the main thread.
+
+    Parameters
+    ----------
+    event_loop : IEventLoop
+        The loop whose main thread receives the messages.
+    time_slice : float
+        Longest time (s) spent delivering per wake-up of the loop.
+    """
+
+    def __init__(self, event_loop: IEventLoop, time_slice: float = DEFAULT_TIME_SLICE):
+        super().__init__(event_loop, time_slice)
+        self._router_id = next(_router_ids)
+        self._sender = ProcessSender(self._router_id)
+        _ROUTERS[self._router_id] = self
+
+    @property
+    def sender(self) -> Callable[[int, tuple], None]:
+        return self._sender
+
+    def disconnect(self) -> None:
+        _ROUTERS.pop(self._router_id, None)
+        super().disconnect()
+
+
+def dispatch(records: list[tuple]) -> None:
+    """Hand ``(router_id, task_id, message)`` records to their routers.
+
+    Called by a pool's reader thread with one chunk from a worker.  Runs of
+    records for one router go in one ``put_many``, keeping their order.
+    """
+    if not records:
+        return
+    routers = _ROUTERS
+    current = records[0][0]
+    batch: list[tuple] = []
+    append = batch.append
+    for router_id, task_id, message in records:
+        if router_id != current:
+            _put(routers, current, batch)
+            batch = []
+            append = batch.append
+            current = router_id
+        append((task_id, message))
+    _put(routers, current, batch)
+
+
+def _put(routers: weakref.WeakValueDictionary, router_id: int, batch: list) -> None:
+    router = routers.get(router_id)
+    if router is None:
+        # Its executor has released it: nobody is waiting for these.
+        logger.debug("dropped %d message(s) for released router %s", len(batch), router_id)
+        return
+    router.put_many(batch)

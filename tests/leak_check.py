@@ -1,0 +1,240 @@
+"""Fail a test that leaves a thread, process, file descriptor or shm segment behind.
+
+Use it in a test module with::
+
+    from leak_check import no_leaks  # noqa: F401  (the fixture)
+
+    pytestmark = pytest.mark.usefixtures("no_leaks")
+
+or suite-wide from ``conftest.py``::
+
+    from leak_check import no_leaks  # noqa: F401
+
+    @pytest.fixture(autouse=True)
+    def _check_leaks(request):
+        if request.node.get_closest_marker("leaks_ok") is None:
+            request.getfixturevalue("no_leaks")
+
+What it compares, before the test and after its teardown:
+
+threads
+    ``threading.enumerate()`` (Python threads; native threads that Python
+    does not know, e.g. Qt's, are not seen).
+processes
+    Every descendant of this process (``psutil``), zombies included: a child
+    that died but was never waited for is a leak too.
+file descriptors
+    The entries of ``/proc/self/fd`` (Linux) with what they point to.
+shared memory
+    The segments this process maps (``/dev/shm`` lines of
+    ``/proc/self/maps``), and the entries of ``/dev/shm`` that appeared
+    during the test and are still there (a segment created and never
+    unlinked outlives every process).
+
+Things that legitimately outlive a test are ignored: the process-wide
+singletons of ``multiprocessing`` (its resource tracker and forkserver:
+their process and the descriptor that talks to them) and threads named in
+:data:`PERSISTENT_THREAD_PREFIXES` (Dask's process-wide offload thread).
+
+Threads and processes often end a moment after the code that stopped them
+returns (a worker thread past its last ``put``, a child being reaped), so
+the check waits up to ``grace`` seconds for the leftovers to go before it
+fails, and reports what stayed.
+
+Caveat: ``/dev/shm`` is shared by every process of the machine; a segment
+that *another* program creates and keeps while a test runs looks like a
+leak of the test.  Set ``OFFLOAD_LEAK_CHECK_SHM=maps`` to check only the
+segments this process maps.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - psutil is a test dependency
+    psutil = None
+
+#: Threads whose name starts with one of these may outlive a test: they are
+#: made once per process by a library and kept on purpose.
+PERSISTENT_THREAD_PREFIXES: tuple[str, ...] = (
+    "Dask-Offload",  # distributed.utils' process-wide offload executor
+    "asyncio_",  # asyncio's default executor, shut down when its loop closes
+)
+
+#: Seconds to wait for leftovers to go before failing.
+DEFAULT_GRACE = 10.0
+
+_SHM_DIR = "/dev/shm"
+
+
+@dataclass
+class Snapshot:
+    """What the process holds at one moment."""
+
+    threads: set[threading.Thread] = field(default_factory=set)
+    processes: dict[int, str] = field(default_factory=dict)
+    fds: dict[int, str] = field(default_factory=dict)
+    shm_mapped: set[str] = field(default_factory=set)
+    shm_files: set[str] = field(default_factory=set)
+
+
+def _describe_process(proc: psutil.Process) -> str:
+    try:
+        status = proc.status()
+        cmdline = " ".join(proc.cmdline())[:200]
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return "(zombie or gone)"
+    except psutil.AccessDenied:
+        return "(access denied)"
+    return f"[{status}] {cmdline}"
+
+
+def _processes() -> dict[int, str]:
+    if psutil is None:
+        return {}
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return {}
+    return {child.pid: _describe_process(child) for child in children}
+
+
+def _fds() -> dict[int, str]:
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return {}
+    fds = {}
+    for name in os.listdir(fd_dir):
+        try:
+            fds[int(name)] = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            # The descriptor listdir itself used, closed already.
+            continue
+    return fds
+
+
+def _shm_mapped() -> set[str]:
+    try:
+        with open("/proc/self/maps") as maps:
+            return {
+                line.split(None, 5)[-1].strip()
+                for line in maps
+                if _SHM_DIR + "/" in line
+            }
+    except OSError:
+        return set()
+
+
+def _shm_files() -> set[str]:
+    if os.environ.get("OFFLOAD_LEAK_CHECK_SHM") == "maps":
+        return set()
+    try:
+        return set(os.listdir(_SHM_DIR))
+    except OSError:
+        return set()
+
+
+def take_snapshot() -> Snapshot:
+    """Record the threads, child processes, descriptors and shm segments now."""
+    return Snapshot(
+        threads=set(threading.enumerate()),
+        processes=_processes(),
+        fds=_fds(),
+        shm_mapped=_shm_mapped(),
+        shm_files=_shm_files(),
+    )
+
+
+def _singletons() -> tuple[set[int], set[int]]:
+    """(pids, fds) of multiprocessing's process-wide helper processes."""
+    pids: set[int] = set()
+    fds: set[int] = set()
+    tracker_module = sys.modules.get("multiprocessing.resource_tracker")
+    tracker = getattr(tracker_module, "_resource_tracker", None)
+    if tracker is not None:
+        if getattr(tracker, "_pid", None) is not None:
+            pids.add(tracker._pid)
+        if getattr(tracker, "_fd", None) is not None:
+            fds.add(tracker._fd)
+    forkserver_module = sys.modules.get("multiprocessing.forkserver")
+    forkserver = getattr(forkserver_module, "_forkserver", None)
+    if forkserver is not None:
+        if getattr(forkserver, "_forkserver_pid", None) is not None:
+            pids.add(forkserver._forkserver_pid)
+        if getattr(forkserver, "_forkserver_alive_fd", None) is not None:
+            fds.add(forkserver._forkserver_alive_fd)
+    return pids, fds
+
+
+def _persistent(thread: threading.Thread) -> bool:
+    return thread.name.startswith(PERSISTENT_THREAD_PREFIXES)
+
+
+def leftovers(before: Snapshot) -> list[str]:
+    """Describe everything present now that was not in ``before``."""
+    after = take_snapshot()
+    singleton_pids, singleton_fds = _singletons()
+    problems = []
+    for thread in sorted(after.threads - before.threads, key=lambda t: t.name):
+        if thread.is_alive() and not _persistent(thread):
+            kind = "daemon thread" if thread.daemon else "thread"
+            problems.append(f"{kind} {thread.name!r} still running")
+    for pid, description in sorted(after.processes.items()):
+        if pid not in before.processes and pid not in singleton_pids:
+            problems.append(f"child process {pid} still exists: {description}")
+    for fd, target in sorted(after.fds.items()):
+        if fd in singleton_fds:
+            continue
+        if before.fds.get(fd) != target:
+            problems.append(f"file descriptor {fd} -> {target} still open")
+    for segment in sorted(after.shm_mapped - before.shm_mapped):
+        problems.append(f"shared memory {segment} still mapped")
+    for name in sorted(after.shm_files - before.shm_files):
+        problems.append(f"shared memory segment {_SHM_DIR}/{name} never unlinked")
+    return problems
+
+
+def check_no_leaks(before: Snapshot, grace: float = DEFAULT_GRACE) -> None:
+    """Wait up to ``grace`` s for leftovers to go; fail the test if some stay."""
+    deadline = time.monotonic() + grace
+    delay = 0.001
+    while True:
+        problems = leftovers(before)
+        if not problems:
+            return
+        if time.monotonic() > deadline:
+            break
+        # Descriptors and segments held only by garbage go with it.
+        gc.collect()
+        # Polling for other threads/processes to finish: back off gently.
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    pytest.fail(
+        "the test left resources behind (after waiting "
+        f"{grace} s for them to go):\n  " + "\n  ".join(problems),
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def no_leaks() -> Iterator[Snapshot]:
+    """Fail the test if, after its teardown, something it started is left.
+
+    Request it before the fixtures that make executors and contexts (or
+    through ``pytest.mark.usefixtures``, which comes first) so that it checks
+    after they are torn down.
+    """
+    gc.collect()
+    before = take_snapshot()
+    yield before
+    check_no_leaks(before)
