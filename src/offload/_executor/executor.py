@@ -153,6 +153,11 @@ class TraitsExecutor(HasStrictTraits):
     def submit(self, task: ITaskSpecification) -> IFuture:
         """Submit a task specification; return its future.
 
+        Call it on the main thread.  ``task.task()`` and ``task.future()``
+        are called here; the task callable then runs in a worker, and the
+        future changes on the main thread as the event loop delivers the
+        task's messages.
+
         Raises
         ------
         RuntimeError
@@ -227,8 +232,10 @@ class TraitsExecutor(HasStrictTraits):
     def stop(self) -> None:
         """Cancel every cancellable future and move to STOPPING.
 
-        The executor becomes STOPPED, and releases what it owns, once the
-        event loop has delivered the end of every task.
+        Call it on the main thread; it returns at once.  The executor becomes
+        STOPPED, and releases what it owns, once the event loop (which must
+        keep running) has delivered the end of every task: observe
+        ``stopped`` to know.
 
         Raises
         ------
@@ -250,7 +257,15 @@ class TraitsExecutor(HasStrictTraits):
 
         Blocks, delivering the tasks' last messages itself: call it on the
         main thread while the event loop is *not* running (at application
-        exit, or in a test's tearDown).  Does nothing if already STOPPED.
+        exit, or in a test's tearDown).  The futures' trait notifications
+        still fire on the calling thread, inside this call.  Does nothing if
+        already STOPPED.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for the tasks to end.  Default: wait as long as
+            it takes.
 
         Raises
         ------

@@ -36,14 +36,21 @@ logger = logging.getLogger("offload.futures")
 class TaskCancelled(Exception):
     """Raised inside a task when it notices that cancellation was asked for.
 
-    The progress reporter of :func:`~offload.api.submit_progress` raises it;
-    a task that lets it propagate ends CANCELLED (its future was already
-    CANCELLING), not FAILED.
+    It is raised in the worker (thread, process or Dask worker) that runs the
+    task, never on the main thread: the progress reporter of
+    :func:`~offload.api.submit_progress` raises it once ``cancel()`` was
+    called, and a custom :class:`BaseTask` may raise it too.  A task that
+    lets it propagate ends CANCELLED (its future was already CANCELLING),
+    not FAILED.
     """
 
 
 class TaskFailed(Exception):
     """Raised by ``await future`` when the future FAILED.
+
+    It is raised in the coroutine that awaits, on the thread that runs the
+    asyncio loop of the executor's :class:`~offload.api.AsyncioEventLoop`
+    (the main thread).
 
     Attributes
     ----------
@@ -78,8 +85,10 @@ class IFuture(abc.ABC):
 class ITaskSpecification(abc.ABC):
     """Describes one background job: its worker callable and its future.
 
-    Submit it with ``TraitsExecutor.submit``.  Subclass it, or ``register`` a
-    class with it.
+    Submit it with ``TraitsExecutor.submit``, which calls both methods on the
+    main thread.  The callable that :meth:`task` returns runs in a worker;
+    the future that :meth:`future` returns lives on the main thread.
+    Subclass it, or ``register`` a class with it.
     """
 
     @abc.abstractmethod
@@ -104,8 +113,10 @@ class BaseTask(abc.ABC):
     """Base class for the worker side of a custom task type.
 
     Implement :meth:`run`; inside it use :meth:`send` and :meth:`cancelled`.
-    The instance is what ``ITaskSpecification.task()`` returns.  It runs in
-    a worker thread or process, never on the main thread.
+    The instance is what ``ITaskSpecification.task()`` returns: it is made
+    on the main thread, then sent to a worker (pickled, for processes and
+    Dask), where :meth:`run`, :meth:`send` and :meth:`cancelled` are called,
+    never on the main thread.
     """
 
     def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
@@ -118,18 +129,23 @@ class BaseTask(abc.ABC):
 
     @abc.abstractmethod
     def run(self) -> Any:
-        """Do the work (in the worker).  The return value becomes the result."""
+        """Do the work, in the worker.
+
+        The return value becomes the future's ``result``; an exception makes
+        the future FAILED (or CANCELLED, if cancellation was asked for).
+        """
 
     def send(self, message_type: str, message_arg: Any = None) -> None:
-        """Send ``(message_type, message_arg)`` to the future.
+        """Send ``(message_type, message_arg)`` to the future (in the worker).
 
-        The future's ``_process_<message_type>(message_arg)`` handles it on
-        the main thread.
+        The future's ``_process_<message_type>(message_arg)`` handles it
+        later, on the main thread, after every message sent before it.
+        ``message_arg`` must be picklable for processes and Dask.
         """
         self._send((message_type, message_arg))
 
     def cancelled(self) -> bool:
-        """True once cancellation was asked for."""
+        """True once cancellation was asked for (in the worker; cheap)."""
         return self._cancelled()
 
 
@@ -263,6 +279,9 @@ class BaseFuture(HasStrictTraits):
 
     def __await__(self) -> Generator[Any, None, Any]:
         """``await future`` in the asyncio loop that delivers its messages.
+
+        The coroutine resumes on that loop's thread (the main thread) once
+        the future is done.
 
         Returns the result; raises :class:`TaskFailed` if the future FAILED
         and ``asyncio.CancelledError`` if it was CANCELLED.

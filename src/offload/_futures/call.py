@@ -10,7 +10,11 @@ from offload._futures.function_task import FunctionSpecification, FunctionTask
 
 
 class CallFuture(BaseFuture):
-    """Future of :func:`~offload.api.submit_call`: state, result, exception."""
+    """Future of :func:`~offload.api.submit_call`: state, result, exception.
+
+    Adds nothing to :class:`~offload.api.BaseFuture`; every trait of it
+    changes, and notifies, on the main thread.
+    """
 
 
 class CallTask(FunctionTask):

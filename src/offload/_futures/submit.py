@@ -35,7 +35,22 @@ def submit_call(
 ) -> CallFuture:
     """Run ``callable(*args, **kwargs)`` in the background.
 
-    Returns a :class:`CallFuture` whose traits change on the main thread.
+    Call it on the main thread.  ``callable`` runs once in a worker; the
+    future's traits change, and notify, on the main thread.
+
+    Parameters
+    ----------
+    executor : TraitsExecutor
+        The executor to submit to; it must be RUNNING.
+    callable : callable
+        The function to run in the worker.
+    *args, **kwargs
+        Its arguments (picklable for processes and Dask).
+
+    Returns
+    -------
+    CallFuture
+        ``result`` is the return value once the state is COMPLETED.
     """
     _check_callable("submit_call", callable)
     return cast(CallFuture, executor.submit(BackgroundCall(callable, args, kwargs)))
@@ -50,9 +65,24 @@ def submit_iteration(
 ) -> IterationFuture:
     """Iterate over ``callable(*args, **kwargs)`` in the background.
 
-    Each item fires the future's ``result_event`` on the main thread, in
-    order; a generator's return value becomes ``result``.  Cancellation is
-    checked between items, and a cancelled generator is closed.
+    Call it on the main thread.  ``callable`` is called, and its iterable
+    consumed, in a worker.  Each item fires the future's ``result_event`` on
+    the main thread, in order; a generator's return value becomes
+    ``result``.  Cancellation is checked between items, and a cancelled
+    generator is closed in the worker.
+
+    Parameters
+    ----------
+    executor : TraitsExecutor
+        The executor to submit to; it must be RUNNING.
+    callable : callable
+        Returns an iterable, usually a generator function.
+    *args, **kwargs
+        Its arguments.
+
+    Returns
+    -------
+    IterationFuture
     """
     _check_callable("submit_iteration", callable)
     return cast(
@@ -69,10 +99,24 @@ def submit_progress(
 ) -> ProgressFuture:
     """Run ``callable(*args, progress=reporter, **kwargs)`` in the background.
 
-    Each ``reporter(info)`` fires the future's ``progress`` event with
-    ``info`` on the main thread, in order.  Once cancellation is asked for,
-    ``reporter`` raises :class:`TaskCancelled`, which ends the task as
-    CANCELLED.
+    Call it on the main thread.  ``callable`` runs in a worker, and so do
+    its calls ``reporter(info)``; each fires the future's ``progress`` event
+    with ``info`` later on the main thread, in order.  Once cancellation is
+    asked for, ``reporter`` raises :class:`TaskCancelled`, which ends the
+    task as CANCELLED; ``reporter.cancelled()`` asks without raising.
+
+    Parameters
+    ----------
+    executor : TraitsExecutor
+        The executor to submit to; it must be RUNNING.
+    callable : callable
+        Accepts a ``progress`` keyword argument.
+    *args, **kwargs
+        Its other arguments; ``progress`` among them is a ``TypeError``.
+
+    Returns
+    -------
+    ProgressFuture
     """
     _check_callable("submit_progress", callable)
     return cast(

@@ -61,13 +61,22 @@ class TestAssistant:
     ) -> None:
         """Run the event loop until ``condition(object)`` holds.
 
-        The condition is checked first, then each time ``trait`` of ``object``
-        changes.  Raises ``RuntimeError`` after ``timeout`` seconds.
+        The loop runs on the calling thread (the test's), so the futures'
+        notifications and the condition run there too.  The condition is
+        checked first, then each time ``trait`` of ``object`` changes.
+
+        Raises
+        ------
+        RuntimeError
+            If the condition is still false after ``timeout`` seconds.
         """
         self._event_loop_helper.run_until(object, trait, condition, timeout)
 
     def exercise_event_loop(self) -> None:
-        """Run the event loop briefly, handling what is already queued."""
+        """Run the event loop briefly, handling what is already queued.
+
+        Runs on the calling thread, like :meth:`run_until`.
+        """
         sentinel = _Sentinel()
         self._event_loop_helper.setattr_soon(sentinel, "reached", True)
         self.run_until(sentinel, "reached", lambda s: s.reached)

@@ -52,6 +52,11 @@ class OffloadAssistant(TestAssistant):
 
 @pytest.fixture
 def offload_event_loop() -> Iterator[Any]:
+    """A fresh :class:`~offload.api.AsyncioEventLoop` for one test, closed after it.
+
+    Override this fixture in a ``conftest.py`` to run the tests on another
+    loop; the other fixtures use whatever it returns.
+    """
     from offload._event_loops.asyncio_loop import AsyncioEventLoop
 
     event_loop = AsyncioEventLoop()
@@ -61,6 +66,10 @@ def offload_event_loop() -> Iterator[Any]:
 
 @pytest.fixture
 def offload_assistant(offload_event_loop: Any) -> Iterator[OffloadAssistant]:
+    """``run_until`` and ``exercise_event_loop`` for ``offload_event_loop``.
+
+    Both run the loop on the test's thread, where the futures notify.
+    """
     assistant = OffloadAssistant(offload_event_loop)
     yield assistant
     assistant.dispose()
@@ -68,6 +77,11 @@ def offload_assistant(offload_event_loop: Any) -> Iterator[OffloadAssistant]:
 
 @pytest.fixture
 def traits_executor(offload_assistant: OffloadAssistant) -> Iterator[Any]:
+    """A :class:`~offload.api.TraitsExecutor` on ``offload_event_loop``.
+
+    Uses threads (the default context); shut down with a timeout of
+    ``DEFAULT_TIMEOUT`` seconds after the test.
+    """
     from offload._executor.executor import TraitsExecutor
 
     executor = TraitsExecutor(event_loop=offload_assistant.event_loop)
