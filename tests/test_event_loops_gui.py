@@ -1,11 +1,14 @@
-"""QtEventLoop and WxEventLoop: pingees, test helpers, and responsiveness.
+"""QtEventLoop, WxEventLoop and ETSEventLoop.
 
-Each test runs on every GUI loop available here ("qt" offscreen, "wx" under
-Xvfb) and skips the others.
+The GUI tests (marked ``gui``) run on every GUI loop available here ("qt"
+offscreen, "wx" under Xvfb) and skip the others.  The toolkit-selection and
+missing-toolkit tests need no toolkit: they block imports in a subprocess.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,13 +20,22 @@ from typing import Any
 import pytest
 from traits.api import Event, HasStrictTraits, Int, List
 
+import conftest
 from conftest import EVENT_LOOPS, load
 from offload.api import MultithreadingContext, TraitsExecutor, submit_call, submit_progress
 from offload.testing import TestAssistant
 
-pytestmark = pytest.mark.gui
+#: The GUI loops, each marked ``gui``; a test that takes one is a GUI test.
+GUI_LOOPS = [pytest.param(kind, marks=pytest.mark.gui) for kind in ["qt", "wx"]]
 
-GUI_LOOPS = ["qt", "wx"]
+#: The first application a process makes opens descriptors (the X11
+#: connection, an eventfd) that it keeps on purpose until exit; the suite's
+#: leak check, where there is one, must not blame that on a test.
+_KEEPS_APP = (
+    pytest.mark.leaks_ok("makes the process-wide GUI application, kept until exit")
+    if hasattr(conftest, "_check_leaks")
+    else pytest.mark.gui  # (no leak check: nothing to exempt)
+)
 
 
 class Counter(HasStrictTraits):
@@ -42,6 +54,17 @@ class Counter(HasStrictTraits):
 @pytest.fixture(params=GUI_LOOPS)
 def gui_loop(request: pytest.FixtureRequest) -> Any:
     return load(EVENT_LOOPS, request.param)()
+
+
+@_KEEPS_APP
+@pytest.mark.parametrize("kind", GUI_LOOPS)
+def test_application_is_made_once_and_kept(kind):
+    # The first test of this module (and nox runs this module first), so the
+    # application exists before any test whose leak check would see it made.
+    load(EVENT_LOOPS, kind)  # skips when the toolkit is missing
+    module = importlib.import_module(EVENT_LOOPS[kind][0])
+    first = module._application()
+    assert module._application() is first
 
 
 @pytest.fixture
@@ -189,7 +212,7 @@ def test_gui_keeps_breathing_during_a_message_flood(gui_loop, helper):
         stop_ticking()
         executor.shutdown(timeout=10)
         context.close()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
     assert len(ticks) > 5
     assert max(gaps) < 0.5, f"longest stall {max(gaps) * 1000:.0f} ms"
 
@@ -247,3 +270,234 @@ def test_ping_is_harmless_once_the_application_is_gone(kind):
     )
     assert result.returncode == 0, result.stderr
     assert "survived" in result.stdout
+
+
+# ETSEventLoop: choosing the toolkit, and what a missing one says ------------
+
+
+def run_python(code: str, *, block: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
+    """Run ``code`` in a fresh interpreter with the modules ``block`` made
+    unimportable and ``ETS_TOOLKIT`` unset unless ``env`` sets it; return
+    its output, failing on a non-zero exit.  ``code`` may call
+    ``report(attempt)``, which prints the error ``attempt()`` raises."""
+    prelude = "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in block)
+    prelude += _REPORT
+    full_env = {k: v for k, v in os.environ.items() if k != "ETS_TOOLKIT"}
+    full_env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    full_env.update(env or {})
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=60, env=full_env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+#: Print the message of the error that ``attempt()`` raises, or fail.
+_REPORT = """
+def report(attempt):
+    try:
+        attempt()
+    except Exception as error:
+        print(type(error).__name__ + ": " + str(error))
+    else:
+        raise SystemExit("no error raised")
+"""
+
+NO_TOOLKIT = ("pyface", "wx")
+
+
+def test_no_toolkit_at_all_names_the_extra_and_the_asyncio_way():
+    out = run_python(
+        """
+        from offload.api import ETSEventLoop, TraitsExecutor
+        report(ETSEventLoop)
+        report(TraitsExecutor)
+        """,
+        block=NO_TOOLKIT,
+    )
+    first, second = out.splitlines()
+    for line in (first, second):
+        assert line.startswith("RuntimeError: no GUI toolkit found")
+        assert "pip install 'offload[pyside6]'" in line
+        assert "'offload[wx]'" in line and "python3-wxgtk4.0" in line
+        assert "event_loop=AsyncioEventLoop()" in line
+
+
+def test_qt_and_wx_loops_used_directly_name_their_extra():
+    out = run_python(
+        """
+        import offload.api
+        report(offload.api.QtEventLoop)
+        report(offload.api.WxEventLoop)
+        report(lambda: __import__("offload._event_loops.qt"))
+        """,
+        block=NO_TOOLKIT,
+    )
+    qt, wx, module = out.splitlines()
+    assert qt.startswith("ImportError: ") and "pip install 'offload[pyside6]'" in qt
+    assert "'offload[pyqt5]'" in qt
+    assert wx.startswith("ImportError: ") and "python3-wxgtk4.0" in wx
+    assert "--system-site-packages" in wx and "pip install 'offload[wx]'" in wx
+    assert module.startswith("ImportError: ") and "pip install 'offload[pyside6]'" in module
+    # pyface present but no Qt binding at all says the same.
+    out = run_python(
+        "from offload.api import QtEventLoop\nreport(QtEventLoop)\n",
+        block=("PySide6", "PySide2", "PyQt5", "PyQt6"),
+        env={"QT_API": ""},
+    )
+    assert "pip install 'offload[pyside6]'" in out
+
+
+@pytest.mark.parametrize(
+    ("toolkit", "extra"), [("qt", "offload[pyside6]"), ("qt4.celiagg", "offload[pyside6]"),
+                           ("wx", "offload[wx]")],
+)
+def test_chosen_toolkit_missing_says_who_chose_it_and_what_to_install(toolkit, extra):
+    out = run_python(
+        "from offload.api import ETSEventLoop\nreport(ETSEventLoop)\n",
+        block=NO_TOOLKIT, env={"ETS_TOOLKIT": toolkit},
+    )
+    name = toolkit.split(".")[0][:2]
+    assert out.startswith(f"RuntimeError: the toolkit '{name}' chosen by ETS_TOOLKIT")
+    assert f"pip install '{extra}'" in out
+
+
+def test_null_and_unknown_toolkits_are_explained():
+    code = "from offload.api import ETSEventLoop\nreport(ETSEventLoop)\n"
+    null = run_python(code, env={"ETS_TOOLKIT": "null"})
+    assert "is 'null', which has no event loop" in null
+    assert "event_loop=AsyncioEventLoop()" in null
+    unknown = run_python(code, env={"ETS_TOOLKIT": "nosuchkit"})
+    assert "'nosuchkit' chosen by ETS_TOOLKIT" in unknown
+    assert "has no offload event loop" in unknown
+    assert "known toolkits: qt, wx" in unknown and "'offload.event_loops'" in unknown
+
+
+def test_toolkit_argument_is_named_in_the_error():
+    from offload.api import ETSEventLoop
+
+    with pytest.raises(RuntimeError, match=r"ETSEventLoop\(toolkit='nosuchkit'\)"):
+        ETSEventLoop(toolkit="nosuchkit")
+
+
+def _plug_in(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Pretend installed packages registered these ``name=value`` loops."""
+    from importlib.metadata import EntryPoint
+
+    from offload._event_loops import ets
+
+    points = {
+        name: EntryPoint(name=name, value=value, group=ets.ENTRY_POINT_GROUP)
+        for name, value in values.items()
+    }
+    monkeypatch.setattr(ets, "_entry_points", lambda: points)
+
+
+ASYNCIO_LOOP = "offload._event_loops.asyncio_loop:AsyncioEventLoop"
+
+
+def test_third_party_loop_from_an_entry_point_runs_tasks(monkeypatch):
+    from offload.api import AsyncioEventLoop, ETSEventLoop
+    from offload.testing.pytest_plugin import OffloadAssistant
+
+    _plug_in(monkeypatch, mytoolkit=ASYNCIO_LOOP)
+    loop = ETSEventLoop(toolkit="mytoolkit")
+    assert isinstance(loop.toolkit_event_loop, AsyncioEventLoop)
+    assistant = OffloadAssistant(loop)
+    executor = TraitsExecutor(event_loop=loop)
+    try:
+        future = submit_call(executor, pow, 2, 10)
+        assistant.run_until(future, "done", lambda f: f.done, timeout=10)
+        assert future.result == 1024
+    finally:
+        executor.shutdown(timeout=10)
+        assistant.dispose()
+        loop.toolkit_event_loop.close()
+
+
+def test_broken_plug_ins_are_not_mistaken_for_missing_toolkits(monkeypatch):
+    from offload.api import ETSEventLoop
+
+    _plug_in(
+        monkeypatch,
+        absent="offload_no_such_package.loop:Loop",
+        broken="offload._event_loops.ets:NoSuchLoop",
+    )
+    with pytest.raises(RuntimeError, match="'absent' .* cannot be used.*install the package"):
+        ETSEventLoop(toolkit="absent")
+    with pytest.raises(RuntimeError, match="entry point 'offload._event_loops.ets:NoSuchLoop'.*failed to load"):
+        ETSEventLoop(toolkit="broken")
+
+
+def test_third_party_loop_is_found_after_qt_and_wx_and_recorded():
+    out = run_python(
+        f"""
+        from importlib.metadata import EntryPoint
+        from traits.etsconfig.api import ETSConfig
+        from offload._event_loops import ets
+        point = EntryPoint(name="mytoolkit", value={ASYNCIO_LOOP!r}, group=ets.ENTRY_POINT_GROUP)
+        ets._entry_points = lambda: {{"mytoolkit": point}}
+        loop = ets.ETSEventLoop()
+        print(type(loop.toolkit_event_loop).__name__, ETSConfig.toolkit)
+        """,
+        block=NO_TOOLKIT,
+    )
+    assert out.split() == ["AsyncioEventLoop", "mytoolkit"]
+
+
+@pytest.mark.gui
+def test_qt_is_chosen_first_and_recorded_for_traitsui():
+    load(EVENT_LOOPS, "qt")
+    out = run_python(
+        """
+        from traits.etsconfig.api import ETSConfig
+        from offload.api import TraitsExecutor
+        executor = TraitsExecutor()
+        print(type(executor._event_loop.toolkit_event_loop).__name__, ETSConfig.toolkit)
+        executor.shutdown(timeout=10)
+        """
+    )
+    assert out.split() == ["QtEventLoop", "qt"]
+
+
+@pytest.mark.gui
+def test_default_executor_delivers_on_the_chosen_toolkit():
+    # TraitsExecutor() with nothing set, end to end: the loop ETSEventLoop
+    # picks is the one the results arrive on.  wx (under Xvfb) when Qt is
+    # not installed, else Qt (offscreen).
+    try:
+        load(EVENT_LOOPS, "qt")
+        expected, block = "QtEventLoop", ()
+    except pytest.skip.Exception:
+        load(EVENT_LOOPS, "wx")
+        expected, block = "WxEventLoop", ("pyface.qt",)
+    out = run_python(
+        """
+        from offload.api import TraitsExecutor, submit_call
+        from offload.testing.pytest_plugin import OffloadAssistant
+        executor = TraitsExecutor()
+        assistant = OffloadAssistant(executor._event_loop)
+        future = submit_call(executor, pow, 3, 3)
+        assistant.run_until(future, "done", lambda f: f.done, timeout=20)
+        print(type(executor._event_loop.toolkit_event_loop).__name__, future.result)
+        executor.shutdown(timeout=10)
+        assistant.dispose()
+        """,
+        block=block,
+    )
+    assert out.split() == [expected, "27"]
+
+
+@pytest.mark.gui
+def test_wx_is_chosen_when_qt_is_missing():
+    load(EVENT_LOOPS, "wx")
+    out = run_python(
+        """
+        from traits.etsconfig.api import ETSConfig
+        from offload.api import ETSEventLoop
+        print(type(ETSEventLoop().toolkit_event_loop).__name__, ETSConfig.toolkit)
+        """,
+        block=("pyface.qt",),
+    )
+    assert out.split() == ["WxEventLoop", "wx"]

@@ -43,7 +43,8 @@ _BUILTIN: dict[str, tuple[str, str]] = {
 #: Other names Pyface accepts for a built-in toolkit.
 _ALIASES = {"qt4": "qt", "qt5": "qt", "qt6": "qt"}
 
-#: How to install each built-in toolkit.
+#: How to install each built-in toolkit, for when even its module cannot be
+#: imported (the modules' own ImportErrors already say it).
 _INSTALL_HINTS = {
     "qt": "install Qt with pip install 'offload[pyside6]' (or 'offload[pyqt5]')",
     "wx": (
@@ -52,6 +53,12 @@ _INSTALL_HINTS = {
         "'offload[wx]'"
     ),
 }
+
+#: The end of every "nothing found" message.
+_NO_GUI_HINT = (
+    "or pass event_loop=AsyncioEventLoop() to TraitsExecutor for a program "
+    "without a GUI"
+)
 
 
 class ETSEventLoop(IEventLoop):
@@ -100,6 +107,10 @@ class ETSEventLoop(IEventLoop):
 def find_event_loop(toolkit: str | None = None) -> IEventLoop:
     """Return a new event loop for ``toolkit``, or for Pyface's choice.
 
+    When nothing names a toolkit, the first one that loads is chosen and
+    recorded in ``ETSConfig.toolkit``, as Pyface does, so that the windows
+    TraitsUI opens afterwards use the same toolkit as the executor.
+
     Parameters
     ----------
     toolkit : str, optional
@@ -110,36 +121,54 @@ def find_event_loop(toolkit: str | None = None) -> IEventLoop:
     RuntimeError
         With the fix in the message, when nothing suitable imports.
     """
-    name = toolkit if toolkit is not None else ETSConfig.toolkit
-    name = _ALIASES.get(name.split(".")[0].lower(), name.split(".")[0].lower())
+    if toolkit is not None:
+        source = f"ETSEventLoop(toolkit={toolkit!r})"
+        requested = toolkit
+    else:
+        source = "ETS_TOOLKIT / ETSConfig.toolkit"
+        requested = ETSConfig.toolkit
+    name = _canonical(requested)
     if name:
-        return _load(name, source=repr(toolkit) if toolkit else _source())
+        return _load(name, source)
     failures = []
     third_party = sorted(n for n in _entry_points() if n not in _BUILTIN)
     for candidate in [*_BUILTIN, *third_party]:
         try:
-            return _factory(candidate)()
+            event_loop = _factory(candidate)()
         except ImportError as exc:
-            failures.append(f"{candidate}: {exc}")
+            failures.append(f"{candidate}: {_with_hint(candidate, exc)}")
+            continue
+        if not ETSConfig.toolkit:
+            ETSConfig.toolkit = candidate
+        return event_loop
     raise RuntimeError(
-        "no GUI toolkit found for offload's ETSEventLoop (tried "
-        + "; ".join(failures or ["nothing"])
-        + "). Install one, e.g. pip install 'offload[pyside6]', or pass "
-        "event_loop=AsyncioEventLoop() to TraitsExecutor for a program "
-        "without a GUI"
+        "no GUI toolkit found for offload's ETSEventLoop ("
+        + "; ".join(failures or ["nothing to try"])
+        + "). Install one, e.g. pip install 'offload[pyside6]', "
+        + _NO_GUI_HINT
     )
 
 
-def _source() -> str:
-    return "ETS_TOOLKIT / ETSConfig.toolkit"
+def _canonical(name: str) -> str:
+    """``"qt4.celiagg"`` -> ``"qt"``: drop the suffix, map Pyface's aliases."""
+    base = name.split(".")[0].strip().lower()
+    return _ALIASES.get(base, base)
+
+
+def _with_hint(name: str, exc: ImportError) -> str:
+    """The error's message, with how to install ``name`` if it lacks it."""
+    message = str(exc)
+    if "pip install" in message or "apt-get install" in message:
+        return message
+    hint = _INSTALL_HINTS.get(name, f"install the package that provides {name!r}")
+    return f"{message}; {hint}"
 
 
 def _load(name: str, source: str) -> IEventLoop:
     if name == "null":
         raise RuntimeError(
             f"the toolkit chosen by {source} is 'null', which has no event "
-            "loop; choose 'qt' or 'wx', or pass event_loop=AsyncioEventLoop() "
-            "to TraitsExecutor for a program without a GUI"
+            "loop; choose 'qt' or 'wx', " + _NO_GUI_HINT
         )
     try:
         factory = _factory(name)
@@ -151,12 +180,18 @@ def _load(name: str, source: str) -> IEventLoop:
             f"registers under the entry-point group {ENTRY_POINT_GROUP!r}"
         ) from None
     except ImportError as exc:
-        hint = _INSTALL_HINTS.get(name, f"install the package that provides {name!r}")
-        raise RuntimeError(
-            f"the toolkit {name!r} chosen by {source} cannot be imported "
-            f"({exc}); {hint}"
-        ) from exc
-    return factory()
+        raise _unusable(name, source, exc) from exc
+    try:
+        return factory()
+    except ImportError as exc:
+        # A loop that imports its toolkit only when made.
+        raise _unusable(name, source, exc) from exc
+
+
+def _unusable(name: str, source: str, exc: ImportError) -> RuntimeError:
+    return RuntimeError(
+        f"the toolkit {name!r} chosen by {source} cannot be used: {_with_hint(name, exc)}"
+    )
 
 
 def _factory(name: str) -> Callable[[], IEventLoop]:

@@ -19,9 +19,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pyface.qt import QtCore, QtWidgets
-
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
+
+#: What to install when Qt is missing (also shown by ETSEventLoop).
+INSTALL_HINT = "install Qt with pip install 'offload[pyside6]' (or 'offload[pyqt5]')"
+
+try:
+    from pyface.qt import QtCore, QtWidgets
+except (ImportError, RuntimeError) as _error:
+    # pyface missing, no Qt binding, or QT_API naming one pyface does not
+    # know (pyface raises RuntimeError for that).
+    raise ImportError(
+        f"offload's QtEventLoop needs pyface and a Qt binding ({_error}); {INSTALL_HINT}"
+    ) from _error
 
 #: Our private event type, registered once per process.
 _WAKE_EVENT = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())

@@ -14,17 +14,36 @@ events.  A worker never touches a window.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import wx
-
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
+
+#: What to install when wx is missing (also shown by ETSEventLoop).
+INSTALL_HINT = (
+    "install wxPython: it has no Linux wheel on PyPI, so on Debian/Ubuntu "
+    "apt-get install python3-wxgtk4.0 and use a venv made with "
+    "--system-site-packages (elsewhere pip install wxPython), then "
+    "pip install 'offload[wx]'"
+)
+
+try:
+    import wx
+except ImportError as _error:
+    raise ImportError(
+        f"offload's WxEventLoop needs wxPython ({_error}); {INSTALL_HINT}"
+    ) from _error
 
 #: Our private event type and its binder.
 _WAKE_EVENT = wx.NewEventType()
 _EVT_WAKE = wx.PyEventBinder(_WAKE_EVENT)
+
+#: A wake handled less than this (s) after the previous delivery ended is
+#: taken as part of a flood and deferred through a timer (see ``_Waker``).
+_CHAIN_GAP = 0.001
 
 #: While ``run_until`` waits, how often (ms) the condition is re-checked in
 #: case it reads state other than the watched trait.  A timer, not a spin.
@@ -52,19 +71,35 @@ def _application() -> Any:
 class _Waker:
     """A main-thread ``wx.EvtHandler`` that calls ``callback()`` per wake.
 
-    Made on the main thread; ``wake()`` may be called from any thread.
+    Made on the main thread; ``wake()`` may be called from any thread.  A
+    wake from a worker posts an event.  A wake from the main thread itself
+    (offload's inbox asking to come back after a time slice), and a posted
+    wake handled straight after the previous delivery, start a one-shot
+    timer instead: wx handles the events posted while it handles pending
+    events in the same pass, so a chain of posted events would starve
+    timers, repaints and input for as long as a flood lasts.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
         self._callback = callback
+        self._main_thread = threading.get_ident()
         self._handler = wx.EvtHandler()
         self._handler.Bind(_EVT_WAKE, self._on_wake)
+        #: Main-thread wakes not yet delivered (main thread only).
+        self._main_wakes = 0
+        #: When the last ``callback()`` returned (main thread only).
+        self._last_end = float("-inf")
+        self._timer = wx.Timer(self._handler)
+        self._handler.Bind(wx.EVT_TIMER, self._on_timer, self._timer)
 
     def wake(self) -> None:
-        """Post a wake event.  Any thread; never raises."""
+        """Ask for one ``callback()`` on the main thread.  Any thread; never raises."""
         try:
             if wx.GetApp() is None:
                 # The application has gone (exit): nothing left to wake.
+                return
+            if threading.get_ident() == self._main_thread:
+                self._defer()
                 return
             event = wx.PyEvent()
             event.SetEventType(_WAKE_EVENT)
@@ -73,8 +108,30 @@ class _Waker:
             pass
 
     def _on_wake(self, event: Any) -> None:
-        # Main thread, inside the wx loop.
-        self._callback()
+        # Main thread, inside the wx loop.  A wake that arrives right after
+        # a delivery ended is part of a flood (wx is handling events posted
+        # while it handled the previous one): go through the timer, so that
+        # wx gets back to its own loop in between.  Otherwise deliver now.
+        if time.perf_counter() - self._last_end < _CHAIN_GAP:
+            self._defer()
+        else:
+            self._run()
+
+    def _on_timer(self, event: Any) -> None:
+        wakes, self._main_wakes = self._main_wakes, 0
+        for _ in range(wakes):
+            self._run()
+
+    def _defer(self) -> None:
+        self._main_wakes += 1
+        if not self._timer.IsRunning():
+            self._timer.StartOnce(1)
+
+    def _run(self) -> None:
+        try:
+            self._callback()
+        finally:
+            self._last_end = time.perf_counter()
 
 
 class WxEventLoop(IEventLoop):
