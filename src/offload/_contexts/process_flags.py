@@ -27,7 +27,7 @@ import os
 import secrets
 import threading
 import time
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from typing import Any
 
 #: Slots per shared-memory segment (8 bytes each).
@@ -218,11 +218,10 @@ def _attach_segment(key: tuple[str, int]) -> Any:
                 # Python 3.13+: the creator alone tracks the segment.
                 shm = shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
             except TypeError:
-                shm = shared_memory.SharedMemory(name=name)
                 # Before 3.13 attaching registers the segment with the
-                # resource tracker as if this process owned it; only the
-                # creator should unlink it.
-                resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+                # resource tracker too; workers share the application's
+                # tracker, where a second registration of a name is a no-op.
+                shm = shared_memory.SharedMemory(name=name)
         except FileNotFoundError:
             # The context was closed: every flag of it reads as set.
             return _ClosedView()
@@ -230,6 +229,20 @@ def _attach_segment(key: tuple[str, int]) -> Any:
         _ATTACHED[key] = shm
         _VIEWS[key] = view
         return view
+
+
+def detach_all() -> None:
+    """Close the segments this process attached (a worker, as it exits)."""
+    with _attach_lock:
+        for key, shm in list(_ATTACHED.items()):
+            view = _VIEWS.pop(key, None)
+            if view is not None:
+                view.release()
+            try:
+                shm.close()
+            except BufferError:
+                pass  # a task still holds a flag's view; the OS frees it at exit
+        _ATTACHED.clear()
 
 
 class _ClosedView:

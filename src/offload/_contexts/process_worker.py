@@ -23,6 +23,7 @@ import signal
 import threading
 from typing import Any
 
+from offload._contexts.process_flags import detach_all
 from offload._routing.process_channel import DONE, Channel, install
 from offload._routing.process_pickling import error_text
 
@@ -82,6 +83,7 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
         channel.close()
     except OSError:
         pass
+    detach_all()
 
 
 def _start_watchdog(alive_connection: Any, parent_pid: int) -> None:

@@ -22,6 +22,9 @@ from offload._routing.protocol import CRASHED, TaskRunner, raised_message
 
 logger = logging.getLogger("offload.executor")
 
+#: Seconds ``shutdown`` waits for killed worker processes' tasks to end.
+_TERMINATE_TIMEOUT = 10.0
+
 
 def _default_event_loop() -> IEventLoop:
     try:
@@ -270,14 +273,41 @@ class TraitsExecutor(HasStrictTraits):
         Raises
         ------
         RuntimeError
-            If tasks are still running after ``timeout`` seconds; the executor
-            then stays STOPPING and ``shutdown`` may be called again.
+            If tasks are still running after ``timeout`` seconds.  Threads
+            cannot be stopped: the executor then stays STOPPING and
+            ``shutdown`` may be called again.  Worker processes can: if the
+            executor owns its pool of processes, it kills them (their
+            futures end CANCELLED), becomes STOPPED, and the error says so.
         """
         if self._state is STOPPED:
             return
         if self._state is RUNNING:
             self.stop()
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._deliver_until_done(deadline)
+        if not self._futures:
+            return
+        running = len(self._futures)
+        message = (
+            f"shutdown timed out after {timeout} seconds with {running} "
+            "task(s) still running; they ignore cancellation."
+        )
+        terminate = getattr(self._worker_pool, "terminate", None)
+        if self._owns_worker_pool and terminate is not None:
+            terminate("the executor's shutdown timed out")
+            self._deliver_until_done(time.monotonic() + _TERMINATE_TIMEOUT)
+            if not self._futures:
+                raise RuntimeError(
+                    f"{message}  The executor killed its worker processes to "
+                    "end them, and is stopped"
+                )
+        raise RuntimeError(
+            f"{message}  The executor stays 'stopping'; call shutdown again "
+            "to keep waiting"
+        )
+
+    def _deliver_until_done(self, deadline: float | None) -> None:
+        """Deliver messages (without the event loop) until no task runs."""
         router = self._router
         while self._futures:
             if deadline is None:
@@ -285,15 +315,8 @@ class TraitsExecutor(HasStrictTraits):
             else:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    break
+                    return
             router.deliver_blocking(min(wait, 1.0))
-        if self._futures:
-            raise RuntimeError(
-                f"shutdown timed out after {timeout} seconds with "
-                f"{len(self._futures)} task(s) still running; they ignore "
-                "cancellation.  The executor stays 'stopping'; call shutdown "
-                "again to keep waiting"
-            )
 
     # Private ----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ dropped (its future has FAILED already).
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from typing import Any
@@ -95,6 +96,8 @@ class Channel:
 
     def send(self, router_id: int, task_id: int, message: tuple) -> None:
         """Queue one message; any thread of the worker."""
+        if message[0] == RAISED:
+            message = _portable_failure(message)
         with self._lock:
             buffer = self._buffer
             buffer.append((router_id, task_id, message))
@@ -187,6 +190,21 @@ class Channel:
                     continue  # queue items are pickled by put(), never here
             kept.append(record)
         return kept
+
+
+def _portable_failure(message: tuple) -> tuple:
+    """``message`` (RAISED), without its exception object unless that object
+    survives a pickle round trip: many exception classes pickle but do not
+    unpickle (an ``__init__`` with other arguments than ``args``), and the
+    main process must never meet a chunk it cannot read."""
+    info, exc = message[1]
+    if exc is None:
+        return message
+    try:
+        pickle.loads(dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure: send the description only
+        return (RAISED, (info, None))
+    return message
 
 
 def _replacement(task_id: int, message: tuple, error: BaseException) -> tuple:

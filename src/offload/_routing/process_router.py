@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import weakref
 from collections.abc import Callable
 
@@ -39,13 +40,15 @@ class ProcessSender:
     few bytes.  Runs in the worker (any thread).
     """
 
-    __slots__ = ("router_id",)
+    __slots__ = ("router_id", "owner_pid")
 
-    def __init__(self, router_id: int) -> None:
+    def __init__(self, router_id: int, owner_pid: int) -> None:
         self.router_id = router_id
+        #: The process of the router (a forked child has a copy of its table).
+        self.owner_pid = owner_pid
 
     def __reduce__(self) -> tuple:
-        return (ProcessSender, (self.router_id,))
+        return (ProcessSender, (self.router_id, self.owner_pid))
 
     def __call__(self, task_id: int, message: tuple) -> None:
         channel = process_channel._CHANNEL
@@ -53,8 +56,14 @@ class ProcessSender:
             channel.send(self.router_id, task_id, message)
             return
         router = _ROUTERS.get(self.router_id)
-        if router is not None:
-            router.put((task_id, message))
+        if router is None or os.getpid() != self.owner_pid:
+            raise RuntimeError(
+                "this task runs in a process that is not a worker of its "
+                "MultiprocessingContext, so its messages cannot reach the "
+                "application; give the executor a pool made by "
+                "context.worker_pool() (or none)"
+            )
+        router.put((task_id, message))
 
 
 class ProcessRouter(Inbox):
@@ -71,7 +80,7 @@ class ProcessRouter(Inbox):
     def __init__(self, event_loop: IEventLoop, time_slice: float = DEFAULT_TIME_SLICE):
         super().__init__(event_loop, time_slice)
         self._router_id = next(_router_ids)
-        self._sender = ProcessSender(self._router_id)
+        self._sender = ProcessSender(self._router_id, os.getpid())
         _ROUTERS[self._router_id] = self
 
     @property

@@ -1,0 +1,169 @@
+"""Context for tasks running in worker processes.
+
+What each part is, and where it lives:
+
+``worker_pool()``
+    a :class:`~offload._contexts.process_pool.ProcessWorkerPool`: worker
+    processes, each with a pipe of work items and a pipe of message chunks,
+    read by one thread of the pool in the main process.
+``event()``
+    a cancel flag in shared memory (:mod:`.process_flags`): set and read
+    without any message.
+``queue()``
+    a :class:`~offload._contexts.process_queue.ProcessQueue`, put to by
+    workers through their message pipe.
+``message_router()``
+    a :class:`~offload._routing.process_router.ProcessRouter`.
+
+Nothing here needs a ``multiprocessing.Manager`` or any helper process
+besides the workers (and the start method's own forkserver).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+import weakref
+from typing import Any
+
+from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._contexts.process_flags import FlagSlots, ProcessCancelFlag
+from offload._contexts.process_pool import STOP_GRACE_PERIOD, ProcessWorkerPool
+from offload._contexts.process_queue import ProcessQueue
+from offload._event_loops.interface import IEventLoop
+from offload._routing.interface import IMessageRouter
+from offload._routing.process_router import ProcessRouter
+
+logger = logging.getLogger("offload.contexts.process")
+
+
+def default_start_method() -> str:
+    """``"forkserver"`` where the platform has it (Linux, BSD), else ``"spawn"``.
+
+    Both are safe in a process that runs threads, as a GUI application
+    does; ``"fork"`` is not (a child can inherit a lock held by another
+    thread, and deadlock).  macOS has forkserver but its system frameworks
+    dislike forking, so it gets spawn, like Python's own default there.
+    """
+    if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
+
+
+class MultiprocessingContext(IParallelContext):
+    """Run tasks in worker processes.
+
+    Processes suit CPU-bound pure-Python work, which threads cannot run in
+    parallel.  What a task needs must be picklable: callables, arguments,
+    results, messages.  Plain :mod:`pickle` is tried first and `cloudpickle`_
+    takes over for lambdas, closures and functions of ``__main__``.
+
+    Parameters
+    ----------
+    start_method : {"forkserver", "spawn", "fork"}, optional
+        How worker processes start; see :mod:`multiprocessing`.  Default:
+        ``"forkserver"`` on Linux, ``"spawn"`` elsewhere, both safe in a
+        threaded GUI application.  With either, a script that makes a
+        context must guard its entry point with ``if __name__ ==
+        "__main__":``, since workers import the main module.
+
+    Notes
+    -----
+    A context may serve several executors at once.  :meth:`close` releases
+    every process, thread, pipe and shared-memory segment the context made,
+    killing workers still busy after a short grace period; using the context
+    afterwards raises ``RuntimeError``.  Worker processes exit by themselves
+    within about a second if the application dies, however it dies.
+
+    Make, use and close the context on the main thread; its pools, flags and
+    queues may be used from any thread.
+
+    .. _cloudpickle: https://github.com/cloudpipe/cloudpickle
+    """
+
+    def __init__(self, start_method: str | None = None) -> None:
+        if start_method is None:
+            start_method = default_start_method()
+        methods = multiprocessing.get_all_start_methods()
+        if start_method not in methods:
+            raise ValueError(
+                f"start_method must be one of {methods} on this platform, "
+                f"got {start_method!r}"
+            )
+        self._start_method = start_method
+        self._mp_context = multiprocessing.get_context(start_method)
+        self._flags = FlagSlots()
+        self._pools: weakref.WeakSet[ProcessWorkerPool] = weakref.WeakSet()
+        self._closed = False
+
+    @property
+    def start_method(self) -> str:
+        """How this context starts worker processes."""
+        return self._start_method
+
+    def worker_pool(self, *, max_workers: int | None = None) -> ProcessWorkerPool:
+        """A new pool of up to ``max_workers`` worker processes (default:
+        the number of CPUs), started on demand; the caller shuts it down."""
+        check_open(self)
+        check_max_workers(max_workers)
+        pool = ProcessWorkerPool(self._mp_context, max_workers=max_workers)
+        self._pools.add(pool)
+        return pool
+
+    def event(self) -> ProcessCancelFlag:
+        """A new cancel flag in shared memory (about a microsecond to make)."""
+        check_open(self)
+        return self._flags.new_flag()
+
+    def queue(self) -> ProcessQueue:
+        """A new queue: tasks in worker processes ``put()`` to it, the main
+        process reads it like a :class:`queue.Queue`."""
+        check_open(self)
+        return ProcessQueue()
+
+    def message_router(self, event_loop: IEventLoop) -> IMessageRouter:
+        check_open(self)
+        return ProcessRouter(event_loop)
+
+    def close(self) -> None:
+        """Stop every pool this context made and free its shared memory.
+
+        Pools still running work get ``STOP_GRACE_PERIOD`` seconds, then their
+        workers are killed.  Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        pools = list(self._pools)
+        for pool in pools:
+            pool.shutdown(wait=False)
+        for pool in pools:
+            if not pool.join(STOP_GRACE_PERIOD):
+                logger.warning(
+                    "MultiprocessingContext.close(): killing worker processes "
+                    "still running tasks"
+                )
+                pool.terminate("the MultiprocessingContext was closed")
+                pool.join(STOP_GRACE_PERIOD)
+        self._flags.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> MultiprocessingContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<MultiprocessingContext {self._start_method!r}, {state}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a MultiprocessingContext cannot be sent to a worker process; "
+            "pass the queue or flag you need instead"
+        )

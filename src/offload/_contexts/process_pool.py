@@ -1,0 +1,532 @@
+"""A pool of worker processes that notices when a worker dies.
+
+What runs where::
+
+    main thread                  reader thread (one per pool)         worker process
+    -----------                  ----------------------------         --------------
+    pool.submit(runner)
+      pickle it (a failure
+      names the culprit)
+      an idle worker? send ─────────────────────────────────────────▶ run the item
+      else queue it,             wait on every worker's pipe and
+      ask for a worker           process sentinel
+                                 chunk ─▶ messages to their routers ◀── chunks
+                                          DONE ─▶ pool future done
+                                          next queued item ─────────▶
+                                 sentinel ─▶ the worker died: read what
+                                   it sent, FAIL its item, start another
+
+Each worker runs one item at a time and is sent the next only when it
+reports the last one DONE, so the pool always knows which item a dead
+worker was running, and an item never waits behind a long task while
+another worker is idle.
+
+Workers start on demand, in the reader thread (starting a process must not
+stall the main thread), up to ``max_workers``.  A worker that dies before it
+reported READY failed to start; after ``START_ATTEMPTS`` such failures in a
+row the queued items fail with an explanation instead of trying forever.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import functools
+import itertools
+import logging
+import os
+import pickle
+import selectors
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from offload._contexts.process_queue import deliver
+from offload._contexts.process_worker import READY, worker_main
+from offload._routing.process_channel import DONE, QUEUE_PUT
+from offload._routing.process_pickling import describe_unpicklable, dumps, error_text
+from offload._routing.process_router import dispatch
+
+logger = logging.getLogger("offload.contexts.process")
+
+#: Worker start failures in a row after which queued items fail.
+START_ATTEMPTS = 3
+
+#: Seconds a stopping worker gets to exit before it is terminated.
+STOP_GRACE_PERIOD = 2.0
+
+#: Seconds the interpreter waits, at exit, for items still running.
+EXIT_GRACE_PERIOD = 2.0
+
+#: What a ready selector key stands for.
+_WAKE, _RESULTS, _EXITED = "wake", "results", "exited"
+
+_live_pools: weakref.WeakSet[ProcessWorkerPool] = weakref.WeakSet()
+_pool_ids = itertools.count()
+
+
+class _Job:
+    """One submitted item: its pool future and, until sent, its bytes."""
+
+    __slots__ = ("future", "data")
+
+    def __init__(self, future: concurrent.futures.Future, data: bytes | None) -> None:
+        self.future = future
+        self.data = data
+
+
+class _Worker:
+    """The main process's handle on one worker process."""
+
+    __slots__ = ("process", "tasks", "results", "ready", "job", "poison", "stopping")
+
+    def __init__(self, process: Any, tasks: Any, results: Any) -> None:
+        self.process = process
+        #: Write end of the pipe of work items.
+        self.tasks = tasks
+        #: Read end of the pipe of chunks.
+        self.results = results
+        self.ready = False
+        #: The item it runs, or None when idle.
+        self.job: _Job | None = None
+        #: Why the running item must fail although the worker said DONE.
+        self.poison: str | None = None
+        self.stopping = False
+
+
+class ProcessWorkerPool(concurrent.futures.Executor):
+    """Runs picklable callables in up to ``max_workers`` worker processes.
+
+    Parameters
+    ----------
+    mp_context : multiprocessing context
+        Makes the processes and pipes (its start method decides how).
+    max_workers : int, optional
+        Most worker processes at once; default ``os.cpu_count()``.
+
+    Notes
+    -----
+    ``submit`` and ``shutdown`` may be called from any thread.  A pool
+    future fails only when something outside the callable broke: it could not
+    be pickled, its worker died, the pool was terminated.  offload's task
+    runners report everything else as messages.
+    """
+
+    def __init__(self, mp_context: Any, max_workers: int | None = None) -> None:
+        self._mp_context = mp_context
+        self._max_workers = max_workers or os.cpu_count() or 1
+        self._lock = threading.Lock()
+        self._pending: deque[_Job] = deque()
+        self._idle: list[_Worker] = []
+        #: Every worker not yet reaped, by its pipe of chunks.
+        self._by_results: dict[Any, _Worker] = {}
+        #: Workers asked for but not yet started by the reader.
+        self._wanted = 0
+        self._start_failures = 0
+        self._shutdown = False
+        self._terminating = False
+        self._work_ids = itertools.count()
+        # The application holds the only write end: workers see end-of-file
+        # on the read end once it is gone, however it died.
+        self._alive_read, self._alive_write = mp_context.Pipe(duplex=False)
+        self._wake_read, self._wake_write = os.pipe()
+        #: What the reader waits on: the wake pipe, and each worker's pipe
+        #: of chunks and process sentinel.  Reader thread only.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_read, selectors.EVENT_READ, (_WAKE, None))
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"offload-process-reader-{next(_pool_ids)}",
+            daemon=True,
+        )
+        self._reader.start()
+        _live_pools.add(self)
+
+    # Main thread (or any thread) ----------------------------------------------
+
+    def submit(
+        self, fn: Any, /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a worker process pool after shutdown")
+        if args or kwargs:
+            fn = functools.partial(fn, *args, **kwargs)
+        work_id = next(self._work_ids)
+        try:
+            data = work_id.to_bytes(8, "little") + dumps(fn)
+        except Exception as error:  # noqa: BLE001 - any pickling failure
+            failure = TypeError(describe_unpicklable(fn, error))
+            failure.__cause__ = error
+            future.set_exception(failure)
+            return future
+        job = _Job(future, data)
+        with self._lock:
+            if self._idle:
+                self._send(self._idle.pop(), job)
+            else:
+                self._pending.append(job)
+                self._want_worker()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking items; workers exit once the queued items have run."""
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                cancelled, self._pending = self._pending, deque()
+                for job in cancelled:
+                    job.future.cancel()
+        self._poke()
+        if wait:
+            self._reader.join()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the pool to end; True if it did."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def terminate(self, reason: str = "the pool was terminated") -> int:
+        """Kill every worker now; their items and the queued ones fail.
+
+        Returns how many workers were running an item.  Any thread.
+        """
+        with self._lock:
+            self._shutdown = True
+            self._terminating = True
+            busy = sum(1 for worker in self._by_results.values() if worker.job is not None)
+            abandoned, self._pending = self._pending, deque()
+            for worker in self._by_results.values():
+                worker.poison = reason
+                _kill(worker.process)
+        for job in abandoned:
+            _settle(job.future, False, RuntimeError(f"{reason} before this task started"))
+        self._poke()
+        return busy
+
+    @property
+    def busy_workers(self) -> int:
+        """How many workers are running an item now."""
+        with self._lock:
+            return sum(1 for worker in self._by_results.values() if worker.job is not None)
+
+    # Private: called with the lock held -----------------------------------------
+
+    def _send(self, worker: _Worker, job: _Job) -> None:
+        if job.future.cancelled():
+            self._worker_free(worker)
+            return
+        worker.job = job
+        try:
+            worker.tasks.send_bytes(job.data)
+        except OSError:
+            # The worker died a moment ago; its sentinel will tell the
+            # reader.  The item never reached it: run it elsewhere.
+            worker.job = None
+            self._pending.appendleft(job)
+            self._want_worker()
+            return
+        job.data = None
+        job.future.set_running_or_notify_cancel()
+
+    def _worker_free(self, worker: _Worker) -> None:
+        if self._pending:
+            self._send(worker, self._pending.popleft())
+        elif self._shutdown:
+            self._stop_worker(worker)
+        else:
+            self._idle.append(worker)
+
+    def _want_worker(self) -> None:
+        """Ask the reader for one more worker, if the queue needs one."""
+        starting = self._wanted + sum(1 for w in self._by_results.values() if not w.ready)
+        if starting >= len(self._pending):
+            return
+        if len(self._by_results) + self._wanted >= self._max_workers:
+            return
+        self._wanted += 1
+        self._poke()
+
+    def _stop_worker(self, worker: _Worker) -> None:
+        if not worker.stopping:
+            worker.stopping = True
+            try:
+                worker.tasks.send_bytes(b"")
+            except OSError:
+                pass
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass  # the reader has ended
+
+    # Reader thread ---------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException:  # noqa: BLE001 - never die silently
+            logger.exception("offload process pool reader failed; terminating the pool")
+            self._fail_everything("the worker pool's reader thread failed")
+        finally:
+            self._close_pipes()
+
+    def _serve(self) -> None:
+        stopping_since: float | None = None
+        while True:
+            with self._lock:
+                wanted = self._wanted
+                finished = self._shutdown and not self._pending and all(
+                    worker.job is None for worker in self._by_results.values()
+                )
+                if finished:
+                    for worker in self._by_results.values():
+                        self._stop_worker(worker)
+                    self._idle.clear()
+            for _ in range(wanted):
+                self._start_worker()
+            if finished:
+                if not self._by_results:
+                    return
+                if stopping_since is None:
+                    stopping_since = time.monotonic()
+                elif time.monotonic() - stopping_since > STOP_GRACE_PERIOD:
+                    for worker in list(self._by_results.values()):
+                        _kill(worker.process)
+            ready = self._selector.select(None if stopping_since is None else 0.1)
+            exited = []
+            for key, _ in ready:
+                what, worker = key.data
+                if what is _RESULTS:
+                    try:
+                        data = worker.results.recv_bytes()
+                    except (EOFError, OSError):
+                        continue  # it died: its sentinel says so
+                    self._on_chunk(worker, data)
+                elif what is _EXITED:
+                    exited.append(worker)
+                else:
+                    os.read(self._wake_read, 4096)
+            # After the chunks, so that what a worker sent before it died
+            # comes first.
+            for worker in exited:
+                self._on_exit(worker)
+
+    def _start_worker(self) -> None:
+        context = self._mp_context
+        task_read, task_write = context.Pipe(duplex=False)
+        result_read, result_write = context.Pipe(duplex=False)
+        process = context.Process(
+            target=worker_main,
+            args=(task_read, result_write, self._alive_read),
+            name="offload-worker",
+        )
+        try:
+            process.start()
+        except BaseException as error:  # noqa: BLE001 - report, do not die
+            for connection in (task_read, task_write, result_read, result_write):
+                connection.close()
+            with self._lock:
+                self._wanted -= 1
+            self._fail_pending(f"could not start a worker process: {error_text(error)}")
+            return
+        # The child has its own copies now.
+        task_read.close()
+        result_write.close()
+        worker = _Worker(process, task_write, result_read)
+        self._selector.register(result_read, selectors.EVENT_READ, (_RESULTS, worker))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, (_EXITED, worker))
+        with self._lock:
+            self._wanted -= 1
+            self._by_results[result_read] = worker
+        logger.debug("worker process %s started", process.pid)
+
+    def _on_chunk(self, worker: _Worker, data: bytes) -> None:
+        try:
+            messages, controls = pickle.loads(data)
+        except BaseException as error:  # noqa: BLE001
+            # Without its controls the item's end is unknown: end the worker,
+            # which fails the item, rather than wait for it forever.
+            worker.poison = (
+                "the main process could not unpickle what the worker process "
+                f"sent: {error_text(error)}"
+            )
+            _kill(worker.process)
+            return
+        done = None
+        for record in controls:
+            if record[0] == DONE:
+                # Give the worker its next item before anything else, so
+                # that it computes while this thread delivers.
+                done = (record[2], record[3], self._next_item(worker))
+        if messages:
+            try:
+                records = pickle.loads(messages)
+            except BaseException as error:  # noqa: BLE001
+                poison = (
+                    "the main process could not unpickle a message this task "
+                    f"sent: {error_text(error)}"
+                )
+                if done is not None:
+                    done = (False, RuntimeError(poison), done[2])
+                else:
+                    worker.poison = poison
+            else:
+                dispatch(records)
+        if done is not None:
+            ok, value, job = done
+            if job is not None:
+                _settle(job.future, ok, value)
+        for record in controls:
+            kind = record[0]
+            if kind == QUEUE_PUT:
+                try:
+                    deliver(record[1], record[2])
+                except BaseException:  # noqa: BLE001
+                    logger.exception("could not put an item from a worker on its queue")
+            elif kind == READY:
+                with self._lock:
+                    worker.ready = True
+                    self._start_failures = 0
+                    self._worker_free(worker)
+
+    def _next_item(self, worker: _Worker) -> _Job | None:
+        """The worker finished its item: start its next; return the finished one.
+
+        A poisoned item's failure replaces its outcome (see ``poison``).
+        """
+        job = worker.job
+        if job is None:
+            logger.error("offload internal error: a worker reported an item it was not given")
+            return None
+        with self._lock:
+            worker.job = None
+            if not self._terminating:
+                self._worker_free(worker)
+        poison, worker.poison = worker.poison, None
+        if poison is not None:
+            _settle(job.future, False, RuntimeError(poison))
+        return job
+
+    def _on_exit(self, worker: _Worker) -> None:
+        # Whatever it sent before it died still counts: read it first.
+        try:
+            while worker.results.poll():
+                self._on_chunk(worker, worker.results.recv_bytes())
+        except (EOFError, OSError):
+            pass
+        process = worker.process
+        process.join()
+        self._selector.unregister(worker.results)
+        self._selector.unregister(process.sentinel)
+        with self._lock:
+            del self._by_results[worker.results]
+            if worker in self._idle:
+                self._idle.remove(worker)
+            job, worker.job = worker.job, None
+            started = worker.ready
+            if not started and not worker.stopping:
+                self._start_failures += 1
+            if self._pending and not self._terminating:
+                self._want_worker()
+            give_up = self._start_failures >= START_ATTEMPTS
+        worker.tasks.close()
+        worker.results.close()
+        how = describe_exit(process.exitcode)
+        logger.debug("worker process %s %s", process.pid, how)
+        if job is not None:
+            if worker.poison is not None:
+                message = f"{worker.poison} (the worker process {process.pid} {how})"
+            else:
+                message = (
+                    f"the worker process (pid {process.pid}) running this task "
+                    f"died: it {how}"
+                )
+            _settle(job.future, False, BrokenProcessPool(message))
+        if give_up:
+            self._start_failures = 0
+            self._fail_pending(
+                f"worker processes fail to start (the last one {how}); if the "
+                "program's main module starts work at import time, guard it "
+                "with if __name__ == '__main__':"
+            )
+
+    def _fail_pending(self, reason: str) -> None:
+        with self._lock:
+            failed, self._pending = self._pending, deque()
+        for job in failed:
+            _settle(job.future, False, BrokenProcessPool(reason))
+
+    def _fail_everything(self, reason: str) -> None:
+        with self._lock:
+            self._shutdown = True
+            workers = list(self._by_results.values())
+        for worker in workers:
+            _kill(worker.process)
+            worker.process.join(1.0)
+            if worker.job is not None:
+                _settle(worker.job.future, False, BrokenProcessPool(reason))
+        self._fail_pending(reason)
+
+    def _close_pipes(self) -> None:
+        self._selector.close()
+        self._alive_write.close()
+        self._alive_read.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a process ended, in words: "exited with code 3", "was killed by SIGKILL"."""
+    if exitcode is None:
+        return "is still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        text = f"was killed by {name}"
+        if -exitcode == signal.SIGKILL:
+            text += " (by a user, the pool, or the out-of-memory killer)"
+        elif -exitcode == signal.SIGSEGV:
+            text += " (a segmentation fault, in C code or an extension)"
+        return text
+    return f"exited with code {exitcode}"
+
+
+def _kill(process: Any) -> None:
+    try:
+        process.kill()
+    except (OSError, ValueError, AttributeError):
+        pass  # already gone, or never started
+
+
+def _settle(future: concurrent.futures.Future, ok: bool, value: Any) -> None:
+    """Complete ``future`` unless it is already done (cancelled, or failed
+    by a termination that raced with the worker's report)."""
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+@atexit.register
+def _at_exit() -> None:
+    # Let running items finish within the grace period, then kill what is
+    # left: a stuck task must not hold the interpreter's exit (multiprocessing
+    # joins every child process at exit).
+    deadline = time.monotonic() + EXIT_GRACE_PERIOD
+    pools = list(_live_pools)
+    for pool in pools:
+        pool.shutdown(wait=False)
+    for pool in pools:
+        if not pool.join(max(0.0, deadline - time.monotonic())):
+            pool.terminate("the application exited")
+            pool.join(1.0)
