@@ -35,7 +35,7 @@ works everywhere) and using it raises ``ImportError`` naming what to install.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload._contexts.interface import IParallelContext
 from offload._contexts.thread_context import MultithreadingContext
@@ -65,6 +65,12 @@ from offload._futures.states import (
     FutureState,
 )
 from offload._futures.submit import submit_call, submit_iteration, submit_progress
+
+if TYPE_CHECKING:  # at run time these load on first use, see __getattr__
+    from offload._contexts.dask_context import DaskContext
+    from offload._contexts.process_context import MultiprocessingContext
+    from offload._event_loops.qt import QtEventLoop
+    from offload._event_loops.wx import WxEventLoop
 
 __all__ = [
     # Executor and submission
