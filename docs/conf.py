@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 
 import offload
 
@@ -127,11 +128,25 @@ with _mock(autodoc_mock_imports):
         if _name in PUBLIC:
             getattr(offload.api, _name)
 
-_BLOCK = re.compile(r"^( *)\.\. if-(not-)?public:: *(\w+) *$")
+_BLOCK = re.compile(r"^( *)\.\. if-(not-)?(public|exists):: *(\S+) *$", re.MULTILINE)
+
+#: The root of the repository: ``if-exists`` paths are relative to it.
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _holds(kind: str, argument: str) -> bool:
+    if kind == "public":
+        return argument in PUBLIC
+    return (_ROOT / argument).is_file()
 
 
 def resolve_if_public(text: str) -> str:
-    """Keep or drop the ``if-public`` / ``if-not-public`` blocks of a page."""
+    """Keep or drop the ``if-[not-]public`` / ``if-[not-]exists`` blocks of a page.
+
+    ``.. if-exists:: examples/foo.py`` keeps its block when that file of the
+    repository exists (the examples and their screenshots are written
+    separately from these pages).
+    """
     lines = text.split("\n")
     out: list[str] = []
     i = 0
@@ -141,8 +156,8 @@ def resolve_if_public(text: str) -> str:
             out.append(lines[i])
             i += 1
             continue
-        indent, negated, name = match.groups()
-        keep = (name in PUBLIC) != bool(negated)
+        indent, negated, kind, argument = match.groups()
+        keep = _holds(kind, argument) != bool(negated)
         body_indent = indent + "   "
         i += 1
         body: list[str] = []
@@ -152,10 +167,9 @@ def resolve_if_public(text: str) -> str:
             body.append(lines[i])
             i += 1
         if keep:
-            out.extend(
-                indent + line[len(body_indent):] if line.strip() else ""
-                for line in body
-            )
+            kept = [indent + line[len(body_indent):] if line.strip() else "" for line in body]
+            # Blocks may nest (an example, and inside it its screenshot).
+            out.extend(resolve_if_public("\n".join(kept)).split("\n"))
             out.append("")
         else:
             # Keep the line count, so that warnings point at the right line.
@@ -165,6 +179,11 @@ def resolve_if_public(text: str) -> str:
 
 
 def _on_source_read(app: object, docname: str, source: list[str]) -> None:
+    # A page re-reads when a file it tests for appears or changes (Sphinx
+    # counts a missing dependency as changed, so it re-reads until then).
+    for match in _BLOCK.finditer(source[0]):
+        if match.group(3) == "exists":
+            app.env.note_dependency(str(_ROOT / match.group(4)))  # type: ignore[attr-defined]
     source[0] = resolve_if_public(source[0])
 
 
