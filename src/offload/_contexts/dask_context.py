@@ -254,7 +254,9 @@ def _start_cluster(
     """Start the embedded ``LocalCluster``."""
     import dask
 
-    options = {"dashboard_address": None, **cluster_kwargs}
+    # A free port: with None, Dask still serves HTTP on 8787, and warns (or,
+    # with warnings as errors, fails) when another cluster holds that port.
+    options = {"dashboard_address": ":0", **cluster_kwargs}
     if security is not None:
         options["security"] = security
     with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
