@@ -131,3 +131,21 @@ def test_first_traitsui_application_without_a_window():
         "Failed: 13 is unlucky",
         "Cancelled cancelled",
     ]
+
+
+def test_the_readme_example_runs():
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code is not None, "the README has no Python example"
+    run = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code.group(1)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "state: executing",
+        "state: completed",
+        "result: 1267650600228229401496703205376",
+    ]
