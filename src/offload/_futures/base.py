@@ -50,15 +50,13 @@ class TaskFailed(Exception):
 
     It is raised in the coroutine that awaits, on the thread that runs the
     asyncio loop of the executor's :class:`~offload.api.AsyncioEventLoop`
-    (the main thread).
+    (the main thread).  The original exception object, when it could be
+    carried back, is this exception's ``__cause__``.
 
     Attributes
     ----------
     exception : tuple of str
         The future's ``exception``: (type name, message, formatted traceback).
-
-    The original exception object, when it could be carried back, is this
-    exception's ``__cause__``.
     """
 
     def __init__(self, exception: tuple[str, str, str]) -> None:
