@@ -33,11 +33,19 @@ class TestAssistant:
     _event_loop_helper: IEventLoopHelper
 
     def setUp(self) -> None:
+        """Make the test's event loop (``self._event_loop``) and prepare it.
+
+        A subclass that overrides ``setUp`` calls this first.
+        """
         self._event_loop = self.event_loop_factory()
         self._event_loop_helper = self._event_loop.event_loop_helper()
         self._event_loop_helper.init()
 
     def tearDown(self) -> None:
+        """Release the test's event loop (closing it, if it can be closed).
+
+        Shut down the test's executors before calling this.
+        """
         self._event_loop_helper.dispose()
         close = getattr(self._event_loop, "close", None)
         if close is not None:
