@@ -149,3 +149,16 @@ def test_the_readme_example_runs():
         "state: completed",
         "result: 1267650600228229401496703205376",
     ]
+
+
+def test_the_api_reference_documents_every_public_name():
+    import offload.api
+    import offload.testing
+
+    for module, page in ((offload.api, "api.rst"), (offload.testing, "testing.rst")):
+        text = (DOCS / "api" / page).read_text(encoding="utf-8")
+        documented = set(
+            re.findall(r"^ *\.\. (?:auto)?(?:class|function|exception|data):: (\w+)", text, re.M)
+        )
+        missing = set(module.__all__) - documented
+        assert not missing, f"{page} does not document {sorted(missing)}"
