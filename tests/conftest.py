@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from leak_check import no_leaks  # noqa: F401  (the fixture, used below)
 
 from offload.testing.pytest_plugin import OffloadAssistant
 
@@ -56,6 +57,26 @@ MATRIX = [
 
 _MARKS = {"process": [pytest.mark.process], "dask": [pytest.mark.dask],
           "qt": [pytest.mark.gui], "wx": [pytest.mark.gui]}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "leaks_ok(reason): this test may leave threads, processes, descriptors "
+        "or shared memory behind (say why); the leak check skips it",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _check_leaks(request: pytest.FixtureRequest) -> None:
+    """Every test: fail it if it leaves a thread, process, fd or shm segment.
+
+    Autouse, so it is set up before (and torn down after) the fixtures that
+    make contexts, event loops and executors: it sees what their teardown
+    failed to release.
+    """
+    if request.node.get_closest_marker("leaks_ok") is None:
+        request.getfixturevalue("no_leaks")
 
 
 def load(table: dict[str, tuple[str, str]], name: str) -> Callable[..., Any]:

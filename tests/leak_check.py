@@ -41,10 +41,18 @@ returns (a worker thread past its last ``put``, a child being reaped), so
 the check waits up to ``grace`` seconds for the leftovers to go before it
 fails, and reports what stayed.
 
-Caveat: ``/dev/shm`` is shared by every process of the machine; a segment
-that *another* program creates and keeps while a test runs looks like a
-leak of the test.  Set ``OFFLOAD_LEAK_CHECK_SHM=maps`` to check only the
-segments this process maps.
+``/dev/shm`` is shared by every process of the machine, so a new entry
+there counts only when this test run made it: its name was registered with
+``multiprocessing``'s resource tracker by this process (semaphores of
+queues and locks, ``SharedMemory`` segments), or it is an offload
+cancel-flag segment whose name carries the pid of this process or of one
+of its children.  Set ``OFFLOAD_LEAK_CHECK_SHM=all`` to count every new
+entry (on a machine where nothing else runs), or ``maps`` to check only
+the segments this process maps.
+
+The process-wide ``QApplication``, made by the first Qt test, keeps a few
+descriptors (its event dispatcher's eventfd) for the rest of the run; the
+test during which it appeared may leave those.
 """
 
 from __future__ import annotations
@@ -68,11 +76,13 @@ except ImportError:  # pragma: no cover - psutil is a test dependency
 #: made once per process by a library and kept on purpose.
 PERSISTENT_THREAD_PREFIXES: tuple[str, ...] = (
     "Dask-Offload",  # distributed.utils' process-wide offload executor
+    "Dask-Callback-Thread",  # distributed.Future's class-wide callback pool
     "asyncio_",  # asyncio's default executor, shut down when its loop closes
 )
 
-#: Seconds to wait for leftovers to go before failing.
-DEFAULT_GRACE = 10.0
+#: Seconds to wait for leftovers to go before failing
+#: (``OFFLOAD_LEAK_CHECK_GRACE`` overrides it).
+DEFAULT_GRACE = float(os.environ.get("OFFLOAD_LEAK_CHECK_GRACE", "10"))
 
 _SHM_DIR = "/dev/shm"
 
@@ -86,6 +96,7 @@ class Snapshot:
     fds: dict[int, str] = field(default_factory=dict)
     shm_mapped: set[str] = field(default_factory=set)
     shm_files: set[str] = field(default_factory=set)
+    qt_app: bool = False
 
 
 def _describe_process(proc: psutil.Process) -> str:
@@ -144,6 +155,56 @@ def _shm_files() -> set[str]:
         return set()
 
 
+#: Names this process registered with multiprocessing's resource tracker.
+_REGISTERED: set[str] = set()
+
+
+def _record_registrations() -> None:
+    """Wrap ``resource_tracker.register`` to learn which names we made.
+
+    ``multiprocessing.synchronize`` and ``shared_memory`` look the function
+    up on the module at each call, so wrapping the module attribute sees
+    every semaphore and segment made in this process from now on.
+    """
+    from multiprocessing import resource_tracker
+
+    register = resource_tracker.register
+    if getattr(register, "_offload_leak_check", False):
+        return
+
+    def recording_register(name: str, rtype: str) -> None:
+        _REGISTERED.add(name)
+        register(name, rtype)
+
+    recording_register._offload_leak_check = True  # type: ignore[attr-defined]
+    resource_tracker.register = recording_register
+
+
+_record_registrations()
+
+
+def _ours(entry: str, pids: set[int]) -> bool:
+    """Whether the ``/dev/shm`` entry ``entry`` was made by this test run."""
+    if os.environ.get("OFFLOAD_LEAK_CHECK_SHM") == "all":
+        return True
+    # Semaphore "/mp-abc" is the file "sem.mp-abc"; segment "/x" is "x".
+    bare = entry[4:] if entry.startswith("sem.") else entry
+    if "/" + bare in _REGISTERED or bare in _REGISTERED:
+        return True
+    # offload's cancel-flag segments: "ofl" + (pid % 0xFFFFF in hex) + 6 hex.
+    if entry.startswith("ofl"):
+        stem = entry[3:].split("_", 1)[0]
+        return stem[:-6] in {f"{pid % 0xFFFFF:x}" for pid in pids}
+    return False
+
+
+def _qt_app() -> bool:
+    widgets = sys.modules.get("PySide6.QtWidgets") or sys.modules.get("PyQt5.QtWidgets")
+    if widgets is None:
+        return False
+    return widgets.QApplication.instance() is not None
+
+
 def take_snapshot() -> Snapshot:
     """Record the threads, child processes, descriptors and shm segments now."""
     return Snapshot(
@@ -152,6 +213,7 @@ def take_snapshot() -> Snapshot:
         fds=_fds(),
         shm_mapped=_shm_mapped(),
         shm_files=_shm_files(),
+        qt_app=_qt_app(),
     )
 
 
@@ -192,14 +254,20 @@ def leftovers(before: Snapshot) -> list[str]:
     for pid, description in sorted(after.processes.items()):
         if pid not in before.processes and pid not in singleton_pids:
             problems.append(f"child process {pid} still exists: {description}")
+    qt_app_appeared = after.qt_app and not before.qt_app
     for fd, target in sorted(after.fds.items()):
         if fd in singleton_fds:
             continue
+        if qt_app_appeared and target.startswith("anon_inode:"):
+            continue  # the new QApplication's event dispatcher
         if before.fds.get(fd) != target:
             problems.append(f"file descriptor {fd} -> {target} still open")
     for segment in sorted(after.shm_mapped - before.shm_mapped):
         problems.append(f"shared memory {segment} still mapped")
+    pids = {os.getpid(), *before.processes, *after.processes}
     for name in sorted(after.shm_files - before.shm_files):
+        if not _ours(name, pids):
+            continue
         problems.append(f"shared memory segment {_SHM_DIR}/{name} never unlinked")
     return problems
 
