@@ -23,6 +23,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import socket
+import time
 import uuid
 from typing import Any
 
@@ -231,9 +233,12 @@ class DaskContext(IParallelContext):
 
 def _connect(address: str, security: Any, timeout: float) -> Any:
     """A client of the scheduler at ``address``, or a clear error."""
+    deadline = time.monotonic() + timeout
     try:
+        _probe(address, deadline)
         return distributed.Client(
-            address, security=security, timeout=timeout, set_as_default=False
+            address, security=security, timeout=max(0.1, deadline - time.monotonic()),
+            set_as_default=False,
         )
     except (OSError, TimeoutError) as exc:
         raise ConnectionError(
@@ -242,6 +247,30 @@ def _connect(address: str, security: Any, timeout: float) -> Any:
             "scheduler runs and the address and security settings are right, "
             "or give DaskContext a longer timeout="
         ) from exc
+
+
+def _probe(address: str, deadline: float) -> None:
+    """Wait until a TCP connection to ``address`` succeeds, or raise OSError.
+
+    A ``distributed.Client`` that fails to connect leaves its event-loop
+    thread running, so an absent scheduler is found out here first.  Only
+    ``tcp://`` and ``tls://`` addresses are probed.
+    """
+    scheme, _, location = address.rpartition("://")
+    if scheme not in ("tcp", "tls", ""):
+        return
+    host, _, port = location.rpartition(":")
+    if not port.isdigit():
+        return  # let Dask parse (and explain) what this is
+    host = host.strip("[]") or "127.0.0.1"
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _start_cluster(

@@ -104,8 +104,9 @@ class DaskWorkerPool(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._waiting: deque[_Job] = deque()
-        #: Dask futures not yet done (kept so that Dask keeps their tasks).
-        self._pending: set[Any] = set()
+        #: Dask futures not yet done (kept so that Dask keeps their tasks),
+        #: each with its pool future.
+        self._pending: dict[Any, concurrent.futures.Future] = {}
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -156,17 +157,14 @@ class DaskWorkerPool(concurrent.futures.Executor):
             for job in waiting:
                 self._finish_cancelled(job)
         if wait:
-            pending = list(self._pending)
-            if pending:
-                from distributed import wait as dask_wait
-
-                try:
-                    dask_wait(pending, timeout=SHUTDOWN_TIMEOUT)
-                except Exception:  # noqa: BLE001 - timeout or closed client
-                    logger.warning(
-                        "offload: %d Dask task(s) still pending at shutdown",
-                        len(pending), exc_info=True,
-                    )
+            # The pool futures, not Dask's: distributed.wait() needs a
+            # default client, and the context's client is not one.
+            pending = list(self._pending.values())
+            _, not_done = concurrent.futures.wait(pending, timeout=SHUTDOWN_TIMEOUT)
+            if not_done:
+                logger.warning(
+                    "offload: %d Dask task(s) still pending at shutdown", len(not_done)
+                )
 
     # Private ------------------------------------------------------------------
 
@@ -199,13 +197,13 @@ class DaskWorkerPool(concurrent.futures.Executor):
             return False
         if job.flag is not None:
             job.flag.dask_future = dask_future
-        self._pending.add(dask_future)
+        self._pending[dask_future] = job.pool_future
         dask_future.add_done_callback(lambda future: self._done(job, future))
         return True
 
     def _done(self, job: _Job, dask_future: Any) -> None:
         """A Dask future ended (Dask's callback thread)."""
-        self._pending.discard(dask_future)
+        self._pending.pop(dask_future, None)
         self._forget(job)
         pool_future = job.pool_future
         status = dask_future.status

@@ -51,6 +51,27 @@ def default_start_method() -> str:
     return "spawn"
 
 
+#: Modules every worker needs; a forkserver that has them forks ready workers.
+_WORKER_MODULES = ["offload._contexts.process_worker", "offload._futures.submit"]
+
+
+def _preload_in_forkserver(mp_context: Any) -> None:
+    """Add offload's worker modules to what the forkserver imports.
+
+    It matters only until the forkserver starts (once per application), and
+    keeps what the application asked for (``__main__`` by default).
+    """
+    from multiprocessing import forkserver
+
+    try:
+        current = list(forkserver._forkserver._preload_modules)  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - another Python's internals
+        return
+    missing = [name for name in _WORKER_MODULES if name not in current]
+    if missing:
+        mp_context.set_forkserver_preload(current + missing)
+
+
 class MultiprocessingContext(IParallelContext):
     """Run tasks in worker processes.
 
@@ -93,6 +114,8 @@ class MultiprocessingContext(IParallelContext):
             )
         self._start_method = start_method
         self._mp_context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            _preload_in_forkserver(self._mp_context)
         self._flags = FlagSlots()
         self._pools: weakref.WeakSet[ProcessWorkerPool] = weakref.WeakSet()
         self._closed = False

@@ -1,0 +1,198 @@
+"""DaskContext: what only a cluster can do wrong.
+
+The shared behaviour suites run on an embedded LocalCluster through
+conftest's matrix.  Here: a real cluster started as separate processes on
+loopback (``dask scheduler`` and two ``dask worker``), one worker killed
+mid-task, a scheduler that is not there, and which cluster ``close()``
+stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("distributed")
+
+import dask_task_functions as dtf  # noqa: E402
+import task_functions as tf  # noqa: E402
+from conftest import wait_done, wait_file  # noqa: E402
+from offload.api import (  # noqa: E402
+    COMPLETED,
+    FAILED,
+    DaskContext,
+    TraitsExecutor,
+    submit_call,
+    submit_progress,
+)
+
+pytestmark = pytest.mark.dask
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    """A scheduler and workers as separate processes, all on 127.0.0.1."""
+
+    def __init__(self, directory: str, workers: int = 2) -> None:
+        self.processes: list[subprocess.Popen] = []
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, *sys.path]))
+        scheduler_file = os.path.join(directory, "scheduler.json")
+        self._start(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+             "--port", "0", "--no-dashboard", "--scheduler-file", scheduler_file],
+            env, directory, "scheduler",
+        )
+        _wait_for(lambda: os.path.exists(scheduler_file), 60, "the scheduler")
+        _wait_for(lambda: os.path.getsize(scheduler_file) > 0, 10, "the scheduler file")
+        with open(scheduler_file) as file:
+            self.address = json.load(file)["address"]
+        self.workers = [
+            self._start(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+                 "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
+                 "--no-dashboard", "--name", f"worker-{n}"],
+                env, directory, f"worker-{n}",
+            )
+            for n in range(workers)
+        ]
+
+    def _start(self, args: list[str], env: dict, directory: str, name: str) -> subprocess.Popen:
+        log = open(os.path.join(directory, f"{name}.log"), "wb")  # noqa: SIM115
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = Cluster(str(tmp_path))
+    yield cluster
+    cluster.stop()
+
+
+def test_a_real_cluster_runs_tasks_and_survives_a_killed_worker(
+    cluster, offload_assistant, tmp_path
+):
+    assistant = offload_assistant
+    context = DaskContext(address=cluster.address, timeout=30)
+    try:
+        client = context.client
+        client.wait_for_workers(2, timeout=60)
+        executor = TraitsExecutor(context=context, event_loop=assistant.event_loop)
+        try:
+            seen = []
+            counted = submit_progress(executor, dtf.count_messages, 500)
+            counted.observe(lambda event: seen.append(event.new), "progress")
+            wait_done(assistant, counted, timeout=30)
+            assert counted.state == COMPLETED and seen == list(range(500))
+
+            pid_file, release = str(tmp_path / "pid"), str(tmp_path / "release")
+            doomed = submit_call(executor, dtf.pid_then_wait, pid_file, release)
+            wait_file(assistant, pid_file, timeout=30)
+            with open(pid_file) as file:
+                victim = int(file.read())
+            assert victim in {worker.pid for worker in cluster.workers}
+            os.kill(victim, signal.SIGKILL)
+            # Two legal outcomes.  The client saw the task start: it FAILS,
+            # saying the worker was lost.  The worker died before its
+            # "started" message left it: Dask re-runs the task on the other
+            # worker, where it completes once released.
+            deadline = time.monotonic() + 30
+            while not doomed.done and _read_pid(pid_file) in (None, victim):
+                assert time.monotonic() < deadline, "neither failed nor re-run"
+                assistant.exercise_event_loop()
+            if not doomed.done:
+                tf.touch(release)
+            wait_done(assistant, doomed, timeout=30)
+            if doomed.state == FAILED:
+                assert "worker" in doomed.exception[1] and "lost" in doomed.exception[1]
+            else:
+                assert doomed.state == COMPLETED
+                assert doomed.result != victim
+
+            # The surviving worker still runs tasks.
+            after = submit_call(executor, abs, -5)
+            wait_done(assistant, after, timeout=30)
+            assert after.result == 5
+        finally:
+            executor.shutdown(timeout=30)
+    finally:
+        context.close()
+    # close() leaves a user's cluster running.
+    assert cluster.processes[0].poll() is None
+    import distributed
+
+    with distributed.Client(cluster.address, timeout=30, set_as_default=False) as client:
+        assert client.scheduler_info()["address"] == cluster.address
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path) as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_within_the_timeout():
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    began = time.monotonic()
+    with pytest.raises((ConnectionError, OSError)) as caught:
+        DaskContext(address=address, timeout=2)
+    assert time.monotonic() - began < 15
+    assert address.split("//")[1] in str(caught.value) or "scheduler" in str(caught.value)
+
+
+def test_address_and_client_together_is_a_type_error():
+    with pytest.raises(TypeError, match="address or a client"):
+        DaskContext("tcp://127.0.0.1:1", client=object())
+
+
+def test_a_client_that_is_not_a_client_is_a_type_error():
+    with pytest.raises(TypeError, match="distributed.Client"):
+        DaskContext(client="tcp://127.0.0.1:1")
+
+
+def test_close_stops_the_embedded_cluster_and_refuses_use():
+    context = DaskContext(n_workers=1, processes=False)
+    cluster = context._cluster
+    context.close()
+    assert context.closed
+    assert cluster.status.name == "closed"
+    with pytest.raises(RuntimeError, match="closed"):
+        context.event()
+    context.close()  # idempotent
