@@ -26,10 +26,11 @@ Event loops (where futures are updated)
     (the toolkit Pyface picks, the default), NEW :class:`QtEventLoop`,
     :class:`WxEventLoop`.
 
-Toolkit, process and cluster parts load lazily, on first use of their name:
-importing this module imports no Qt, wx, pyface or dask.  Where a part's
-package is missing, its name still imports (so ``from offload.api import *``
-works everywhere) and using it raises ``ImportError`` naming what to install.
+Importing this module imports no Qt, wx, pyface or Dask.  ``DaskContext``
+imports Dask when one is made; ``QtEventLoop`` and ``WxEventLoop`` load their
+toolkit on first use of the name.  Where a toolkit or Dask is missing, the
+name still imports (so ``from offload.api import *`` works everywhere) and
+using it raises ``ImportError`` naming what to install.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from offload._contexts.dask_context import DaskContext
 from offload._contexts.interface import IParallelContext
+from offload._contexts.process_context import MultiprocessingContext
 from offload._contexts.thread_context import MultithreadingContext
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.ets import ETSEventLoop
@@ -67,8 +70,6 @@ from offload._futures.states import (
 from offload._futures.submit import submit_call, submit_iteration, submit_progress
 
 if TYPE_CHECKING:  # at run time these load on first use, see __getattr__
-    from offload._contexts.dask_context import DaskContext
-    from offload._contexts.process_context import MultiprocessingContext
     from offload._event_loops.qt import QtEventLoop
     from offload._event_loops.wx import WxEventLoop
 
@@ -117,8 +118,6 @@ __all__ = [
 
 #: Names loaded on first use: (module, attribute).
 _LAZY: dict[str, tuple[str, str]] = {
-    "MultiprocessingContext": ("offload._contexts.process_context", "MultiprocessingContext"),
-    "DaskContext": ("offload._contexts.dask_context", "DaskContext"),
     "QtEventLoop": ("offload._event_loops.qt", "QtEventLoop"),
     "WxEventLoop": ("offload._event_loops.wx", "WxEventLoop"),
 }

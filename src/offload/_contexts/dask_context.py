@@ -14,8 +14,8 @@ What runs where::
                                                         flag.is_set(): local
 
 See :mod:`offload._routing.dask_router`, :mod:`.dask_pool` and
-:mod:`.dask_cancel` for each part.  This module imports dask; nothing imports
-it until ``DaskContext`` is asked for.
+:mod:`.dask_cancel` for each part.  Dask is imported when a ``DaskContext``
+is made, not before.
 """
 
 from __future__ import annotations
@@ -28,14 +28,6 @@ import time
 import uuid
 from typing import Any
 
-try:
-    import distributed
-except ImportError as _error:  # pragma: no cover - depends on the install
-    raise ImportError(
-        "DaskContext needs dask.distributed, which is not installed: "
-        "pip install 'offload[dask]'"
-    ) from _error
-
 from offload._contexts.dask_cancel import (
     CancelPusher,
     DaskCancelFlag,
@@ -47,6 +39,23 @@ from offload._event_loops.interface import IEventLoop
 from offload._routing.dask_outbox import forget_topic
 from offload._routing.dask_router import DaskRouter
 from offload._routing.interface import IMessageRouter
+
+
+def _distributed() -> Any:
+    """The ``distributed`` package, or an error that says how to install it.
+
+    Imported on first use, so that ``offload.api`` can name ``DaskContext``
+    without importing Dask (about a second).
+    """
+    try:
+        import distributed
+    except ImportError as error:
+        raise ImportError(
+            "DaskContext needs dask.distributed, which is not installed: "
+            "pip install 'offload[dask]'"
+        ) from error
+    return distributed
+
 
 logger = logging.getLogger("offload.contexts.dask")
 
@@ -106,6 +115,7 @@ class DaskContext(IParallelContext):
     ) -> None:
         if address is not None and client is not None:
             raise TypeError("give DaskContext an address or a client, not both")
+        distributed = _distributed()
         self._closed = False
         self._cluster: Any = None
         self._owns_client = client is None
@@ -160,7 +170,7 @@ class DaskContext(IParallelContext):
     def queue(self) -> Any:
         """A ``distributed.Queue`` (slow, about 3,000 items/s; fine for control)."""
         check_open(self)
-        return distributed.Queue(
+        return _distributed().Queue(
             f"{self._token}-queue-{next(self._router_numbers)}", client=self._client
         )
 
@@ -236,7 +246,7 @@ def _connect(address: str, security: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     try:
         _probe(address, deadline)
-        return distributed.Client(
+        return _distributed().Client(
             address, security=security, timeout=max(0.1, deadline - time.monotonic()),
             set_as_default=False,
         )
@@ -289,7 +299,7 @@ def _start_cluster(
     if security is not None:
         options["security"] = security
     with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
-        return distributed.LocalCluster(
+        return _distributed().LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             processes=processes,
