@@ -49,6 +49,12 @@ class _Waker(QtCore.QObject):
     (offload's inbox asking to come back after a time slice) starts a
     zero-delay timer instead, so that the toolkit handles timers and user
     input before the next slice rather than a chain of posted events.
+
+    ``callback()`` is never re-entered: an observer that runs a nested
+    event loop during a delivery (pyface's ``ProgressDialog.update``, behind
+    TraitsUI's ``ProgressEditor``, calls ``processEvents``) would otherwise
+    start a delivery inside the delivery, and so on down to a
+    ``RecursionError``; a wake that arrives then is kept for the timer.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
@@ -57,6 +63,8 @@ class _Waker(QtCore.QObject):
         self._main_thread = threading.get_ident()
         #: Main-thread wakes not yet delivered (main thread only).
         self._main_wakes = 0
+        #: Whether ``callback()`` is running (main thread only).
+        self._running = False
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
@@ -65,9 +73,7 @@ class _Waker(QtCore.QObject):
         """Ask for one ``callback()`` on the main thread.  Any thread; never raises."""
         try:
             if threading.get_ident() == self._main_thread:
-                self._main_wakes += 1
-                if not self._timer.isActive():
-                    self._timer.start(0)
+                self._defer()
             else:
                 QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
         except Exception:
@@ -78,14 +84,30 @@ class _Waker(QtCore.QObject):
     def event(self, event: QtCore.QEvent) -> bool:
         # Main thread, inside the Qt loop.
         if event.type() == _WAKE_EVENT:
-            self._callback()
+            self._run()
             return True
         return super().event(event)
 
     def _on_timer(self) -> None:
         wakes, self._main_wakes = self._main_wakes, 0
         for _ in range(wakes):
+            self._run()
+
+    def _defer(self) -> None:
+        # Main thread: one more callback, from the timer.
+        self._main_wakes += 1
+        if not self._timer.isActive():
+            self._timer.start(0)
+
+    def _run(self) -> None:
+        if self._running:
+            self._defer()
+            return
+        self._running = True
+        try:
             self._callback()
+        finally:
+            self._running = False
 
 
 class QtEventLoop(IEventLoop):

@@ -78,6 +78,11 @@ class _Waker:
     timer instead: wx handles the events posted while it handles pending
     events in the same pass, so a chain of posted events would starve
     timers, repaints and input for as long as a flood lasts.
+
+    ``callback()`` is never re-entered: an observer that runs a nested
+    event loop during a delivery (pyface's ``ProgressDialog.update`` yields
+    to wx) would otherwise start a delivery inside the delivery; a wake that
+    arrives then is kept for the timer.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
@@ -89,6 +94,8 @@ class _Waker:
         self._main_wakes = 0
         #: When the last ``callback()`` returned (main thread only).
         self._last_end = float("-inf")
+        #: Whether ``callback()`` is running (main thread only).
+        self._running = False
         self._timer = wx.Timer(self._handler)
         self._handler.Bind(wx.EVT_TIMER, self._on_timer, self._timer)
 
@@ -128,9 +135,14 @@ class _Waker:
             self._timer.StartOnce(1)
 
     def _run(self) -> None:
+        if self._running:
+            self._defer()
+            return
+        self._running = True
         try:
             self._callback()
         finally:
+            self._running = False
             self._last_end = time.perf_counter()
 
 

@@ -1,0 +1,336 @@
+"""The example applications in ``examples/`` run, and do what they say.
+
+The headless example runs as a script and its output is checked.  Each GUI
+example runs as ``python examples/NAME.py`` would (its ``main()``, under
+``__main__``, in a fresh interpreter, Qt offscreen), except that its
+``configure_traits()`` is replaced by a driver: the driver opens the same
+window with ``edit_traits()``, presses its buttons through the buttons'
+own Qt controls, waits (with deadlines) for results, cancels, saves a
+screenshot to ``docs/images/NAME.png`` and closes the window; ``main()``
+then shuts its executor and context down as usual.
+
+After each run, nothing the example started may still be running: every
+process started by the example inherits a marker in its environment, and
+the test waits for the last one to go.
+
+This file is also the driver: ``python tests/test_examples.py NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+IMAGES = ROOT / "docs" / "images"
+
+#: Environment variable carrying the marker inherited by every process an
+#: example starts (so leftovers can be found even once re-parented).
+MARKER = "OFFLOAD_EXAMPLE_RUN"
+
+#: Longest time one example run may take, start-up included.
+RUN_TIMEOUT = 50.0
+
+#: Longest wait for one condition in a driver.
+WAIT = 20.0
+
+
+def _env(marker: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            MARKER: marker,
+            "QT_QPA_PLATFORM": "offscreen",
+            "QT_API": env.get("QT_API") or "pyside6",
+            "ETS_TOOLKIT": "qt",
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
+            ),
+        }
+    )
+    return env
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of the processes whose environment holds ``marker``."""
+    needle = f"{MARKER}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if needle in environ.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _assert_nothing_left(marker: str, grace: float = 10.0) -> None:
+    if not os.path.isdir("/proc"):
+        return
+    deadline = time.monotonic() + grace
+    while (left := _processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling other processes' exit, with a deadline
+    assert not left, f"processes of the example still running: {left}"
+
+
+def run_example(args: list[str], timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` as an example run; check nothing outlives it."""
+    marker = uuid.uuid4().hex
+    try:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=ROOT, env=_env(marker), capture_output=True, text=True, timeout=timeout,
+        )
+    finally:
+        _assert_nothing_left(marker)
+
+
+def test_headless_example_runs_and_reports():
+    result = run_example([str(EXAMPLES / "headless.py")], timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("checksum file-") == 4
+    assert "6057 primes below 60,000" in out
+    assert "running means: 1, 2, 3, 4, 5" in out
+    assert "endless task: cancelled" in out
+    assert out.rstrip().endswith("executor: stopped")
+    assert result.stderr == ""
+
+
+def _gui_example(name: str, *marks: Any) -> Any:
+    return pytest.param(name, marks=[pytest.mark.gui, *marks], id=name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        _gui_example("prime_counting"),
+        _gui_example("progress_dialog"),
+        _gui_example("pi_iteration"),
+        _gui_example("background_processes", pytest.mark.process),
+        _gui_example("dask_cluster", pytest.mark.process, pytest.mark.dask),
+    ],
+)
+def test_gui_example_runs_drives_and_shoots(name):
+    pytest.importorskip("traitsui")
+    pytest.importorskip("offload._event_loops.qt")
+    if name == "dask_cluster":
+        pytest.importorskip("distributed")
+    if name in ("background_processes", "dask_cluster"):
+        try:
+            from offload._contexts.process_context import MultiprocessingContext  # noqa: F401
+        except ImportError as exc:
+            pytest.skip(f"MultiprocessingContext not available: {exc}")
+    result = run_example([__file__, name])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"drove {name}: ok" in result.stdout, result.stdout + result.stderr
+    assert (IMAGES / f"{name}.png").stat().st_size > 2_000
+
+
+# The driver, run in the example's own interpreter ---------------------------
+
+
+class Driver:
+    """Presses buttons and waits, on the Qt loop, for one example window."""
+
+    def __init__(self, ui: Any) -> None:
+        from offload._event_loops.qt import QtEventLoop
+
+        self.ui = ui
+        self.helper = QtEventLoop().event_loop_helper()
+        self.helper.init()
+
+    def control(self, name: str) -> Any:
+        """The Qt control of the editor of item ``name``."""
+        return getattr(self.ui.info, name).control
+
+    def press(self, name: str) -> None:
+        """Click the button of trait ``name`` once it is enabled."""
+        from pyface.qt import QtCore
+
+        button = self.control(name)
+        self.wait(lambda: button.isEnabled(), f"{name} button enabled")
+        button.click()
+        # TraitsUI connects ``clicked`` through a queued connection: deliver
+        # it now, so that the button's trait has fired when this returns.
+        QtCore.QCoreApplication.sendPostedEvents()
+
+    def wait(self, condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+        """Run the event loop until ``condition()`` holds; fail after ``timeout``."""
+        from traits.api import HasTraits
+
+        errors: list[BaseException] = []
+
+        def check(_: Any) -> bool:
+            try:
+                return condition()
+            except Exception as error:  # stop, and raise it below
+                errors.append(error)
+                return True
+
+        try:
+            # The helper re-checks the condition every 100 ms while the Qt
+            # loop runs (no trait to watch: the dummy's never changes).
+            self.helper.run_until(HasTraits(), "trait_added", check, timeout)
+        except RuntimeError:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+        if errors:
+            raise errors[0]
+
+    def settle(self) -> None:
+        """Let pending repaints and deliveries happen (a few loop turns)."""
+        turns = [0]
+
+        def turned() -> bool:
+            turns[0] += 1
+            return turns[0] > 3
+
+        self.wait(turned, "the event loop to turn")
+
+    def shoot(self, widget: Any, name: str) -> None:
+        self.settle()
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        assert widget.grab().save(str(IMAGES / f"{name}.png")), "screenshot not saved"
+
+    def close(self) -> None:
+        self.ui.dispose()
+        self.settle()
+        self.helper.dispose()
+
+
+def drive_squares(app: Any, driver: Driver, name: str) -> None:
+    """background_processes and dask_cluster: the same window."""
+    from offload.api import CANCELLED, COMPLETED, EXECUTING, FAILED, WAITING
+
+    app.timeout, app.failure_rate = 0.5, 0.0
+    for _ in range(2):
+        driver.press("square")
+    driver.wait(lambda: app.jobs[0].future.state == COMPLETED, "the first square")
+    assert app.jobs[0].future.result == 1
+    app.failure_rate = 1.0
+    driver.press("square")
+    driver.wait(lambda: app.jobs[2].future.state == FAILED, "the unlucky job to fail")
+    assert "bad luck" in app.jobs[2].future.exception[1]
+    app.failure_rate, app.timeout = 0.0, 3.0
+    for _ in range(5):
+        driver.press("square")
+    driver.wait(
+        lambda: {EXECUTING, WAITING} <= {job.state for job in app.jobs}
+        and app.jobs[1].state == COMPLETED,
+        "jobs both executing and waiting",
+    )
+    driver.shoot(driver.ui.control, name)
+    driver.press("cancel_all")
+    driver.wait(lambda: all(job.future.done for job in app.jobs), "every job to end")
+    assert CANCELLED in {job.state for job in app.jobs}
+    driver.press("clear_finished")
+    driver.wait(lambda: not app.jobs, "the table to empty")
+
+
+def drive_prime_counting(app: Any, driver: Driver, name: str) -> None:
+    from offload.api import CANCELLED, COMPLETED
+
+    app.limit = 200_000_000  # long enough to cancel while it runs
+    driver.press("count")
+    driver.wait(lambda: app.done >= 3_000_000, "the bar to move")
+    driver.shoot(driver.ui.control, name)
+    driver.press("cancel")
+    driver.wait(lambda: app.future.state == CANCELLED, "the count to be cancelled")
+    assert app.message.startswith("Cancelled after")
+    app.limit = 1_000_000
+    driver.press("count")
+    driver.wait(lambda: app.future.state == COMPLETED, "a complete count")
+    assert app.future.result == 78_498
+    assert app.message == "There are 78,498 primes below 1,000,000."
+
+
+def drive_progress_dialog(app: Any, driver: Driver, name: str) -> None:
+    from pyface.qt import QtWidgets
+
+    from offload.api import CANCELLED, COMPLETED
+
+    app.stages, app.rounds_per_stage = 400, 20_000
+    driver.press("derive")
+    driver.wait(lambda: app.dialog is not None and app.dialog.done >= 3, "progress")
+    def dialogs() -> list[Any]:
+        return [
+            widget for widget in QtWidgets.QApplication.topLevelWidgets()
+            if widget.isVisible() and widget.windowTitle() == "Deriving the key"
+        ]
+
+    assert len(dialogs()) == 1, "the progress dialog is not showing"
+    driver.shoot(dialogs()[0], name)
+    cancel = app.dialog_ui.info.cancel.control
+    assert cancel.window() is dialogs()[0]
+    cancel.click()
+    driver.wait(lambda: app.future.state == CANCELLED, "the derivation to be cancelled")
+    driver.wait(lambda: not dialogs(), "the dialog to close")
+    assert app.outcome == "Cancelled."
+    app.stages, app.rounds_per_stage = 5, 1_000
+    driver.press("derive")
+    driver.wait(lambda: app.future.state == COMPLETED, "a complete derivation")
+    assert app.outcome.startswith("Key: ")
+
+
+def drive_pi_iteration(app: Any, driver: Driver, name: str) -> None:
+    import math
+
+    from offload.api import CANCELLED
+
+    app.batches, app.batch_size = 100_000, 20_000
+    driver.press("start")
+    driver.wait(lambda: len(app.estimates) >= 12, "a dozen estimates")
+    points = [row[0] for row in app.estimates]
+    assert points == sorted(points, reverse=True), "estimates out of order"
+    assert abs(app.estimates[0][1] - math.pi) < 0.1
+    driver.shoot(driver.ui.control, name)
+    driver.press("cancel")
+    driver.wait(lambda: app.future.state == CANCELLED, "the estimation to be cancelled")
+    assert app.latest.endswith("(cancelled)")
+
+
+DRIVERS: dict[str, Callable[[Any, Driver, str], None]] = {
+    "background_processes": drive_squares,
+    "dask_cluster": drive_squares,
+    "prime_counting": drive_prime_counting,
+    "progress_dialog": drive_progress_dialog,
+    "pi_iteration": drive_pi_iteration,
+}
+
+
+def drive(name: str) -> None:
+    """Run ``examples/NAME.py`` as a script, with its window driven."""
+    import runpy
+
+    from traits.api import HasTraits
+
+    def configure_traits(self: Any, *args: Any, **kwargs: Any) -> bool:
+        ui = self.edit_traits(*args, **kwargs)
+        driver = Driver(ui)
+        try:
+            DRIVERS[name](self, driver, name)
+        finally:
+            driver.close()
+        print(f"drove {name}: ok", flush=True)
+        return True
+
+    HasTraits.configure_traits = configure_traits  # type: ignore[method-assign]
+    sys.path.insert(0, str(EXAMPLES))
+    sys.argv = [str(EXAMPLES / f"{name}.py")]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    drive(sys.argv[1])
