@@ -18,6 +18,7 @@ import datetime
 import gc
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -42,6 +43,9 @@ _CONTEXT_SOURCES = {
         ("offload.api", "DaskContext"),
     ],
 }
+
+#: Worker processes of the benchmarks' Dask cluster (the machine has 2 cores).
+DASK_WORKERS = 2
 
 #: Longest any single wait in a benchmark may take (s): a hang becomes an error.
 WAIT_TIMEOUT = 300.0
@@ -196,11 +200,22 @@ def open_context(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
             import distributed
         except ImportError as exc:
             raise Skip(f"dask.distributed not installed: {exc}") from None
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = distributed.Client(cluster)
+        import dask
+
+        # The cluster DaskContext() would start here (2 worker processes of
+        # one thread, worker-saturation inf), made by us so that the raw
+        # client.submit baseline runs on the very same one.
+        with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
+            cluster = distributed.LocalCluster(
+                n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
+                dashboard_address=None,
+            )
+        client = distributed.Client(cluster, set_as_default=False)
         parts["client"] = client
+        parts["cluster"] = (
+            f"LocalCluster({DASK_WORKERS} worker processes x 1 thread, "
+            "worker-saturation inf)"
+        )
         try:
             try:
                 context = cls(client=client)

@@ -16,8 +16,10 @@ Usage: ``python benchmarks/calls.py [--context thread|process|dask]
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 import _tasks
@@ -58,6 +60,11 @@ def offload_calls(executor: Any, loop: Any, n: int, wait: str) -> float:
     return time.perf_counter() - start
 
 
+def rate(n: int, timed: Callable[[], float]) -> Callable[[], float]:
+    """A job giving tasks/s from ``timed()``, seconds for ``n`` tasks."""
+    return lambda: n / timed()
+
+
 def main(args: Any) -> None:
     sizes = QUICK_SIZES if args.quick else SIZES[args.context]
     with bench_session(args) as (executor, baseline, loop):
@@ -65,8 +72,8 @@ def main(args: Any) -> None:
             for wait in ("poll", "observe"):
                 runs, base_runs = interleave(
                     args.repeat,
-                    lambda: n / offload_calls(executor, loop, n, wait),
-                    lambda: n / baseline.calls(n),
+                    rate(n, functools.partial(offload_calls, executor, loop, n, wait)),
+                    rate(n, functools.partial(baseline.calls, n)),
                 )
                 emit(
                     result_record(
