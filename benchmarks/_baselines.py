@@ -8,8 +8,8 @@ thread
     thread context) and one ``loop.call_soon_threadsafe`` per task end or
     message.
 process
-    ``concurrent.futures.ProcessPoolExecutor`` (spawn, ``os.cpu_count()``
-    workers); a task's end comes back through the pool future's done
+    ``concurrent.futures.ProcessPoolExecutor`` (``os.cpu_count()`` workers,
+    the offload context's start method); a task's end comes back through the pool future's done
     callback and one ``call_soon_threadsafe``; messages go through a plain
     ``multiprocessing`` queue that a thread drains, one
     ``call_soon_threadsafe`` per message.
@@ -190,9 +190,9 @@ class ProcessBaseline(Baseline):
         "multiprocessing.Queue drained by a thread for messages"
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, start_method: str = "spawn") -> None:
         self.loop = loop
-        mp = multiprocessing.get_context("spawn")
+        mp = multiprocessing.get_context(start_method)
         self.queue = mp.Queue()
         self.pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=os.cpu_count(),
@@ -411,7 +411,7 @@ def make_baseline(
     if context == "thread":
         return ThreadBaseline(loop)
     if context == "process":
-        return ProcessBaseline(loop)
+        return ProcessBaseline(loop, parts.get("start_method", "spawn"))
     return DaskBaseline(loop, parts["client"])
 
 

@@ -230,6 +230,8 @@ def open_context(name: str) -> Iterator[tuple[Any, dict[str, Any]]]:
             cluster.close()
         return
     context = cls()
+    if name == "process":
+        parts["start_method"] = context.start_method
     try:
         yield context, parts
     finally:

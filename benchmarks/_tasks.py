@@ -155,3 +155,12 @@ def timed_progress(count: int, gap: float, progress: Callable[[Any], None]) -> i
         progress((i, time.perf_counter()))
         time.sleep(gap)
     return count
+
+
+def put_pid_and_block() -> None:
+    """Put this worker's pid on the inherited queue, then block for 60 s."""
+    import os
+    import time
+
+    _queue.put(os.getpid())
+    time.sleep(60.0)
