@@ -67,6 +67,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the long ``stress`` tests out unless ``-m`` selects tests.
+
+    ``pytest`` alone runs everything else; ``pytest -m stress`` runs the
+    long versions (and CI's ``-m "not stress"`` keeps them out either way).
+    """
+    if config.option.markexpr:
+        return
+    kept, left_out = [], []
+    for item in items:
+        (left_out if item.get_closest_marker("stress") else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
 @pytest.fixture(autouse=True)
 def _check_leaks(request: pytest.FixtureRequest) -> None:
     """Every test: fail it if it leaves a thread, process, fd or shm segment.

@@ -6,7 +6,9 @@ worker unpickles them by reference without importing pytest or hypothesis.
 The scripted task is remote-controlled through files, which work the same
 for threads, processes and Dask workers on this machine: the test writes
 command files ``<directory>/<number>-<k>`` (k = 0, 1, ...), atomically, and
-the task carries them out in order.
+the task carries them out in order.  When its callable starts, it creates
+``<directory>/started-<number>``, so that a test can tell a task that never
+ran from one that ran and was cancelled.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def write_command(directory: str, number: int, index: int, command: str) -> None
     os.replace(path + ".tmp", path)
 
 
+def started_marker(directory: str, number: int) -> str:
+    """The file that task ``number`` creates when its callable starts."""
+    return os.path.join(directory, f"started-{number}")
+
+
 class ScriptedTask:
     """Worker side: carry out commands from files until told to end.
 
@@ -63,6 +70,8 @@ class ScriptedTask:
         self.directory, self.number, self.honours_cancel = state
 
     def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
+        with open(started_marker(self.directory, self.number), "w"):
+            pass
         sequence = 0
         index = 0
         deadline = time.monotonic() + COMMAND_TIMEOUT
@@ -75,7 +84,7 @@ class ScriptedTask:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"task {self.number}: no command {index}")
                 time.sleep(delay)  # the task polls for its next command
-                delay = min(delay * 2, 0.01)
+                delay = min(delay * 2, 0.005)
             with open(path) as file:
                 command = file.read().split()
             index += 1
@@ -149,6 +158,21 @@ def report_then_maybe_fail(number: int, count: int, fail: bool, mark: str | None
     return number
 
 
+def spin_then_end(number: int, spins: int, fail: bool, marker: str, progress: Any) -> int:
+    """Mark ``marker``, report ``spins`` times, then return or raise.
+
+    The race test cancels these at random moments: the marker tells it that
+    the callable ran, the number of reports how far it got.
+    """
+    with open(marker, "w"):
+        pass
+    for value in range(spins):
+        progress(value)
+    if fail:
+        raise ValueError(f"task {number} failed on purpose")
+    return number
+
+
 def block_ignoring_cancel(release: str, started: str | None = None) -> str:
     """Block until ``release`` exists, whatever the cancellation says."""
     if started is not None:
@@ -162,8 +186,11 @@ def block_ignoring_cancel(release: str, started: str | None = None) -> str:
     return "released"
 
 
-def block_forever() -> None:
+def block_forever(started: str | None = None) -> None:
     """Never return, never look at cancellation (for the exit tests)."""
+    if started is not None:
+        with open(started, "w"):
+            pass
     while True:
         time.sleep(0.05)
 

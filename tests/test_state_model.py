@@ -1,0 +1,511 @@
+"""Model-based test of the future and executor state machines (SPEC 3 and 4).
+
+A hypothesis ``RuleBasedStateMachine`` submits scripted tasks
+(:mod:`reliability_tasks`), cancels them, makes them send messages, return
+or raise, and stops and shuts down the executor, in random orders, on a
+real context and event loop.  A small model of the SPEC predicts, after
+each step, what every future and the executor must show once the event
+loop has delivered what is under way:
+
+* the pool runs tasks first in, first out on ``WORKERS`` workers, so the
+  model knows which tasks are running and which wait: a task gets a worker
+  unless ``WORKERS`` earlier tasks hold theirs for good (running, not told
+  to end, not ending on cancellation);
+* every future's state is the one the model predicts; the only public
+  transitions ever seen are the SPEC's; ``done`` and ``cancellable`` agree
+  with ``state`` at every notification;
+* every message a task sent before it was cancelled is delivered, in order,
+  before the future's final state, and none after it was cancelled;
+* ``cancel()`` returns True exactly in WAITING and EXECUTING; a task
+  cancelled before it started never runs its callable;
+* ``submit`` and ``stop`` outside RUNNING raise ``RuntimeError``;
+  ``shutdown(timeout)`` raises on time, naming the tasks still running,
+  while a task ignores cancellation, and otherwise ends STOPPED.
+
+The default run keeps examples few (CI); ``pytest -m stress`` runs the
+``stress`` profile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+import pytest
+from conftest import CONTEXTS, EVENT_LOOPS, load
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+)
+from reliability_tasks import ScriptedSpec, started_marker, write_command
+from traits.api import HasStrictTraits, Int
+
+from offload.api import (
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    EXECUTING,
+    FAILED,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+    WAITING,
+    TraitsExecutor,
+)
+from offload.testing.pytest_plugin import OffloadAssistant
+
+#: Workers of the pool under test: few, so that tasks also queue.
+WORKERS = 2
+
+#: Seconds a settle step may take before the test fails.
+SETTLE_TIMEOUT = 20.0
+
+#: One draw of stop (or shutdown) in this many acts.
+STOP_ODDS = 10
+
+LEGAL_FUTURE_TRANSITIONS = {
+    (WAITING, EXECUTING),
+    (WAITING, CANCELLING),
+    (EXECUTING, COMPLETED),
+    (EXECUTING, FAILED),
+    (EXECUTING, CANCELLING),
+    (CANCELLING, CANCELLED),
+}
+LEGAL_EXECUTOR_TRANSITIONS = {(RUNNING, STOPPING), (STOPPING, STOPPED)}
+DONE = {COMPLETED, FAILED, CANCELLED}
+
+#: (examples, steps per example) of the profiles, per context.
+PROFILES = {
+    "ci": {"thread": (100, 30), "process": (40, 30), "dask": (15, 30)},
+    "stress": {"thread": (400, 50), "process": (150, 50), "dask": (60, 40)},
+}
+
+_numbers = itertools.count()
+
+
+class Ticker(HasStrictTraits):
+    """Ticks at every change the test watches, so settling wakes at once."""
+
+    ticks = Int()
+
+
+class TaskModel:
+    """What the test did to one task, and the future it got."""
+
+    def __init__(self, number: int, honours: bool, future: Any, ticker: Ticker) -> None:
+        self.number = number
+        self.honours = honours
+        self.future = future
+        self.commands = 0
+        #: Messages the task was told to send.
+        self.sent = 0
+        #: "return" or "raise", once told.
+        self.final: str | None = None
+        #: The public state in which cancel() succeeded, if it did.
+        self.cancelled_in: str | None = None
+        #: ``sent`` when cancel() succeeded.
+        self.sent_at_cancel = 0
+        self.transitions: list[tuple[str, str]] = []
+        self.violations: list[str] = []
+        self._ticker = ticker
+        future.observe(self._on_change, "state,done,cancellable")
+        future.observe(self._on_tick, "log.items")
+
+    def _on_change(self, event: Any) -> None:
+        future = self.future
+        if event.name == "state":
+            self.transitions.append((event.old, event.new))
+            future.log.append(("state", event.new))
+        if future.done != (future.state in DONE):
+            self.violations.append(f"done={future.done} in state {future.state}")
+        if future.cancellable != (future.state in (WAITING, EXECUTING)):
+            self.violations.append(f"cancellable={future.cancellable} in {future.state}")
+        self._ticker.ticks += 1
+
+    def _on_tick(self, event: Any) -> None:
+        self._ticker.ticks += 1
+
+    @property
+    def started_before_cancel(self) -> bool:
+        return self.cancelled_in == EXECUTING
+
+    def ends_by_itself(self) -> bool:
+        """Once it has a worker, the task ends without another command."""
+        if self.final is not None:
+            return True
+        if self.cancelled_in == WAITING:
+            return True  # abandoned when a worker takes it
+        return self.cancelled_in == EXECUTING and self.honours
+
+    def messages(self) -> list[int]:
+        return [arg for kind, arg in self.future.log if kind == "message"]
+
+
+def make_machine(
+    executor_factory: Any,
+    assistant: OffloadAssistant,
+    directory: str,
+    settle_timeout: float = SETTLE_TIMEOUT,
+) -> type:
+    """The state machine class, bound to one context, loop and directory."""
+
+    class FutureAndExecutorMachine(RuleBasedStateMachine):
+        tasks = Bundle("tasks")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ticker = Ticker()
+            self.executor = executor_factory()
+            self.executor_transitions: list[tuple[str, str]] = []
+            self.executor.observe(self._on_executor, "state")
+            self.models: list[TaskModel] = []
+            self.stopped_by_test = False
+
+        def _on_executor(self, event: Any) -> None:
+            self.executor_transitions.append((event.old, event.new))
+            self.ticker.ticks += 1
+
+        # The model -----------------------------------------------------------
+
+        def has_worker(self) -> set[int]:
+            """Numbers of the tasks that have, or will get, a worker."""
+            holding = 0
+            result = set()
+            for model in self.models:
+                if holding >= WORKERS:
+                    break
+                result.add(model.number)
+                if not model.ends_by_itself():
+                    holding += 1
+            return result
+
+        def expected_state(self, model: TaskModel, with_worker: set[int]) -> str:
+            if model.number not in with_worker:
+                return CANCELLING if model.cancelled_in else WAITING
+            if model.cancelled_in is not None:
+                return CANCELLED if model.ends_by_itself() else CANCELLING
+            if model.final == "return":
+                return COMPLETED
+            if model.final == "raise":
+                return FAILED
+            return EXECUTING
+
+        def expected_messages(self, model: TaskModel, with_worker: set[int]) -> int:
+            if model.number not in with_worker or model.cancelled_in == WAITING:
+                return 0
+            if model.cancelled_in is not None:
+                return model.sent_at_cancel
+            return model.sent
+
+        def expected_executor_state(self) -> str:
+            if not self.stopped_by_test:
+                return RUNNING
+            with_worker = self.has_worker()
+            if all(self.expected_state(m, with_worker) in DONE for m in self.models):
+                return STOPPED
+            return STOPPING
+
+        def settled(self) -> bool:
+            with_worker = self.has_worker()
+            for model in self.models:
+                if model.future.state != self.expected_state(model, with_worker):
+                    return False
+                if len(model.messages()) != self.expected_messages(model, with_worker):
+                    return False
+            return self.executor.state == self.expected_executor_state()
+
+        def settle(self) -> None:
+            """Run the event loop until the model's predictions hold."""
+            try:
+                assistant.run_until(
+                    self.ticker, "ticks", lambda _: self.settled(), timeout=settle_timeout
+                )
+            except RuntimeError:
+                with_worker = self.has_worker()
+                report = [
+                    f"task {m.number} (honours={m.honours}, final={m.final}, "
+                    f"cancelled in {m.cancelled_in}, sent {m.sent}): state "
+                    f"{m.future.state}, expected {self.expected_state(m, with_worker)}; "
+                    f"{len(m.messages())} messages, expected "
+                    f"{self.expected_messages(m, with_worker)}"
+                    for m in self.models
+                ]
+                raise AssertionError(
+                    f"did not settle in {settle_timeout} s; executor "
+                    f"{self.executor.state}, expected {self.expected_executor_state()}:\n"
+                    + "\n".join(report)
+                ) from None
+
+        def command(self, model: TaskModel, text: str) -> None:
+            write_command(directory, model.number, model.commands, text)
+            model.commands += 1
+
+        # Rules ---------------------------------------------------------------
+
+        @precondition(lambda self: self.executor.state == RUNNING and len(self.models) < 8)
+        @rule(target=tasks, honours=st.booleans())
+        def submit(self, honours: bool) -> TaskModel:
+            number = next(_numbers)
+            future = self.executor.submit(ScriptedSpec(directory, number, honours))
+            assert future.state == WAITING and future.cancellable and not future.done
+            model = TaskModel(number, honours, future, self.ticker)
+            self.models.append(model)
+            self.settle()
+            return model
+
+        @precondition(lambda self: self.executor.state != RUNNING)
+        @rule(honours=st.booleans())
+        def submit_when_not_running(self, honours: bool) -> None:
+            with pytest.raises(RuntimeError, match="cannot submit"):
+                self.executor.submit(ScriptedSpec(directory, next(_numbers), honours))
+
+        @rule(model=tasks)
+        def cancel(self, model: TaskModel) -> None:
+            before = model.future.state
+            returned = model.future.cancel()
+            assert returned == (before in (WAITING, EXECUTING)), (before, returned)
+            if returned:
+                assert model.future.state == CANCELLING
+                model.cancelled_in = before
+                model.sent_at_cancel = model.sent
+            else:
+                assert model.future.state == before
+            self.settle()
+
+        @rule(model=tasks, count=st.integers(1, 20))
+        def send(self, model: TaskModel, count: int) -> None:
+            if model.final is not None or (model.cancelled_in and model.honours):
+                return  # the task has ended, or will, without reading more
+            self.command(model, f"send {count}")
+            model.sent += count
+            self.settle()
+
+        @rule(model=consumes(tasks), how=st.sampled_from(["return", "raise"]))
+        def end(self, model: TaskModel, how: str) -> None:
+            if model.final is not None or (model.cancelled_in and model.honours):
+                return
+            self.command(model, how)
+            model.final = how
+            self.settle()
+
+        # stop and shutdown end an example's interesting part: draw them
+        # rarely (one draw in STOP_ODDS acts), so that tasks pile up first.
+
+        @rule(dice=st.integers(1, STOP_ODDS))
+        def stop(self, dice: int) -> None:
+            if dice != 1:
+                return
+            if self.executor.state != RUNNING:
+                with pytest.raises(RuntimeError, match="stop"):
+                    self.executor.stop()
+                return
+            states = {m.number: m.future.state for m in self.models}
+            self.executor.stop()
+            self.stopped_by_test = True
+            for model in self.models:
+                if states[model.number] in (WAITING, EXECUTING):
+                    assert model.future.state == CANCELLING
+                    model.cancelled_in = states[model.number]
+                    model.sent_at_cancel = model.sent
+            self.settle()
+
+        @rule(dice=st.integers(1, STOP_ODDS))
+        def shutdown(self, dice: int) -> None:
+            if dice != 1:
+                return
+            if self.executor.state == RUNNING:
+                for model in self.models:
+                    if model.future.state in (WAITING, EXECUTING):
+                        model.cancelled_in = model.future.state
+                        model.sent_at_cancel = model.sent
+                self.stopped_by_test = True
+            with_worker = self.has_worker()
+            stuck = [
+                m for m in self.models if self.expected_state(m, with_worker) not in DONE
+            ]
+            timeout = 0.3
+            start = time.monotonic()
+            if stuck:
+                with pytest.raises(RuntimeError, match=f"{len(stuck)} task"):
+                    self.executor.shutdown(timeout=timeout)
+                assert self.executor.state == STOPPING
+            else:
+                self.executor.shutdown(timeout=SETTLE_TIMEOUT)
+                assert self.executor.state == STOPPED
+            elapsed = time.monotonic() - start
+            if stuck:
+                assert timeout <= elapsed < timeout + 5, elapsed
+            self.settle()
+
+        # Invariants ----------------------------------------------------------
+
+        @invariant()
+        def transitions_are_legal(self) -> None:
+            for model in self.models:
+                assert not model.violations, model.violations
+                for pair in model.transitions:
+                    assert pair in LEGAL_FUTURE_TRANSITIONS, (model.number, pair)
+            for pair in self.executor_transitions:
+                assert pair in LEGAL_EXECUTOR_TRANSITIONS, pair
+            assert self.executor.running == (self.executor.state == RUNNING)
+            assert self.executor.stopped == (self.executor.state == STOPPED)
+
+        @invariant()
+        def messages_complete_in_order_and_before_the_end(self) -> None:
+            for model in self.models:
+                log = model.future.log
+                messages = model.messages()
+                assert messages == list(range(len(messages))), (model.number, messages)
+                states = [arg for kind, arg in log if kind == "state"]
+                if CANCELLING in states:
+                    # Nothing is delivered once the future is CANCELLING.
+                    after = log[log.index(("state", CANCELLING)):]
+                    assert all(kind == "state" for kind, _ in after), (model.number, log)
+                if model.future.done:
+                    assert log[-1] == ("state", model.future.state), (model.number, log)
+
+        @invariant()
+        def outcomes_match(self) -> None:
+            for model in self.models:
+                future = model.future
+                if future.state == COMPLETED:
+                    assert future.result == ("returned", model.number, model.sent)
+                elif future.state == FAILED:
+                    assert future.exception[0] == "ValueError"
+                    assert f"task {model.number} raised" in future.exception[1]
+                if future.state != COMPLETED:
+                    with pytest.raises(AttributeError):
+                        future.result
+                if future.state != FAILED:
+                    with pytest.raises(AttributeError):
+                        future.exception
+                if model.cancelled_in == WAITING and future.done:
+                    # Cancelled before it started: the callable never ran.
+                    assert not os.path.exists(started_marker(directory, model.number))
+
+        def teardown(self) -> None:
+            # Let every task end, then shut down; nothing may stay running.
+            for model in self.models:
+                if model.final is None and not (model.cancelled_in and model.honours):
+                    self.command(model, "return")
+                    model.final = "return"
+            self.executor.shutdown(timeout=SETTLE_TIMEOUT)
+            assert self.executor.state == STOPPED
+            for model in self.models:
+                assert model.future.done, (model.number, model.future.state)
+
+    return FutureAndExecutorMachine
+
+
+#: (context, event loop) pairs: every context on asyncio; threads on Qt.
+PAIRS = [
+    pytest.param("thread", "asyncio", id="thread-asyncio"),
+    pytest.param("process", "asyncio", id="process-asyncio", marks=pytest.mark.process),
+    pytest.param("dask", "asyncio", id="dask-asyncio", marks=pytest.mark.dask),
+    pytest.param("thread", "qt", id="thread-qt", marks=pytest.mark.gui),
+]
+
+
+def make_context(kind: str) -> Any:
+    cls = load(CONTEXTS, kind)
+    if kind == "dask":
+        # One worker process with WORKERS threads: Dask then runs tasks in
+        # the order they were submitted, as the model assumes.
+        return cls(n_workers=1, threads_per_worker=WORKERS)
+    return cls()
+
+
+def run_machine(context_kind: str, loop_kind: str, profile: str, tmp_path: Any) -> None:
+    from hypothesis.stateful import run_state_machine_as_test
+
+    examples, steps = PROFILES[profile][context_kind]
+    if loop_kind == "qt":
+        examples = max(3, examples // 3)
+    event_loop = load(EVENT_LOOPS, loop_kind)()
+    assistant = OffloadAssistant(event_loop)
+    context = make_context(context_kind)
+    # Threads: each executor makes and releases its own pool.  Processes and
+    # Dask: one pool for the whole test, so examples need not start workers.
+    pool = None if context_kind == "thread" else context.worker_pool(max_workers=WORKERS)
+    try:
+        def executor_factory() -> TraitsExecutor:
+            if pool is None:
+                return TraitsExecutor(
+                    context=context, event_loop=event_loop, max_workers=WORKERS
+                )
+            return TraitsExecutor(context=context, event_loop=event_loop, worker_pool=pool)
+
+        machine = make_machine(executor_factory, assistant, str(tmp_path))
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=steps,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        context.close()
+        assistant.dispose()
+        close = getattr(event_loop, "close", None)
+        if close is not None:
+            close()
+
+
+@pytest.mark.parametrize(("context_kind", "loop_kind"), PAIRS)
+def test_state_machines_follow_the_model(context_kind: str, loop_kind: str, tmp_path: Any) -> None:
+    run_machine(context_kind, loop_kind, "ci", tmp_path)
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("context_kind", "loop_kind"), PAIRS)
+def test_state_machines_follow_the_model_long(
+    context_kind: str, loop_kind: str, tmp_path: Any
+) -> None:
+    run_machine(context_kind, loop_kind, "stress", tmp_path)
+
+
+def test_the_model_catches_a_wrong_prediction(tmp_path: Any) -> None:
+    """The test can fail: with one worker more than the model assumes, a
+    task it predicts WAITING runs, and the machine reports it."""
+    from hypothesis import Phase
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from offload.api import AsyncioEventLoop
+
+    event_loop = AsyncioEventLoop()
+    assistant = OffloadAssistant(event_loop)
+    context = load(CONTEXTS, "thread")()
+    machine = make_machine(
+        lambda: TraitsExecutor(context=context, event_loop=event_loop, max_workers=WORKERS + 1),
+        assistant,
+        str(tmp_path),
+        settle_timeout=2.0,
+    )
+    try:
+        with pytest.raises(AssertionError, match="did not settle"):
+            run_state_machine_as_test(
+                machine,
+                settings=settings(
+                    max_examples=100, stateful_step_count=25, deadline=None,
+                    database=None, suppress_health_check=list(HealthCheck),
+                    phases=[Phase.generate], print_blob=False,
+                ),
+            )
+    finally:
+        context.close()
+        assistant.dispose()
+        event_loop.close()
