@@ -217,6 +217,59 @@ def test_gui_keeps_breathing_during_a_message_flood(gui_loop, helper):
     assert max(gaps) < 0.5, f"longest stall {max(gaps) * 1000:.0f} ms"
 
 
+def test_observer_running_a_nested_loop_is_not_re_entered(gui_loop, helper):
+    """An observer that runs pending events (as pyface's ProgressDialog.update
+    does, behind TraitsUI's ProgressEditor) must not get a delivery inside
+    its own delivery (wx hands the wake posted meanwhile to the nested loop:
+    without the guard, deliveries nest, and with a flood they recurse)."""
+    context = MultithreadingContext()
+    executor = TraitsExecutor(context=context, event_loop=gui_loop)
+    run_pending_events = _pending_events_runner(gui_loop)
+    seen: list[int] = []
+    depth = [0, 0]  # current, deepest
+
+    def on_progress(event: Any) -> None:
+        depth[0] += 1
+        depth[1] = max(depth)
+        seen.append(event.new)
+        # A slow repaint: keep handling events for a few ms, long enough for
+        # the task's next message (and its wake) to arrive meanwhile.
+        until = time.perf_counter() + 0.015
+        while time.perf_counter() < until:
+            run_pending_events()
+        depth[0] -= 1
+
+    try:
+        future = submit_progress(executor, trickle, 40)
+        future.observe(on_progress, "progress")
+        helper.run_until(future, "done", lambda f: f.done, timeout=40)
+    finally:
+        executor.shutdown(timeout=10)
+        context.close()
+    assert future.result == 40
+    assert seen == list(range(40))
+    assert depth[1] == 1
+
+
+def trickle(count: int, progress: Any) -> int:
+    """Send ``count`` messages, one per millisecond or so."""
+    for i in range(count):
+        progress(i)
+        time.sleep(0.001)
+    return count
+
+
+def _pending_events_runner(gui_loop: Any) -> Any:
+    """A function that handles the toolkit's pending events, then returns."""
+    if type(gui_loop).__name__ == "QtEventLoop":
+        from pyface.qt import QtCore
+
+        return QtCore.QCoreApplication.processEvents
+    import wx
+
+    return lambda: wx.GetApp().Yield(True)
+
+
 def _start_ticker(gui_loop: Any, ticks: list[float]) -> Any:
     """Record a timestamp every 10 ms on the main thread; return a stopper."""
     name = type(gui_loop).__name__

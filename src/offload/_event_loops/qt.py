@@ -50,11 +50,11 @@ class _Waker(QtCore.QObject):
     zero-delay timer instead, so that the toolkit handles timers and user
     input before the next slice rather than a chain of posted events.
 
-    ``callback()`` is never re-entered: an observer that runs a nested
-    event loop during a delivery (pyface's ``ProgressDialog.update``, behind
-    TraitsUI's ``ProgressEditor``, calls ``processEvents``) would otherwise
-    start a delivery inside the delivery, and so on down to a
-    ``RecursionError``; a wake that arrives then is kept for the timer.
+    ``callback()`` is never re-entered: an observer may run a nested event
+    loop during a delivery (pyface's ``ProgressDialog.update``, behind
+    TraitsUI's ``ProgressEditor``, calls ``processEvents``), and a delivery
+    must not start inside another (out of order, and, repeated, down to a
+    ``RecursionError``); a wake that arrives then is kept for the timer.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
