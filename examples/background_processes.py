@@ -104,9 +104,10 @@ class JobAdapter(TabularAdapter):
     #: How the job column reads.
     input_text = Property()
 
-    #: Column widths: fixed pixels for job and state, the rest for results.
-    input_width = Float(120)
-    state_width = Float(90)
+    #: Column widths: fixed pixels (ints: PyQt5 wants them) for job and
+    #: state, the rest of the width for results.
+    input_width = Int(120)
+    state_width = Int(90)
     outcome_width = Float(0.9)
 
     def _get_bg_color(self) -> str:

@@ -66,8 +66,9 @@ class EstimateAdapter(TabularAdapter):
     columns = [("Points", 0), ("Estimate", 1), ("± std. error", 2), ("Off by", 3)]
 
     def get_width(self, object: object, trait: str, column: int) -> float:
-        # Fixed pixels for the first three, the rest of the width for the last.
-        return [110.0, 100.0, 110.0, 0.9][column]
+        # Fixed pixels (ints: PyQt5 wants them) for the first three, the rest
+        # of the width for the last.
+        return [110, 100, 110, 0.9][column]
 
     def get_text(self, object: object, trait: str, row: int, column: int) -> str:
         points, estimate, error = getattr(object, trait)[row]
