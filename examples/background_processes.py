@@ -11,6 +11,7 @@ The executor runs its tasks in processes because it is given a
 with a Dask cluster instead.  Everything a job runs lives at module level,
 so that it pickles to the worker processes.
 
+Needs ``pip install 'offload[process,traitsui,pyside6]'`` (or another toolkit).
 Run it with ``python examples/background_processes.py``.
 """
 

@@ -7,7 +7,8 @@ circle).  ``submit_iteration`` turns each yielded value into a
 ``result_event`` on the main thread, in order, so the table grows while the
 work goes on (newest estimate on top).  *Cancel* stops the generator between two batches.
 
-Run it with ``python examples/pi_iteration.py``.
+Needs ``pip install 'offload[traitsui,pyside6]'`` (or another toolkit).  Run it
+with ``python examples/pi_iteration.py``.
 """
 
 from __future__ import annotations

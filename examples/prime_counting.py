@@ -6,7 +6,8 @@ thread and the window stays responsive.  *Cancel* asks the task to stop: the
 next ``progress(...)`` call inside the task raises ``TaskCancelled``, which
 ends it as cancelled.
 
-Run it with ``python examples/prime_counting.py``.
+Needs ``pip install 'offload[traitsui,pyside6]'`` (or another toolkit).  Run it
+with ``python examples/prime_counting.py``.
 """
 
 from __future__ import annotations

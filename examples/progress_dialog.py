@@ -10,7 +10,8 @@ with a progress bar follows the reports on the main thread.  The dialog's
 the way (the main window closes it), and the main window shows the
 outcome.
 
-Run it with ``python examples/progress_dialog.py``.
+Needs ``pip install 'offload[traitsui,pyside6]'`` (or another toolkit).  Run it
+with ``python examples/progress_dialog.py``.
 """
 
 from __future__ import annotations

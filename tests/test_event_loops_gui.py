@@ -185,6 +185,19 @@ def test_test_assistant_mixin_on_gui_loop(gui_loop):
         case.tearDown()
 
 
+@pytest.fixture(params=GUI_LOOPS)
+def offload_event_loop(request: pytest.FixtureRequest) -> Any:
+    # What a user's conftest.py does to run offload's fixtures on a GUI loop.
+    return load(EVENT_LOOPS, request.param)()
+
+
+def test_pytest_fixtures_on_gui_loop(offload_assistant, traits_executor):
+    future = submit_progress(traits_executor, flood, 500)
+    offload_assistant.run_until(future, "done", lambda f: f.done, timeout=20)
+    assert future.result == 500
+    offload_assistant.exercise_event_loop()
+
+
 def flood(count: int, progress: Any) -> int:
     for i in range(count):
         progress(i)
