@@ -90,6 +90,11 @@ class PrimeCounter(HasStrictTraits):
     done = Int(0)
     total = Int(1)
 
+    #: The bar's maximum: one past ``total``, because pyface's progress bar
+    #: closes itself on reaching its maximum (and on wx destroys itself),
+    #: after which it would no longer move for the next task.
+    bar_max = Property(Int(), observe="total")
+
     #: A line about the last count.
     message = Str("Press Count to start.")
 
@@ -132,6 +137,9 @@ class PrimeCounter(HasStrictTraits):
     def _get_running(self) -> bool:
         return self.future is not None and not self.future.done
 
+    def _get_bar_max(self) -> int:
+        return self.total + 1
+
     traits_view = View(
         VGroup(
             HGroup(
@@ -141,7 +149,7 @@ class PrimeCounter(HasStrictTraits):
             ),
             UItem(
                 "done",
-                editor=ProgressEditor(min=0, max_name="total"),
+                editor=ProgressEditor(min=0, max_name="bar_max"),
             ),
             UItem("message", style="readonly"),
         ),

@@ -75,6 +75,11 @@ class ProgressDialog(HasStrictTraits):
     done = Int(0)
     total = Int(1)
 
+    #: The bar's maximum: one past ``total``, because pyface's progress bar
+    #: closes itself on reaching its maximum (and on wx destroys itself),
+    #: after which it would no longer move for the next task.
+    bar_max = Property(Int(), observe="total")
+
     #: What the dialog says.
     message = Str("Starting...")
 
@@ -91,11 +96,14 @@ class ProgressDialog(HasStrictTraits):
         if self.future.cancel():
             self.message = "Cancelling..."
 
+    def _get_bar_max(self) -> int:
+        return self.total + 1
+
     traits_view = View(
         VGroup(
             UItem(
                 "done",
-                editor=ProgressEditor(min=0, max_name="total"),
+                editor=ProgressEditor(min=0, max_name="bar_max"),
             ),
             UItem("message", style="readonly"),
             HGroup(UItem("cancel", enabled_when="future.cancellable"), show_border=False),
