@@ -1,6 +1,5 @@
 """A new kind of task: a file search that reports each match and its phase."""
 
-import asyncio
 import os
 import tempfile
 

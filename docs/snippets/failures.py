@@ -1,6 +1,5 @@
 """What a failed task leaves on its future, and how await reports it."""
 
-import asyncio
 import json
 
 from offload.api import AsyncioEventLoop, TaskFailed, TraitsExecutor, submit_call

@@ -1,6 +1,5 @@
 """A first background call in an asyncio script."""
 
-import asyncio
 import time
 
 from offload.api import AsyncioEventLoop, TraitsExecutor, submit_call

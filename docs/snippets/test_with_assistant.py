@@ -2,7 +2,7 @@
 
 import unittest
 
-from offload.api import COMPLETED, CANCELLED, TraitsExecutor, submit_call, submit_iteration
+from offload.api import CANCELLED, COMPLETED, TraitsExecutor, submit_call, submit_iteration
 from offload.testing import TestAssistant
 
 
