@@ -162,3 +162,11 @@ def test_the_api_reference_documents_every_public_name():
         )
         missing = set(module.__all__) - documented
         assert not missing, f"{page} does not document {sorted(missing)}"
+
+
+def test_the_examples_page_includes_every_example_and_its_screenshot():
+    page = (DOCS / "examples.rst").read_text(encoding="utf-8")
+    for script in sorted((DOCS.parent / "examples").glob("*.py")):
+        assert f".. literalinclude:: ../examples/{script.name}" in page, script.name
+        if (DOCS / "images" / f"{script.stem}.png").exists():
+            assert f".. image:: images/{script.stem}.png" in page, script.stem
