@@ -77,6 +77,9 @@ except ImportError:  # pragma: no cover - psutil is a test dependency
 PERSISTENT_THREAD_PREFIXES: tuple[str, ...] = (
     "Dask-Offload",  # distributed.utils' process-wide offload executor
     "Dask-Callback-Thread",  # distributed.Future's class-wide callback pool
+    # offload's per-process outbox flusher of Dask workers: it lives in the
+    # test process too when a test runs an in-process cluster.
+    "offload-dask-flusher",
     "asyncio_",  # asyncio's default executor, shut down when its loop closes
 )
 

@@ -5,10 +5,11 @@ What runs where::
     main thread                 pusher thread (client)      each worker
     -----------                 ----------------------      -----------
     flag.set()  ─ queue ──────▶ every batch of flags:
-                                  client.cancel(not-started
-                                    Dask futures)
                                   client.run(mark_cancelled, ─▶ _cancelled
                                              keys)                .update(keys)
+                                    ◀── keys running now ───────
+                                  client.cancel(the other,
+                                    not-started Dask futures)
                                                              task: flag.is_set()
                                                                = key in _cancelled
 
@@ -35,10 +36,36 @@ logger = logging.getLogger("offload.contexts.dask")
 #: Keys of the cancelled tasks, in each worker process.
 _cancelled: set[str] = set()
 
+#: Keys of the tasks whose runner runs now, in each worker process.
+_running: set[str] = set()
 
-def mark_cancelled(keys: Iterable[str]) -> None:
-    """Record cancelled tasks (runs on each worker, through ``client.run``)."""
-    _cancelled.update(keys)
+#: Makes "start a task" and "mark tasks cancelled" atomic with each other.
+_lock = threading.Lock()
+
+
+def mark_cancelled(keys: Iterable[str]) -> list[str]:
+    """Record cancelled tasks (runs on each worker, through ``client.run``).
+
+    Returns the keys of those tasks that run on this worker now: they will
+    report their own end and must not be cancelled in Dask.  Any other of
+    ``keys`` that starts later sees its flag set and never runs its callable.
+    """
+    keys = list(keys)
+    with _lock:
+        _cancelled.update(keys)
+        return [key for key in keys if key in _running]
+
+
+def task_starting(key: str) -> None:
+    """Note that the runner of ``key`` starts (worker task thread)."""
+    with _lock:
+        _running.add(key)
+
+
+def task_ended(key: str) -> None:
+    """Note that the runner of ``key`` has sent its final message."""
+    with _lock:
+        _running.discard(key)
 
 
 def forget_cancelled(prefix: str) -> None:
@@ -154,19 +181,29 @@ class CancelPusher:
         flags = self._flags
         taken = [flags.popleft() for _ in range(len(flags))]
         if taken:
+            # Mark first, and learn which of the tasks run now: the
+            # client's "started" (a message in flight) may lag behind.
+            replies = self._client.run(
+                mark_cancelled, [flag.key for flag in taken], on_error="ignore"
+            )
+            running: set[str] = set()
+            for reply in replies.values():
+                if isinstance(reply, list):
+                    running.update(reply)
             queued = []
             for flag in taken:
                 future = flag.dask_future
                 record = flag.record
-                if future is not None and (record is None or not record.started):
+                if (future is not None and flag.key not in running
+                        and (record is None or not record.started)):
                     queued.append(future)
             if queued:
-                # Never run: Dask drops them from its queues.  A task that
-                # did start meanwhile still sees its key below.
+                # Not started anywhere, and any that starts from now on sees
+                # its key marked: cancelling them in Dask drops them from its
+                # queues.  A task that runs is left to end and report it
+                # (cancelling it in Dask would call it CANCELLED while it
+                # still runs on its worker).
                 self._client.cancel(queued)
-            self._client.run(
-                mark_cancelled, [flag.key for flag in taken], on_error="ignore"
-            )
         jobs = self._jobs
         while jobs:
             function, args = jobs.popleft()

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from offload._contexts.dask_cancel import DaskCancelFlag
+from offload._contexts.dask_cancel import DaskCancelFlag, task_ended, task_starting
 from offload._routing.dask_outbox import DaskSender
 from offload._routing.dask_router import TaskRecord
 from offload._routing.protocol import TaskRunner
@@ -52,7 +52,17 @@ def _run_task(runner: TaskRunner) -> None:
     send = runner.send
     if type(send) is DaskSender:
         runner.send = send.bind(get_worker())
-    runner()
+    key = getattr(runner.cancel_flag, "key", None)
+    if key is None:
+        runner()
+        return
+    # While the runner runs, a cancellation of it leaves its Dask future
+    # alone (see dask_cancel.mark_cancelled).
+    task_starting(key)
+    try:
+        runner()
+    finally:
+        task_ended(key)
 
 
 class _Job:
