@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from leak_check import no_leaks  # noqa: F401  (the fixture, used below)
 
+from leak_check import no_leaks  # noqa: F401  (the fixture, used below)
 from offload.testing.pytest_plugin import OffloadAssistant
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

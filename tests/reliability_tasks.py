@@ -243,3 +243,25 @@ def report_pid_and_work(number: int, seconds: float, progress: Any) -> int:
     while time.monotonic() < end:
         time.sleep(0.001)
     return number
+
+
+def _refuse_to_load() -> Any:
+    raise RuntimeError("this value refuses to be unpickled")
+
+
+class UnloadableResult:
+    """Pickles fine; unpickling it raises."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse_to_load, ())
+
+
+def return_unloadable() -> UnloadableResult:
+    return UnloadableResult()
+
+
+def report_then_raise_ununpicklable(count: int, progress: Any) -> None:
+    """Report ``count`` values, then raise an exception that cannot be unpickled."""
+    for value in range(count):
+        progress(value)
+    raise UnunpicklableError("no unpickling", 1)

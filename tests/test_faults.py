@@ -23,15 +23,8 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import CONTEXTS, load
-from reliability_tasks import (
-    big_result,
-    block_ignoring_cancel,
-    raise_unpicklable,
-    raise_ununpicklable,
-    report_pid_and_work,
-)
 
+from conftest import CONTEXTS, load
 from offload.api import (
     CANCELLED,
     COMPLETED,
@@ -44,6 +37,13 @@ from offload.api import (
     submit_progress,
 )
 from offload.testing.pytest_plugin import OffloadAssistant
+from reliability_tasks import (
+    big_result,
+    block_ignoring_cancel,
+    raise_unpicklable,
+    raise_ununpicklable,
+    report_pid_and_work,
+)
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -143,7 +143,7 @@ def kill_workers_during_a_run(context_kind: str, count: int, kills: int, seed: i
                 assert "lost" in message or "died" in message, message
         # The tasks seen running on a killed worker are among the failed ones
         # unless they had finished just before the kill.
-        for pid, victim in killed.items():
+        for victim in killed.values():
             if futures[victim].state == COMPLETED:
                 continue
             assert victim in failed

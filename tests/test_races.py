@@ -38,9 +38,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import CONTEXTS, load
-from reliability_tasks import spin_then_end
 
+from conftest import CONTEXTS, load
 from offload.api import (
     CANCELLED,
     CANCELLING,
@@ -53,6 +52,7 @@ from offload.api import (
     submit_progress,
 )
 from offload.testing.pytest_plugin import OffloadAssistant
+from reliability_tasks import spin_then_end
 
 LEGAL = {
     (WAITING, EXECUTING),

@@ -34,7 +34,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import CONTEXTS, EVENT_LOOPS, load
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -45,9 +44,9 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from reliability_tasks import ScriptedSpec, started_marker, write_command
 from traits.api import HasStrictTraits, Int
 
+from conftest import CONTEXTS, EVENT_LOOPS, load
 from offload.api import (
     CANCELLED,
     CANCELLING,
@@ -61,6 +60,7 @@ from offload.api import (
     TraitsExecutor,
 )
 from offload.testing.pytest_plugin import OffloadAssistant
+from reliability_tasks import ScriptedSpec, started_marker, write_command
 
 #: Workers of the pool under test: few, so that tasks also queue.
 WORKERS = 2

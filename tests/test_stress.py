@@ -19,10 +19,9 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import CONTEXTS, load
-from reliability_tasks import report_many, short_task
 from traits.api import HasStrictTraits, Int
 
+from conftest import CONTEXTS, load
 from offload.api import (
     COMPLETED,
     AsyncioEventLoop,
@@ -32,6 +31,7 @@ from offload.api import (
     submit_progress,
 )
 from offload.testing.pytest_plugin import OffloadAssistant
+from reliability_tasks import report_many, short_task
 
 PROGRESS_TASKS = 8
 

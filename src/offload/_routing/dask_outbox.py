@@ -98,11 +98,13 @@ class Outbox:
 
     def send(self, task_id: int, message: tuple) -> None:
         """Queue one message (task thread).  A final message flushes at once."""
-        self.items.append((task_id, message))
         kind = message[0]
         if kind.__class__ is int and kind in FINAL_KINDS:
+            self.items.append((task_id, _nest(message)))
             self.flush()
-        elif not _wake.is_set():
+            return
+        self.items.append((task_id, message))
+        if not _wake.is_set():
             _wake.set()
 
     def flush(self) -> None:
@@ -122,6 +124,54 @@ class Outbox:
                         "worker (is it closing?)", len(batch), exc_info=True
                     )
                     return
+
+
+class Nested:
+    """A final message's payload, pickled on its own inside the batch.
+
+    A result or exception that pickles on the worker may still fail to
+    unpickle in the application (an exception class whose ``__init__``
+    takes other arguments than its ``args``, a module missing there).
+    Pickled apart, it spoils only its own message, which the router turns
+    into a failure report, instead of the whole batch (other tasks'
+    messages, and this task's end, lost: a future that never ends).
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple:
+        return (Nested, (self.data,))
+
+
+def _nest(message: tuple) -> tuple:
+    """The message to send for a final ``message`` (task thread)."""
+    kind, arg = message
+    if kind == RAISED or kind == CRASHED:
+        info, exc = arg
+        if exc is None:
+            return message
+        try:
+            return (kind, (info, Nested(_dump_one(exc))))
+        except Exception:  # noqa: BLE001 - keep the description only
+            return (kind, (info, None))
+    if kind == RETURNED:
+        try:
+            return (kind, Nested(_dump_one(arg)))
+        except Exception as exc:  # noqa: BLE001
+            return _unpicklable(message, exc)
+    return message
+
+
+def _dump_one(value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - lambdas, closures, local classes
+        import cloudpickle
+
+        return cloudpickle.dumps(value)
 
 
 def _dumps(batch: list) -> bytes:

@@ -21,11 +21,44 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from offload._event_loops.interface import IEventLoop
-from offload._routing.dask_outbox import DaskSender
+from offload._routing.dask_outbox import DaskSender, Nested
 from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
-from offload._routing.protocol import CRASHED, FINAL_KINDS, STARTED, raised_message
+from offload._routing.protocol import (
+    CRASHED,
+    FINAL_KINDS,
+    RAISED,
+    RETURNED,
+    STARTED,
+    raised_message,
+)
 
 logger = logging.getLogger("offload.routing.dask")
+
+
+def _unnest(message: tuple) -> tuple:
+    """Unpickle a final message's nested payload (``dask_outbox.Nested``).
+
+    A payload that fails to unpickle here becomes a failure report that
+    says why: the task's future FAILS rather than never ending.
+    """
+    kind, arg = message
+    if kind == RETURNED and isinstance(arg, Nested):
+        try:
+            return (kind, pickle.loads(arg.data))
+        except Exception as exc:  # noqa: BLE001 - whatever unpickling raises
+            error = TypeError(
+                "the task's result could not be unpickled in the application "
+                f"({type(exc).__name__}: {exc}); return values whose classes "
+                "are importable here and rebuild from their pickle"
+            )
+            return raised_message(error, CRASHED)
+    if (kind == RAISED or kind == CRASHED) and isinstance(arg[1], Nested):
+        info, nested = arg
+        try:
+            return (kind, (info, pickle.loads(nested.data)))
+        except Exception:  # noqa: BLE001 - keep the description only
+            return (kind, (info, None))
+    return message
 
 
 class TaskRecord:
@@ -130,6 +163,10 @@ class DaskRouter(Inbox):
             kind = message[0]
             if kind.__class__ is not int:
                 continue
+            if kind in FINAL_KINDS:
+                message = _unnest(message)
+                items[index] = (task_id, message)
+                kind = message[0]
             record = tasks.get(task_id)
             if record is None:
                 continue

@@ -1,5 +1,7 @@
-"""Regression: a Dask task cancelled just as it starts.
+"""Regressions on Dask found by the reliability tests.
 
+A Dask task cancelled just as it starts
+---------------------------------------
 Found by the fault tests (``test_shutdown_with_a_task_ignoring_cancel...``
 on Dask returned at once, STOPPED, with the task still running): the cancel
 thread cancelled in Dask every task whose ``STARTED`` message had not yet
@@ -11,6 +13,14 @@ SPEC's state machine.
 The window is the time ``STARTED`` takes to travel (the outbox's flush
 interval plus a scheduler hop); an in-process cluster with a long flush
 interval makes it wide, so the test is deterministic.
+
+A result or exception that cannot be unpickled in the application
+------------------------------------------------------------------
+Found by ``test_exception_whose_unpickling_fails_fails_the_future[dask]``,
+which hung: the worker pickled each batch of messages whole, so the
+client's failure to unpickle one exception dropped the whole batch, that
+task's end (its future never ended) and other tasks' messages with it.
+Final payloads now travel pickled on their own.
 """
 
 from __future__ import annotations
@@ -20,10 +30,24 @@ import time
 from typing import Any
 
 import pytest
-from reliability_tasks import block_ignoring_cancel
 
-from offload.api import CANCELLED, CANCELLING, AsyncioEventLoop, TraitsExecutor, submit_call
+from offload.api import (
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    FAILED,
+    AsyncioEventLoop,
+    TraitsExecutor,
+    submit_call,
+    submit_progress,
+)
 from offload.testing.pytest_plugin import OffloadAssistant
+from reliability_tasks import (
+    block_ignoring_cancel,
+    report_many,
+    report_then_raise_ununpicklable,
+    return_unloadable,
+)
 
 pytestmark = pytest.mark.dask
 
@@ -64,6 +88,42 @@ def test_a_dask_task_cancelled_as_it_starts_is_not_cancelled_before_it_ends(
     finally:
         with open(release, "w"):
             pass
+        executor.shutdown(timeout=20)
+        context.close()
+        assistant.dispose()
+        event_loop.close()
+
+
+def test_a_dask_payload_that_cannot_be_unpickled_fails_only_its_own_future() -> None:
+    pytest.importorskip("distributed")
+    from offload._contexts.dask_context import DaskContext
+
+    event_loop = AsyncioEventLoop()
+    assistant = OffloadAssistant(event_loop)
+    context = DaskContext(n_workers=1)
+    executor = TraitsExecutor(context=context, event_loop=event_loop)
+    try:
+        values: list[int] = []
+        raising = submit_progress(executor, report_then_raise_ununpicklable, 50)
+        raising.observe(lambda event: values.append(event.new), "progress")
+        unloadable = submit_call(executor, return_unloadable)
+        others = [submit_progress(executor, report_many, 0, 100) for _ in range(4)]
+        everything = [raising, unloadable, *others]
+        deadline = time.monotonic() + 30
+        while not all(f.done for f in everything):
+            assert time.monotonic() < deadline, [f.state for f in everything]
+            assistant.exercise_event_loop()
+        assert raising.state == FAILED
+        assert raising.exception[:2] == (
+            "reliability_tasks.UnunpicklableError", "no unpickling"
+        )
+        assert raising.exception_object is None
+        assert values == list(range(50))
+        assert unloadable.state == FAILED
+        assert "could not be unpickled" in unloadable.exception[1]
+        assert "refuses to be unpickled" in unloadable.exception[1]
+        assert all(f.state == COMPLETED and f.result == 100 for f in others)
+    finally:
         executor.shutdown(timeout=20)
         context.close()
         assistant.dispose()
