@@ -141,6 +141,10 @@ class Channel:
             # Let a batch gather: one chunk, not one per message.
             time.sleep(self._delay)
             wake.clear()
+            # After the clear: a close() during the sleep set the event
+            # that clear() just undid, so look at the flag itself.
+            if self._closed:
+                return
             try:
                 self.flush()
             except OSError:
