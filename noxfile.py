@@ -35,11 +35,11 @@ GUI_FIRST = ["tests/test_event_loops_gui.py"] + sorted(
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 #: What the wx session runs: the GUI-loop module whole (its Qt cases skip),
-#: then the shared behaviour suites on the wx loop.
+#: then the shared behaviour suites and the examples on the wx loop.
 WX_TESTS = [
     "tests/test_event_loops_gui.py",
     "tests/test_call.py", "tests/test_iteration.py", "tests/test_progress.py",
-    "tests/test_custom_task.py",
+    "tests/test_custom_task.py", "tests/test_examples.py",
     "-k", "wx or test_event_loops_gui",
 ]
 
@@ -98,7 +98,7 @@ def wx(session: nox.Session) -> None:
         if os.environ.get("CI"):
             session.error(message)
         session.skip(message)
-    session.install("-e", ".[test,wx]")
+    session.install("-e", ".[test,wx,traitsui]")
     wrapper: list[str] = []
     if shutil.which("xvfb-run"):
         wrapper = XVFB_RUN

@@ -5,9 +5,11 @@ example runs as ``python examples/NAME.py`` would (its ``main()``, under
 ``__main__``, in a fresh interpreter, Qt offscreen), except that its
 ``configure_traits()`` is replaced by a driver: the driver opens the same
 window with ``edit_traits()``, presses its buttons through the buttons'
-own Qt controls, waits (with deadlines) for results, cancels, saves a
-screenshot to ``docs/images/NAME.png`` and closes the window; ``main()``
-then shuts its executor and context down as usual.
+own toolkit controls, waits (with deadlines) for results, cancels, saves a
+screenshot to ``docs/images/NAME.png`` (Qt only) and closes the window;
+``main()`` then shuts its executor and context down as usual.  Where wx and
+a display are available (the ``wx`` nox session, under Xvfb) the thread
+and process examples also run on wx.
 
 After each run, nothing the example started may still be running: every
 process started by the example inherits a marker in its environment, and
@@ -29,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from conftest import EVENT_LOOPS, load
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 IMAGES = ROOT / "docs" / "images"
@@ -44,14 +48,14 @@ RUN_TIMEOUT = 50.0
 WAIT = 20.0
 
 
-def _env(marker: str) -> dict[str, str]:
+def _env(marker: str, toolkit: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
             MARKER: marker,
             "QT_QPA_PLATFORM": "offscreen",
             "QT_API": env.get("QT_API") or "pyside6",
-            "ETS_TOOLKIT": "qt",
+            "ETS_TOOLKIT": toolkit,
             "PYTHONPATH": os.pathsep.join(
                 [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
             ),
@@ -85,13 +89,16 @@ def _assert_nothing_left(marker: str, grace: float = 10.0) -> None:
     assert not left, f"processes of the example still running: {left}"
 
 
-def run_example(args: list[str], timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+def run_example(
+    args: list[str], timeout: float = RUN_TIMEOUT, toolkit: str = "qt"
+) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` as an example run; check nothing outlives it."""
     marker = uuid.uuid4().hex
     try:
         return subprocess.run(
             [sys.executable, *args],
-            cwd=ROOT, env=_env(marker), capture_output=True, text=True, timeout=timeout,
+            cwd=ROOT, env=_env(marker, toolkit), capture_output=True, text=True,
+            timeout=timeout,
         )
     finally:
         _assert_nothing_left(marker)
@@ -109,23 +116,32 @@ def test_headless_example_runs_and_reports():
     assert result.stderr == ""
 
 
-def _gui_example(name: str, *marks: Any) -> Any:
-    return pytest.param(name, marks=[pytest.mark.gui, *marks], id=name)
+def _gui_examples() -> list[Any]:
+    examples = [
+        ("prime_counting", []),
+        ("progress_dialog", []),
+        ("pi_iteration", []),
+        ("background_processes", [pytest.mark.process]),
+        ("dask_cluster", [pytest.mark.process, pytest.mark.dask]),
+    ]
+    params = [
+        pytest.param(name, "qt", marks=[pytest.mark.gui, *marks], id=name)
+        for name, marks in examples
+    ]
+    params += [
+        pytest.param(name, "wx", marks=[pytest.mark.gui, *marks], id=f"{name}-wx")
+        for name, marks in examples
+        if name != "dask_cluster"
+    ]
+    return params
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        _gui_example("prime_counting"),
-        _gui_example("progress_dialog"),
-        _gui_example("pi_iteration"),
-        _gui_example("background_processes", pytest.mark.process),
-        _gui_example("dask_cluster", pytest.mark.process, pytest.mark.dask),
-    ],
-)
-def test_gui_example_runs_drives_and_shoots(name):
+@pytest.mark.parametrize(("name", "toolkit"), _gui_examples())
+def test_gui_example_runs_drives_and_shoots(name, toolkit):
     pytest.importorskip("traitsui")
-    pytest.importorskip("offload._event_loops.qt")
+    load(EVENT_LOOPS, toolkit)  # skips when the toolkit is missing
+    if toolkit == "wx" and not os.environ.get("DISPLAY"):
+        pytest.skip("wx needs a display (run under xvfb-run)")
     if name == "dask_cluster":
         pytest.importorskip("distributed")
     if name in ("background_processes", "dask_cluster"):
@@ -133,39 +149,67 @@ def test_gui_example_runs_drives_and_shoots(name):
             from offload._contexts.process_context import MultiprocessingContext  # noqa: F401
         except ImportError as exc:
             pytest.skip(f"MultiprocessingContext not available: {exc}")
-    result = run_example([__file__, name])
+    result = run_example([__file__, name], toolkit=toolkit)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"drove {name}: ok" in result.stdout, result.stdout + result.stderr
-    assert (IMAGES / f"{name}.png").stat().st_size > 2_000
+    if toolkit == "qt":
+        assert (IMAGES / f"{name}.png").stat().st_size > 2_000
 
 
 # The driver, run in the example's own interpreter ---------------------------
 
 
 class Driver:
-    """Presses buttons and waits, on the Qt loop, for one example window."""
+    """Presses buttons and waits, on the toolkit's loop, for one example window.
+
+    The toolkit is the one TraitsUI uses (``ETS_TOOLKIT``): Qt or wx.
+    """
 
     def __init__(self, ui: Any) -> None:
-        from offload._event_loops.qt import QtEventLoop
+        from traits.etsconfig.api import ETSConfig
 
         self.ui = ui
-        self.helper = QtEventLoop().event_loop_helper()
+        self.qt = ETSConfig.toolkit != "wx"
+        if self.qt:
+            from offload._event_loops.qt import QtEventLoop as Loop
+        else:
+            from offload._event_loops.wx import WxEventLoop as Loop  # type: ignore[assignment]
+        self.helper = Loop().event_loop_helper()
         self.helper.init()
 
-    def control(self, name: str) -> Any:
-        """The Qt control of the editor of item ``name``."""
-        return getattr(self.ui.info, name).control
+    def control(self, name: str, ui: Any = None) -> Any:
+        """The toolkit control of the editor of item ``name`` (in ``ui``)."""
+        return getattr((ui or self.ui).info, name).control
 
-    def press(self, name: str) -> None:
-        """Click the button of trait ``name`` once it is enabled."""
-        from pyface.qt import QtCore
+    def press(self, name: str, ui: Any = None) -> None:
+        """Click the button of trait ``name`` (in ``ui``) once it is enabled."""
+        button = self.control(name, ui)
+        if self.qt:
+            from pyface.qt import QtCore
 
-        button = self.control(name)
-        self.wait(lambda: button.isEnabled(), f"{name} button enabled")
-        button.click()
-        # TraitsUI connects ``clicked`` through a queued connection: deliver
-        # it now, so that the button's trait has fired when this returns.
-        QtCore.QCoreApplication.sendPostedEvents()
+            self.wait(lambda: button.isEnabled(), f"{name} button enabled")
+            button.click()
+            # TraitsUI connects ``clicked`` through a queued connection:
+            # deliver it now, so that the trait has fired when this returns.
+            QtCore.QCoreApplication.sendPostedEvents()
+        else:
+            import wx
+
+            self.wait(lambda: button.IsEnabled(), f"{name} button enabled")
+            click = wx.CommandEvent(wx.wxEVT_BUTTON, button.GetId())
+            click.SetEventObject(button)
+            button.GetEventHandler().ProcessEvent(click)
+
+    def windows(self, title: str) -> list[Any]:
+        """The visible top-level windows titled ``title``."""
+        if self.qt:
+            from pyface.qt import QtWidgets
+
+            found = QtWidgets.QApplication.topLevelWidgets()
+            return [w for w in found if w.isVisible() and w.windowTitle() == title]
+        import wx
+
+        return [w for w in wx.GetTopLevelWindows() if w.IsShown() and w.GetTitle() == title]
 
     def wait(self, condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
         """Run the event loop until ``condition()`` holds; fail after ``timeout``."""
@@ -200,7 +244,11 @@ class Driver:
         self.wait(turned, "the event loop to turn")
 
     def shoot(self, widget: Any, name: str) -> None:
+        """Save ``widget`` as ``docs/images/NAME.png`` (Qt only: the docs'
+        screenshots are Qt's)."""
         self.settle()
+        if not self.qt:
+            return
         IMAGES.mkdir(parents=True, exist_ok=True)
         assert widget.grab().save(str(IMAGES / f"{name}.png")), "screenshot not saved"
 
@@ -257,26 +305,17 @@ def drive_prime_counting(app: Any, driver: Driver, name: str) -> None:
 
 
 def drive_progress_dialog(app: Any, driver: Driver, name: str) -> None:
-    from pyface.qt import QtWidgets
-
     from offload.api import CANCELLED, COMPLETED
 
     app.stages, app.rounds_per_stage = 400, 20_000
     driver.press("derive")
     driver.wait(lambda: app.dialog is not None and app.dialog.done >= 3, "progress")
-    def dialogs() -> list[Any]:
-        return [
-            widget for widget in QtWidgets.QApplication.topLevelWidgets()
-            if widget.isVisible() and widget.windowTitle() == "Deriving the key"
-        ]
-
-    assert len(dialogs()) == 1, "the progress dialog is not showing"
-    driver.shoot(dialogs()[0], name)
-    cancel = app.dialog_ui.info.cancel.control
-    assert cancel.window() is dialogs()[0]
-    cancel.click()
+    dialogs = driver.windows("Deriving the key")
+    assert len(dialogs) == 1, "the progress dialog is not showing"
+    driver.shoot(dialogs[0], name)
+    driver.press("cancel", ui=app.dialog_ui)  # the dialog's own Cancel button
     driver.wait(lambda: app.future.state == CANCELLED, "the derivation to be cancelled")
-    driver.wait(lambda: not dialogs(), "the dialog to close")
+    driver.wait(lambda: not driver.windows("Deriving the key"), "the dialog to close")
     assert app.outcome == "Cancelled."
     app.stages, app.rounds_per_stage = 5, 1_000
     driver.press("derive")

@@ -28,8 +28,9 @@ try:
     from pyface.qt import QtCore, QtWidgets
 except (ImportError, RuntimeError) as _error:
     # pyface missing, no Qt binding, or QT_API naming one pyface does not
-    # know (pyface raises RuntimeError for that).
-    raise ImportError(
+    # know (pyface raises RuntimeError for that).  A missing module stays a
+    # ModuleNotFoundError, so that ``pytest.importorskip`` still skips.
+    raise (ModuleNotFoundError if isinstance(_error, ModuleNotFoundError) else ImportError)(
         f"offload's QtEventLoop needs pyface and a Qt binding ({_error}); {INSTALL_HINT}"
     ) from _error
 

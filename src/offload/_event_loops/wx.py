@@ -33,7 +33,8 @@ INSTALL_HINT = (
 try:
     import wx
 except ImportError as _error:
-    raise ImportError(
+    # A missing module stays a ModuleNotFoundError (pytest.importorskip).
+    raise (ModuleNotFoundError if isinstance(_error, ModuleNotFoundError) else ImportError)(
         f"offload's WxEventLoop needs wxPython ({_error}); {INSTALL_HINT}"
     ) from _error
 
