@@ -21,6 +21,7 @@ This file is also the driver: ``python tests/test_examples.py NAME``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,6 +87,12 @@ def _assert_nothing_left(marker: str, grace: float = 10.0) -> None:
     deadline = time.monotonic() + grace
     while (left := _processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling other processes' exit, with a deadline
+    for pid in left:
+        # Fail, but leave nothing behind for the next test.
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     assert not left, f"processes of the example still running: {left}"
 
 
