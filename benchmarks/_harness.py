@@ -110,6 +110,8 @@ def environment() -> dict[str, Any]:
         "machine": f"{platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {_cpu_model()}",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # Other jobs on the machine: 1-minute load average, as the run ended.
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
