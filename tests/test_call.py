@@ -116,6 +116,25 @@ def test_cancel_before_start_never_runs_the_callable(make_executor, assistant, t
     assert not os.path.exists(ran)
 
 
+def test_cancelled_waiting_tasks_end_without_waiting_for_a_worker(make_executor, assistant, tmp_path):
+    executor = make_executor(max_workers=1)
+    release, ran = str(tmp_path / "release"), str(tmp_path / "ran")
+    blocker = submit_call(executor, tf.wait_for_file, release)
+    waiting = [submit_call(executor, tf.mark_and_return, ran, n) for n in range(5)]
+    assistant.run_until(blocker, "state", lambda f: f.state == EXECUTING, timeout=20)
+    assert all(future.cancel() for future in waiting)
+    # The only worker is still busy, yet every cancelled task ends.
+    for future in waiting:
+        wait_done(assistant, future)
+    assert [future.state for future in waiting] == [CANCELLED] * 5
+    assert blocker.state == EXECUTING
+    tf.touch(release)
+    wait_done(assistant, blocker)
+    import os
+
+    assert not os.path.exists(ran)
+
+
 def test_cancel_after_done_returns_false(executor, assistant):
     future = submit_call(executor, tf.square, 3)
     wait_done(assistant, future)

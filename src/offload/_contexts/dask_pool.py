@@ -188,6 +188,11 @@ class DaskWorkerPool(concurrent.futures.Executor):
             # Cancelled while it waited here: it never runs.
             self._finish_cancelled(job)
             return False
+        # Running from now on, as far as the executor can tell: a task in
+        # Dask's hands is cancelled through its flag, not its pool future.
+        if not job.pool_future.set_running_or_notify_cancel():
+            self._forget(job)  # the executor withdrew it while it waited here
+            return False
         record = job.record
         try:
             if record is not None:
@@ -202,8 +207,7 @@ class DaskWorkerPool(concurrent.futures.Executor):
             self._forget(job)
             if reraise:
                 raise
-            if job.pool_future.set_running_or_notify_cancel():
-                job.pool_future.set_exception(exc)
+            job.pool_future.set_exception(exc)
             return False
         if job.flag is not None:
             job.flag.dask_future = dask_future
@@ -220,18 +224,15 @@ class DaskWorkerPool(concurrent.futures.Executor):
         try:
             if status == "finished":
                 result = None if job.record is not None else dask_future.result()
-                if pool_future.set_running_or_notify_cancel():
-                    pool_future.set_result(result)
+                pool_future.set_result(result)
             elif status == "cancelled":
                 self._finish_cancelled(job)
             else:
                 error = _explain(dask_future.exception(timeout=SHUTDOWN_TIMEOUT))
-                if pool_future.set_running_or_notify_cancel():
-                    pool_future.set_exception(error)
+                pool_future.set_exception(error)
         except BaseException as exc:  # noqa: BLE001 - never leave it pending
             if not pool_future.done():
-                if pool_future.set_running_or_notify_cancel():
-                    pool_future.set_exception(exc)
+                pool_future.set_exception(exc)
         finally:
             self._release_slot()
 
@@ -253,9 +254,16 @@ class DaskWorkerPool(concurrent.futures.Executor):
             job.router.untrack(job.record)
 
     def _finish_cancelled(self, job: _Job) -> None:
+        """End the pool future of a job that never ran."""
         self._forget(job)
-        job.pool_future.cancel()
-        job.pool_future.set_running_or_notify_cancel()
+        pool_future = job.pool_future
+        if pool_future.cancel():
+            pool_future.set_running_or_notify_cancel()
+        elif not pool_future.done():
+            # Handed to Dask, which cancelled it before it started.
+            pool_future.set_exception(
+                RuntimeError("the task was cancelled in Dask before it started")
+            )
 
 
 def _explain(error: BaseException | None) -> BaseException:

@@ -72,11 +72,14 @@ _pool_ids = itertools.count()
 class _Job:
     """One submitted item: its pool future and, until sent, its bytes."""
 
-    __slots__ = ("future", "data")
+    __slots__ = ("future", "data", "running")
 
     def __init__(self, future: concurrent.futures.Future, data: bytes | None) -> None:
         self.future = future
         self.data = data
+        #: Marked running in its future (once: a resend after a failed
+        #: send keeps it so).
+        self.running = False
 
 
 class _Worker:
@@ -216,9 +219,13 @@ class ProcessWorkerPool(concurrent.futures.Executor):
     # Private: called with the lock held -----------------------------------------
 
     def _send(self, worker: _Worker, job: _Job) -> None:
-        if job.future.cancelled():
-            self._worker_free(worker)
-            return
+        # Marked running before it is sent: once it may run, cancelling its
+        # pool future must fail (the task's flag cancels it from then on).
+        if not job.running:
+            if not job.future.set_running_or_notify_cancel():
+                self._worker_free(worker)  # withdrawn while it waited
+                return
+            job.running = True
         worker.job = job
         try:
             worker.tasks.send_bytes(job.data)
@@ -230,7 +237,6 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             self._want_worker()
             return
         job.data = None
-        job.future.set_running_or_notify_cancel()
 
     def _worker_free(self, worker: _Worker) -> None:
         if self._pending:

@@ -179,7 +179,8 @@ class TraitsExecutor(HasStrictTraits):
                 "a message to the main thread and submit there"
             )
         cancel_flag = self._context.event()
-        future = task.future(cancel_flag.set)
+        canceller = _Canceller(cancel_flag)
+        future = task.future(canceller)
         task_id = next(self._task_ids)
         router = self._router
         runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
@@ -191,6 +192,7 @@ class TraitsExecutor(HasStrictTraits):
             router.discard_receiver(task_id)
             del self._futures[task_id]
             raise
+        canceller.pool_future = submitted
         submitted.add_done_callback(_CrashReporter(router, task_id))
         return future
 
@@ -353,6 +355,28 @@ class TraitsExecutor(HasStrictTraits):
         if self._owns_context:
             self._context.close()
         self._change_state(STOPPED)
+
+
+class _Canceller:
+    """A future's ``cancel``: sets the task's flag and withdraws it from the
+    pool if it has not started there.
+
+    A task still queued in the pool then ends at once (its pool future is
+    cancelled, which the crash reporter reports, and the future becomes
+    CANCELLED) instead of waiting for a worker only to be abandoned.  Main
+    thread.
+    """
+
+    __slots__ = ("flag", "pool_future")
+
+    def __init__(self, flag: Any) -> None:
+        self.flag = flag
+        self.pool_future: concurrent.futures.Future | None = None
+
+    def __call__(self) -> None:
+        self.flag.set()
+        if self.pool_future is not None:
+            self.pool_future.cancel()
 
 
 class _CrashReporter:
