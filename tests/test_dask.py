@@ -196,3 +196,19 @@ def test_close_stops_the_embedded_cluster_and_refuses_use():
     with pytest.raises(RuntimeError, match="closed"):
         context.event()
     context.close()  # idempotent
+
+
+def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
+    pytest.importorskip("cryptography")
+    from distributed import Security
+
+    security = Security.temporary()
+    with DaskContext(security=security, n_workers=1, processes=False) as context:
+        assert context.client.scheduler.address.startswith("tls://")
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        seen = []
+        future = submit_progress(executor, dtf.count_messages, 50)
+        future.observe(lambda event: seen.append(event.new), "progress")
+        wait_done(offload_assistant, future, timeout=30)
+        executor.shutdown(timeout=30)
+    assert future.result == 50 and seen == list(range(50))
