@@ -410,3 +410,46 @@ def test_workers_that_cannot_start_fail_the_queued_tasks(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("failed")
     assert "fail to start" in out.stdout and "exited with code 7" in out.stdout
+
+
+def test_without_cloudpickle_main_functions_go_by_reference_and_lambdas_say_what_to_install(
+    tmp_path,
+):
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        sys.modules["cloudpickle"] = None  # as if not installed
+
+        def double(x):
+            return 2 * x
+
+        if __name__ == "__main__":
+            import asyncio
+            from offload.api import (
+                AsyncioEventLoop, MultiprocessingContext, TraitsExecutor, submit_call,
+            )
+
+            loop = AsyncioEventLoop(event_loop=asyncio.new_event_loop())
+            context = MultiprocessingContext()
+            executor = TraitsExecutor(context=context, event_loop=loop)
+            by_reference = submit_call(executor, double, 21)
+            by_value = submit_call(executor, lambda: 1)
+
+            async def main():
+                print("result", await by_reference)
+                try:
+                    await by_value
+                except Exception:
+                    print("lambda", by_value.exception[1])
+
+            loop.event_loop.run_until_complete(main())
+            executor.shutdown(timeout=10)
+            context.close()
+            loop.close()
+    """))
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "result 42" in out.stdout
+    assert "offload[process]" in out.stdout

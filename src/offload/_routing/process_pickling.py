@@ -26,16 +26,35 @@ _REPR_LIMIT = 200
 def dumps(obj: Any) -> bytes:
     """Pickle ``obj`` for another process: pickle first, then cloudpickle.
 
-    Raises whatever cloudpickle raises when neither can pickle ``obj``.
+    Without cloudpickle, what refers to ``__main__`` goes by reference, as
+    with plain :mod:`multiprocessing` (workers import the main module, so its
+    top-level functions are found there).  Raises whatever cloudpickle
+    raises when neither can pickle ``obj``.
     """
     try:
         data = pickle.dumps(obj, PROTOCOL)
     except Exception:  # noqa: BLE001 - any pickling failure: try cloudpickle
         pass
     else:
-        if b"__main__" not in data:
+        if b"__main__" not in data or not _has_cloudpickle():
             return data
     return cloud_dumps(obj)
+
+
+def _has_cloudpickle() -> bool:
+    global _CLOUDPICKLE
+    if _CLOUDPICKLE is None:
+        try:
+            import cloudpickle  # noqa: F401
+        except ImportError:
+            _CLOUDPICKLE = False
+        else:
+            _CLOUDPICKLE = True
+    return _CLOUDPICKLE
+
+
+#: Whether cloudpickle imports; None until first asked.
+_CLOUDPICKLE: bool | None = None
 
 
 def cloud_dumps(obj: Any) -> bytes:
