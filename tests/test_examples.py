@@ -6,7 +6,9 @@ example runs as ``python examples/NAME.py`` would (its ``main()``, under
 ``configure_traits()`` is replaced by a driver: the driver opens the same
 window with ``edit_traits()``, presses its buttons through the buttons'
 own toolkit controls, waits (with deadlines) for results, cancels, saves a
-screenshot to ``docs/images/NAME.png`` (Qt only) and closes the window;
+screenshot (Qt only; to ``docs/images/NAME.png`` when
+``OFFLOAD_UPDATE_SCREENSHOTS=1``, else to a temporary folder) and closes the
+window;
 ``main()`` then shuts its executor and context down as usual.  Where wx and
 a display are available (the ``wx`` nox session, under Xvfb) the thread
 and process examples also run on wx.
@@ -37,6 +39,12 @@ from conftest import EVENT_LOOPS, load
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 IMAGES = ROOT / "docs" / "images"
+
+#: Set to 1 to refresh the docs' screenshots; otherwise they go to a
+#: temporary folder, so that a test run leaves the work tree as it was.
+UPDATE_SCREENSHOTS = "OFFLOAD_UPDATE_SCREENSHOTS"
+#: Where the example's interpreter saves its screenshot.
+SCREENSHOT_DIR = "OFFLOAD_SCREENSHOT_DIR"
 
 #: Environment variable carrying the marker inherited by every process an
 #: example starts (so leftovers can be found even once re-parented).
@@ -97,14 +105,18 @@ def _assert_nothing_left(marker: str, grace: float = 10.0) -> None:
 
 
 def run_example(
-    args: list[str], timeout: float = RUN_TIMEOUT, toolkit: str = "qt"
+    args: list[str], timeout: float = RUN_TIMEOUT, toolkit: str = "qt",
+    screenshots: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` as an example run; check nothing outlives it."""
     marker = uuid.uuid4().hex
+    env = _env(marker, toolkit)
+    if screenshots is not None:
+        env[SCREENSHOT_DIR] = str(screenshots)
     try:
         return subprocess.run(
             [sys.executable, *args],
-            cwd=ROOT, env=_env(marker, toolkit), capture_output=True, text=True,
+            cwd=ROOT, env=env, capture_output=True, text=True,
             timeout=timeout,
         )
     finally:
@@ -144,7 +156,7 @@ def _gui_examples() -> list[Any]:
 
 
 @pytest.mark.parametrize(("name", "toolkit"), _gui_examples())
-def test_gui_example_runs_drives_and_shoots(name, toolkit):
+def test_gui_example_runs_drives_and_shoots(name, toolkit, tmp_path):
     pytest.importorskip("traitsui")
     load(EVENT_LOOPS, toolkit)  # skips when the toolkit is missing
     if toolkit == "wx" and not os.environ.get("DISPLAY"):
@@ -156,11 +168,12 @@ def test_gui_example_runs_drives_and_shoots(name, toolkit):
             from offload._contexts.process_context import MultiprocessingContext  # noqa: F401
         except ImportError as exc:
             pytest.skip(f"MultiprocessingContext not available: {exc}")
-    result = run_example([__file__, name], toolkit=toolkit)
+    shots = IMAGES if os.environ.get(UPDATE_SCREENSHOTS) == "1" else tmp_path
+    result = run_example([__file__, name], toolkit=toolkit, screenshots=shots)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"drove {name}: ok" in result.stdout, result.stdout + result.stderr
     if toolkit == "qt":
-        assert (IMAGES / f"{name}.png").stat().st_size > 2_000
+        assert (shots / f"{name}.png").stat().st_size > 2_000
 
 
 # The driver, run in the example's own interpreter ---------------------------
@@ -251,13 +264,14 @@ class Driver:
         self.wait(turned, "the event loop to turn")
 
     def shoot(self, widget: Any, name: str) -> None:
-        """Save ``widget`` as ``docs/images/NAME.png`` (Qt only: the docs'
-        screenshots are Qt's)."""
+        """Save ``widget`` as ``NAME.png`` in the folder the test chose
+        (Qt only: the docs' screenshots are Qt's)."""
         self.settle()
         if not self.qt:
             return
-        IMAGES.mkdir(parents=True, exist_ok=True)
-        assert widget.grab().save(str(IMAGES / f"{name}.png")), "screenshot not saved"
+        folder = Path(os.environ.get(SCREENSHOT_DIR, str(IMAGES)))
+        folder.mkdir(parents=True, exist_ok=True)
+        assert widget.grab().save(str(folder / f"{name}.png")), "screenshot not saved"
 
     def close(self) -> None:
         self.ui.dispose()
