@@ -453,3 +453,24 @@ def test_without_cloudpickle_main_functions_go_by_reference_and_lambdas_say_what
     assert out.returncode == 0, out.stderr
     assert "result 42" in out.stdout
     assert "offload[process]" in out.stdout
+
+
+def test_thousands_of_withdrawn_tasks_behind_a_busy_worker(context, assistant, tmp_path):
+    # Caught the pool recursing once per withdrawn item when a worker freed
+    # up (RecursionError in its reader thread past ~1,000 of them).
+    executor = TraitsExecutor(
+        context=context, event_loop=assistant.event_loop, max_workers=1
+    )
+    try:
+        release = str(tmp_path / "release")
+        blocker = submit_call(executor, tf.wait_for_file, release)
+        waiting = [submit_call(executor, tf.square, n) for n in range(3000)]
+        assert all(future.cancel() for future in waiting)
+        tf.touch(release)
+        after = submit_call(executor, tf.square, 7)
+        for future in [blocker, *waiting, after]:
+            wait_done(assistant, future)
+        assert blocker.state == COMPLETED and after.result == 49
+        assert {future.state for future in waiting} == {CANCELLED}
+    finally:
+        executor.shutdown(timeout=20)

@@ -169,7 +169,9 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         job = _Job(future, data)
         with self._lock:
             if self._idle:
-                self._send(self._idle.pop(), job)
+                worker = self._idle.pop()
+                if not self._send(worker, job):
+                    self._idle.append(worker)
             else:
                 self._pending.append(job)
                 self._want_worker()
@@ -218,13 +220,14 @@ class ProcessWorkerPool(concurrent.futures.Executor):
 
     # Private: called with the lock held -----------------------------------------
 
-    def _send(self, worker: _Worker, job: _Job) -> None:
+    def _send(self, worker: _Worker, job: _Job) -> bool:
+        """Give ``job`` to ``worker``; False if the job was withdrawn, so
+        the worker is still free."""
         # Marked running before it is sent: once it may run, cancelling its
         # pool future must fail (the task's flag cancels it from then on).
         if not job.running:
             if not job.future.set_running_or_notify_cancel():
-                self._worker_free(worker)  # withdrawn while it waited
-                return
+                return False
             job.running = True
         worker.job = job
         try:
@@ -235,13 +238,15 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             worker.job = None
             self._pending.appendleft(job)
             self._want_worker()
-            return
+            return True
         job.data = None
+        return True
 
     def _worker_free(self, worker: _Worker) -> None:
-        if self._pending:
-            self._send(worker, self._pending.popleft())
-        elif self._shutdown:
+        while self._pending:
+            if self._send(worker, self._pending.popleft()):
+                return
+        if self._shutdown:
             self._stop_worker(worker)
         else:
             self._idle.append(worker)
