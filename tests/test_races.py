@@ -65,6 +65,9 @@ LEGAL = {
 FINAL = {COMPLETED, FAILED, CANCELLED}
 MOMENTS = ["never", "submit", "started", "progress", "last", "end", "timer"]
 
+#: Tasks per second each context ends at least, here (deadlines).
+RATES = {"thread": 200, "process": 200, "dask": 30}
+
 #: Tasks per run: (default run, stress run), per context.
 COUNTS = {"thread": (3000, 50_000), "process": (1500, 20_000), "dask": (300, 5_000)}
 
@@ -186,7 +189,7 @@ def race(context_kind: str, count: int, directory: str, seed: int) -> None:
                 # every phase, not only queued ones.
                 assistant.exercise_event_loop()
         pending = [w.future for w in watches]
-        deadline = time.monotonic() + 40 + count / 200
+        deadline = time.monotonic() + 40 + count / RATES[context_kind]
         while any(not f.done for f in pending):
             if time.monotonic() > deadline:
                 stuck = [w.number for w in watches if not w.future.done][:10]

@@ -4,8 +4,11 @@
   at once: every message is delivered, each task's in order, before its
   future completes.
 * ``SHORT_TASKS`` short tasks through one executor: every future
-  completes with its own result; once they are dropped, no future is left
-  alive and the process's memory is back near where it started.
+  completes with its own result; once they are dropped, no future (nor any
+  other per-task object) is left alive, and a second batch as large runs
+  in the memory the first one left: what the process keeps is a high-water
+  mark of its allocator, not a leak.  The figures say how far the resident
+  memory came back.
 
 The default run uses small numbers; ``pytest -m stress`` runs the full
 sizes (1,000,000 messages; 100,000 tasks).  Each test prints its figures.
@@ -13,6 +16,7 @@ sizes (1,000,000 messages; 100,000 tasks).  Each test prints its figures.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import time
 from typing import Any
@@ -39,10 +43,10 @@ PROGRESS_TASKS = 8
 PROGRESS_TOTAL = (80_000, 1_000_000)
 SHORT_TASKS = {"thread": (5_000, 100_000), "process": (3_000, 100_000), "dask": (500, 100_000)}
 
-#: Memory (bytes) the process may keep after the short tasks, beyond what
-#: it had after a warm-up: allocator slack, not per-task leftovers (100,000
-#: leaked futures would be hundreds of MB).
-MEMORY_SLACK = 40 * 2**20
+#: Memory (bytes) a second batch may add to what the first left: allocator
+#: slack, not per-task leftovers (100,000 leaked futures would be hundreds
+#: of MB).
+MEMORY_SLACK = 24 * 2**20
 
 CONTEXT_PARAMS = [
     pytest.param("thread", id="thread"),
@@ -64,6 +68,7 @@ class Harness:
         cls = load(CONTEXTS, context_kind)
         self.context = cls(n_workers=2) if context_kind == "dask" else cls()
         self.executor = TraitsExecutor(context=self.context, event_loop=self.event_loop)
+        self.kind = context_kind
 
     def run_until(self, counter: Counter, target: int, timeout: float) -> None:
         self.assistant.run_until(counter, "value", lambda c: c.value >= target, timeout=timeout)
@@ -126,53 +131,80 @@ def flood(context_kind: str, total: int) -> None:
 
 
 def rss() -> int:
+    """Resident memory now, after a collection and handing free heap back."""
     gc.collect()
+    if _trim is not None:
+        # glibc keeps freed heap pages unless asked: without this, RSS
+        # measures the allocator's high-water mark more than what is live.
+        _trim(0)
     return psutil.Process().memory_info().rss
 
 
-def many_short(context_kind: str, count: int) -> None:
-    harness = Harness(context_kind)
+try:
+    _trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc
+    _trim = None
+
+
+def run_batch(harness: Harness, count: int, first: int = 0) -> None:
+    """Submit ``count`` short tasks, wait for all, check every result."""
     done = Counter()
 
     def count_done(event: Any) -> None:
         done.value += 1
 
+    futures = []
+    for number in range(first, first + count):
+        future = submit_call(harness.executor, short_task, number)
+        future.observe(count_done, "done")
+        futures.append(future)
+    harness.run_until(done, count, timeout=40 + count / RATES[harness.kind])
+    wrong = [
+        (first + n, f.state) for n, f in enumerate(futures)
+        if f.state != COMPLETED or f.result != first + n
+    ]
+    assert not wrong, wrong[:10]
+
+
+#: Short tasks per second each context manages at least, here (deadlines).
+RATES = {"thread": 500, "process": 500, "dask": 150}
+
+
+def many_short(context_kind: str, count: int) -> None:
+    harness = Harness(context_kind)
     try:
-        # Warm up: workers started, code paths and caches primed.
-        warm = [submit_call(harness.executor, short_task, i) for i in range(200)]
-        for future in warm:
-            future.observe(count_done, "done")
-        harness.run_until(done, len(warm), timeout=60)
-        del warm, future
+        run_batch(harness, 200)  # warm up: workers started, caches primed
+        objects_before = len(gc.get_objects())
         before = rss()
-        done.value = 0
         start = time.perf_counter()
-        futures = []
-        for number in range(count):
-            future = submit_call(harness.executor, short_task, number)
-            future.observe(count_done, "done")
-            futures.append(future)
-        harness.run_until(done, count, timeout=40 + count / 500)
+        run_batch(harness, count)
         elapsed = time.perf_counter() - start
-        peak = rss()
-        wrong = [
-            (n, f.state) for n, f in enumerate(futures)
-            if f.state != COMPLETED or f.result != n
-        ]
-        assert not wrong, wrong[:10]
-        del futures, future
         after = rss()
         alive = sum(1 for obj in gc.get_objects() if isinstance(obj, BaseFuture))
         assert alive == 0, f"{alive} futures still alive after they were dropped"
-        assert after - before < MEMORY_SLACK, (
-            f"memory grew by {(after - before) / 2**20:.1f} MB over {count} tasks "
-            f"(peak +{(peak - before) / 2**20:.1f} MB)"
+        # Every per-task object is gone.  Allowed: a few containers grow a
+        # little; processes keep one free-list entry per cancel-flag slot used
+        # at the peak (reused later); Dask's embedded scheduler keeps its last
+        # 1,000 message batches per worker for debugging, tasks included
+        # (distributed.admin.low-level-log-length), so Dask is not counted.
+        extra_objects = len(gc.get_objects()) - objects_before
+        allowed = 2000 + count // 100 + (count if context_kind == "process" else 0)
+        if context_kind != "dask":
+            assert extra_objects < allowed, (extra_objects, allowed)
+        # A second batch reuses the memory of the first: what a run keeps
+        # is a high-water mark, not a leak that grows run after run.
+        run_batch(harness, count, first=count)
+        again = rss()
+        assert again - after < MEMORY_SLACK + (after - before) // 10, (
+            f"memory grew by {(again - after) / 2**20:.1f} MB in a second batch "
+            f"of {count} tasks (the first left +{(after - before) / 2**20:.1f} MB)"
         )
     finally:
         harness.close()
     print(f"\n{context_kind}: {count:,} short tasks in {elapsed:.2f} s "
-          f"({count / elapsed:,.0f}/s); memory +{(peak - before) / 2**20:.1f} MB "
-          f"at the peak, +{(after - before) / 2**20:.1f} MB after")
+          f"({count / elapsed:,.0f}/s); no future left alive; memory "
+          f"{(after - before) / 2**20:+.1f} MB after the batch, "
+          f"{(again - before) / 2**20:+.1f} MB after a second one")
 
 
 @pytest.mark.parametrize("context_kind", CONTEXT_PARAMS)
