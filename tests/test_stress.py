@@ -146,8 +146,11 @@ except (OSError, AttributeError):  # not glibc
     _trim = None
 
 
-def run_batch(harness: Harness, count: int, first: int = 0) -> None:
-    """Submit ``count`` short tasks, wait for all, check every result."""
+def run_batch(harness: Harness, count: int, first: int = 0) -> int:
+    """Submit ``count`` short tasks, wait for all, check every result.
+
+    Returns the resident memory while the done futures are still held.
+    """
     done = Counter()
 
     def count_done(event: Any) -> None:
@@ -164,6 +167,7 @@ def run_batch(harness: Harness, count: int, first: int = 0) -> None:
         if f.state != COMPLETED or f.result != first + n
     ]
     assert not wrong, wrong[:10]
+    return rss()
 
 
 #: Short tasks per second each context manages at least, here (deadlines).
@@ -229,3 +233,50 @@ def test_million_progress_messages(context_kind: str) -> None:
 @pytest.mark.parametrize("context_kind", CONTEXT_PARAMS)
 def test_hundred_thousand_short_tasks(context_kind: str) -> None:
     many_short(context_kind, SHORT_TASKS[context_kind][1])
+
+
+#: "Back near its start": once the 100,000 futures are done and dropped,
+#: at most this share of the memory they took may stay resident (the
+#: allocator keeps some; a leak or a held high-water mark keeps it all).
+NEAR_START = 0.3
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(
+    "context_kind",
+    [
+        pytest.param("thread", id="thread"),
+        pytest.param(
+            "process", id="process",
+            marks=[
+                pytest.mark.process,
+                pytest.mark.xfail(
+                    strict=True,
+                    reason=(
+                        "MultiprocessingContext: after 100,000 short tasks the "
+                        "process keeps all of the ~360 MB (3.6 KB per task "
+                        "outstanding at the peak) once every future is done "
+                        "and dropped, even after gc and malloc_trim, while "
+                        "tracemalloc sees only ~2 MB of live Python objects; "
+                        "a second batch reuses it (not a leak).  Threads give "
+                        "three quarters of theirs back."
+                    ),
+                ),
+            ],
+        ),
+    ],
+)
+def test_memory_back_near_its_start_after_100_000_tasks(context_kind: str) -> None:
+    harness = Harness(context_kind)
+    try:
+        run_batch(harness, 200)
+        before = rss()
+        peak = run_batch(harness, 100_000)
+        after = rss()
+    finally:
+        harness.close()
+    taken, kept = (peak - before) / 2**20, (after - before) / 2**20
+    print(f"\n{context_kind}: 100,000 done futures held {taken:+.1f} MB; "
+          f"{kept:+.1f} MB stayed once they were dropped")
+    assert kept < max(16.0, NEAR_START * taken), f"{kept:.1f} of {taken:.1f} MB stayed"
