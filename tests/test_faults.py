@@ -76,12 +76,16 @@ class Harness:
             self.assistant.exercise_event_loop()
 
     def close(self, timeout: float = 30) -> None:
+        # Each step even if an earlier one fails, so that one failure does
+        # not leave an event loop or a cluster for later tests to trip on.
         try:
             self.executor.shutdown(timeout=timeout)
         finally:
-            self.context.close()
-            self.assistant.dispose()
-            self.event_loop.close()
+            try:
+                self.context.close()
+            finally:
+                self.assistant.dispose()
+                self.event_loop.close()
 
 
 def wait_for_file(harness: Harness, path: str, timeout: float = 30) -> None:

@@ -74,12 +74,16 @@ class Harness:
         self.assistant.run_until(counter, "value", lambda c: c.value >= target, timeout=timeout)
 
     def close(self) -> None:
+        # Each step even if an earlier one fails, so that one failure does
+        # not leave an event loop or a cluster for later tests to trip on.
         try:
             self.executor.shutdown(timeout=30)
         finally:
-            self.context.close()
-            self.assistant.dispose()
-            self.event_loop.close()
+            try:
+                self.context.close()
+            finally:
+                self.assistant.dispose()
+                self.event_loop.close()
 
 
 class OrderCheck:
@@ -199,7 +203,7 @@ def many_short(context_kind: str, count: int) -> None:
         # is a high-water mark, not a leak that grows run after run.
         run_batch(harness, count, first=count)
         again = rss()
-        assert again - after < MEMORY_SLACK + (after - before) // 10, (
+        assert again - after < max(MEMORY_SLACK, (after - before) // 2), (
             f"memory grew by {(again - after) / 2**20:.1f} MB in a second batch "
             f"of {count} tasks (the first left +{(after - before) / 2**20:.1f} MB)"
         )
