@@ -204,30 +204,51 @@ def flood(count: int, progress: Any) -> int:
     return count
 
 
-def test_gui_keeps_breathing_during_a_message_flood(gui_loop, helper):
-    """A task sending 100,000 progress messages must not freeze the loop.
+def flood_then_signal(count: int, sent: threading.Event, progress: Any) -> int:
+    """Send ``count`` progress messages, then set ``sent`` (threads only)."""
+    for i in range(count):
+        progress(i)
+    sent.set()
+    return count
 
-    A main-thread timer ticks every 10 ms during the flood; the longest gap
-    between ticks is the longest stall.  The bound here is loose (shared CI
-    machines); ``benchmarks/gui_stall.py`` measures it properly.
+
+def test_gui_keeps_breathing_during_a_message_flood(gui_loop, helper):
+    """100,000 progress messages waiting at once must not freeze the loop.
+
+    The task sends them all before the loop runs; then a main-thread timer
+    ticking every 10 ms must tick while they are delivered, not only once
+    they all are (delivering the backlog in one go would show no tick
+    between the first message and the last).  No wall-clock bound: on a
+    loaded machine delivery lasts longer and the test sees more ticks, not
+    fewer.  ``benchmarks/gui_stall.py`` measures the longest stall.
     """
     context = MultithreadingContext()
     executor = TraitsExecutor(context=context, event_loop=gui_loop)
     ticks: list[float] = []
-    received = Counter()
+    first_and_last: list[float] = []
+
+    def on_progress(event: Any) -> None:
+        if event.new == 0 or event.new == 99_999:
+            first_and_last.append(time.perf_counter())
+
     stop_ticking = _start_ticker(gui_loop, ticks)
     try:
-        future = submit_progress(executor, flood, 100_000)
-        future.observe(lambda event: setattr(received, "value", event.new), "progress")
+        sent = threading.Event()
+        future = submit_progress(executor, flood_then_signal, 100_000, sent)
+        future.observe(on_progress, "progress")
+        assert sent.wait(timeout=30), "the task never finished sending"
         helper.run_until(future, "done", lambda f: f.done, timeout=40)
-        assert future.result == 100_000 and received.value == 99_999
+        assert future.result == 100_000 and len(first_and_last) == 2
     finally:
         stop_ticking()
         executor.shutdown(timeout=10)
         context.close()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    assert len(ticks) > 5
-    assert max(gaps) < 0.5, f"longest stall {max(gaps) * 1000:.0f} ms"
+    first, last = first_and_last
+    during = [tick for tick in ticks if first < tick < last]
+    assert len(during) >= 2, (
+        f"the loop ticked {len(during)} time(s) in {1000 * (last - first):.0f} ms "
+        "of delivery"
+    )
 
 
 def test_observer_running_a_nested_loop_is_not_re_entered(gui_loop, helper):
