@@ -137,8 +137,12 @@ def kill_workers_during_a_run(context_kind: str, count: int, kills: int, seed: i
         completed = [n for n, f in enumerate(futures) if f.state == COMPLETED]
         assert len(failed) + len(completed) == count, {f.state for f in futures}
         assert killed, "no worker was killed: the test did not test anything"
-        # Each killed worker was running at most one task, which failed.
-        assert 1 <= len(failed) <= len(killed), (failed, killed)
+        # Each killed worker was running at most one task, which failed.  On
+        # Dask a task whose start had not reached the client yet is run again
+        # elsewhere by Dask and may complete: no failure is then right too.
+        assert len(failed) <= len(killed), (failed, killed)
+        if context_kind == "process":
+            assert failed, f"{len(killed)} workers killed mid-task, yet no task failed"
         for n in failed:
             name, message, _ = futures[n].exception
             if context_kind == "process":
