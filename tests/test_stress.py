@@ -41,7 +41,7 @@ PROGRESS_TASKS = 8
 
 #: (default run, stress run).
 PROGRESS_TOTAL = (80_000, 1_000_000)
-SHORT_TASKS = {"thread": (5_000, 100_000), "process": (3_000, 100_000), "dask": (500, 100_000)}
+SHORT_TASKS = {"thread": (5_000, 100_000), "process": (3_000, 100_000), "dask": (300, 100_000)}
 
 #: Memory (bytes) a second batch may add to what the first left: allocator
 #: slack, not per-task leftovers (100,000 leaked futures would be hundreds
