@@ -27,7 +27,11 @@ from offload._routing.protocol import FINAL_KINDS
 logger = logging.getLogger("offload.routing")
 
 #: Default longest time (s) the main thread spends delivering per wake-up.
-DEFAULT_TIME_SLICE = 0.02
+#: Measured on Qt under a 100,000-message flood (benchmarks/gui_stall.py):
+#: a 10 ms timer's longest gap was ~48 ms with 20 ms slices (a slice, the
+#: GIL waits inside it, and often a second slice before the timer's turn),
+#: ~30 ms with 10 ms slices, at the same throughput.
+DEFAULT_TIME_SLICE = 0.01
 
 #: How many messages are delivered between two looks at the clock.
 _CHECK_EVERY = 64
