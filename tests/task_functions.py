@@ -82,6 +82,12 @@ def mark_and_return(path: str, value: Any) -> Any:
     return value
 
 
+def mark_then_wait(started: str, release: str) -> str:
+    """Create ``started``, then block until ``release`` exists."""
+    touch(started)
+    return wait_for_file(release)
+
+
 def count_up(n: int) -> Iterator[int]:
     yield from range(n)
 

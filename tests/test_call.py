@@ -135,6 +135,30 @@ def test_cancelled_waiting_tasks_end_without_waiting_for_a_worker(make_executor,
     assert not os.path.exists(ran)
 
 
+def test_cancel_while_waiting_after_a_start_not_yet_seen(executor, assistant, tmp_path):
+    # The task has started in its worker, but its "started" message has not
+    # been delivered (the loop has not run): the future still says WAITING.
+    # Cancelling it then cannot stop the callable; the future must still end
+    # only once the task has, and go through its start on the way.
+    import os
+    import time
+
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    future = submit_call(executor, tf.mark_then_wait, started, release)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(started):  # the loop does not run meanwhile
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.005)
+    assert future.state == WAITING
+    recorder = StateRecorder(future)
+    assert future.cancel() is True
+    assistant.exercise_event_loop()
+    assert future.state == CANCELLING  # the task runs on: not CANCELLED yet
+    tf.touch(release)
+    wait_done(assistant, future)
+    assert recorder.states == [WAITING, CANCELLING, CANCELLED]
+
+
 def test_cancel_after_done_returns_false(executor, assistant):
     future = submit_call(executor, tf.square, 3)
     wait_done(assistant, future)
