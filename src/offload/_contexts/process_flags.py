@@ -22,6 +22,7 @@ use.  The context unlinks them in ``close()``; if the application dies, the
 
 from __future__ import annotations
 
+import array
 import itertools
 import os
 import secrets
@@ -61,7 +62,12 @@ class FlagSlots:
         self._segments: list[shared_memory.SharedMemory] = []
         self._views: list[memoryview] = []
         #: (view, segment, slot) free for reuse; appended to by ``__del__``.
-        self._free: list[tuple[memoryview, int, int]] = []
+        #: Slots free for reuse, as ``segment * SLOTS_PER_SEGMENT + slot``;
+        #: appended to by ``__del__``.  A C array, not a list of tuples: a
+        #: hundred thousand small objects made as futures end would be
+        #: scattered through the allocator's pools and keep them all
+        #: resident after the futures are gone.
+        self._free = array.array("q")
         self._next_slot = SLOTS_PER_SEGMENT
         self._generations = itertools.count(1)
         self._lock = threading.Lock()
@@ -69,7 +75,8 @@ class FlagSlots:
     def new_flag(self) -> ProcessCancelFlag:
         """A fresh, unset flag.  Any thread; about a microsecond."""
         try:
-            view, segment, slot = self._free.pop()
+            segment, slot = divmod(self._free.pop(), SLOTS_PER_SEGMENT)
+            view = self._views[segment]
         except IndexError:
             view, segment, slot = self._allocate()
         return ProcessCancelFlag(
@@ -79,7 +86,7 @@ class FlagSlots:
     def close(self) -> None:
         """Release and unlink every segment.  Flags still alive read as set."""
         with self._lock:
-            self._free = []
+            self._free = array.array("q")
             for index, (shm, view) in enumerate(zip(self._segments, self._views, strict=True)):
                 _VIEWS.pop((self._prefix, index), None)
                 view.release()
@@ -172,7 +179,7 @@ class ProcessCancelFlag(_FlagBase):
 
     def __init__(
         self, view: memoryview, prefix: str, segment: int, slot: int,
-        generation: int, free: list,
+        generation: int, free: array.array,
     ) -> None:
         self._view = view
         self._prefix = prefix
@@ -182,7 +189,7 @@ class ProcessCancelFlag(_FlagBase):
         self._free = free
 
     def __del__(self) -> None:
-        self._free.append((self._view, self._segment, self._slot))
+        self._free.append(self._segment * SLOTS_PER_SEGMENT + self._slot)
 
 
 class WorkerCancelFlag(_FlagBase):
