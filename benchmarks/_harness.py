@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import gc
 import importlib
 import json
 import math
@@ -333,19 +332,6 @@ class DoneScanner:
 
 
 # Measuring -----------------------------------------------------------------
-
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """Collect first, then keep the cyclic GC out of the timed region."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def interleave(
