@@ -91,8 +91,40 @@ def _check_leaks(request: pytest.FixtureRequest) -> None:
     make contexts, event loops and executors: it sees what their teardown
     failed to release.
     """
+    if _matrix_context(request) == "dask":
+        # Before the snapshot: the shared cluster outlives the test.
+        request.getfixturevalue("shared_dask_cluster")
     if request.node.get_closest_marker("leaks_ok") is None:
         request.getfixturevalue("no_leaks")
+
+
+def _matrix_context(request: pytest.FixtureRequest) -> str | None:
+    """The context kind of a matrix test, or None for other tests."""
+    callspec = getattr(request.node, "callspec", None)
+    params = getattr(callspec, "params", {})
+    matrix = params.get("matrix")
+    return matrix[0] if matrix else None
+
+
+@pytest.fixture(scope="session")
+def shared_dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The scheduler address of one cluster for the matrix's Dask tests:
+    starting a cluster per test cost seconds each.  Each test still gets its
+    own ``DaskContext`` (its own client, topics and cancel flags).  The
+    cluster runs in processes of its own, so that what it keeps open is not
+    in the test process, where the leak check looks."""
+    load(CONTEXTS, "dask")  # skips without Dask
+    from dask_cluster import Cluster
+
+    cluster = Cluster(str(tmp_path_factory.mktemp("dask-cluster")))
+    try:
+        import distributed
+
+        with distributed.Client(cluster.address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield cluster.address
+    finally:
+        cluster.stop()
 
 
 def load(table: dict[str, tuple[str, str]], name: str) -> Callable[..., Any]:
@@ -131,8 +163,12 @@ def loop_kind(matrix: tuple[str, str]) -> str:
 
 
 @pytest.fixture
-def context(context_kind: str) -> Iterator[Any]:
-    context = load(CONTEXTS, context_kind)()
+def context(context_kind: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    if context_kind == "dask":
+        address = request.getfixturevalue("shared_dask_cluster")
+        context = load(CONTEXTS, context_kind)(address=address)
+    else:
+        context = load(CONTEXTS, context_kind)()
     yield context
     context.close()
 

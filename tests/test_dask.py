@@ -9,12 +9,9 @@ stops.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,6 +21,7 @@ pytest.importorskip("distributed")
 import dask_task_functions as dtf  # noqa: E402
 import task_functions as tf  # noqa: E402
 from conftest import wait_done, wait_file  # noqa: E402
+from dask_cluster import Cluster  # noqa: E402
 from offload.api import (  # noqa: E402
     COMPLETED,
     FAILED,
@@ -35,60 +33,6 @@ from offload.api import (  # noqa: E402
 
 pytestmark = pytest.mark.dask
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Cluster:
-    """A scheduler and workers as separate processes, all on 127.0.0.1."""
-
-    def __init__(self, directory: str, workers: int = 2) -> None:
-        self.processes: list[subprocess.Popen] = []
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, *sys.path]))
-        scheduler_file = os.path.join(directory, "scheduler.json")
-        self._start(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-             "--port", "0", "--no-dashboard", "--scheduler-file", scheduler_file],
-            env, directory, "scheduler",
-        )
-        _wait_for(lambda: os.path.exists(scheduler_file), 60, "the scheduler")
-        _wait_for(lambda: os.path.getsize(scheduler_file) > 0, 10, "the scheduler file")
-        with open(scheduler_file) as file:
-            self.address = json.load(file)["address"]
-        self.workers = [
-            self._start(
-                [sys.executable, "-m", "distributed.cli.dask_worker", self.address,
-                 "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
-                 "--no-dashboard", "--name", f"worker-{n}"],
-                env, directory, f"worker-{n}",
-            )
-            for n in range(workers)
-        ]
-
-    def _start(self, args: list[str], env: dict, directory: str, name: str) -> subprocess.Popen:
-        log = open(os.path.join(directory, f"{name}.log"), "wb")  # noqa: SIM115
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
 
 
 @pytest.fixture
