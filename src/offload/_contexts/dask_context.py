@@ -90,8 +90,8 @@ class DaskContext(IParallelContext):
     -----
     With no ``address`` and no ``client``, the context starts a
     ``LocalCluster`` of worker processes that it owns and closes on
-    :meth:`close`.  Like ``MultiprocessingContext``, worker processes are
-    spawned: guard your script's entry point with
+    :meth:`close`.  Dask starts its worker processes by spawning them, and
+    they import your script's main module: guard its entry point with
     ``if __name__ == "__main__":``.  The embedded cluster sets Dask's
     ``distributed.scheduler.worker-saturation`` to ``inf`` (every task goes
     to a worker at once), which doubles the throughput of small tasks.

@@ -152,8 +152,8 @@ class MultiprocessingContext(IParallelContext):
     def close(self) -> None:
         """Stop every pool this context made and free its shared memory.
 
-        Pools still running work get ``STOP_GRACE_PERIOD`` seconds, then their
-        workers are killed.  Idempotent.
+        Pools still running work get two seconds, then their workers are
+        killed.  Idempotent.
         """
         if self._closed:
             return

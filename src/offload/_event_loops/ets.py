@@ -65,8 +65,12 @@ class ETSEventLoop(IEventLoop):
     """The event loop of the GUI toolkit chosen the Pyface way.
 
     :class:`~offload.api.TraitsExecutor` uses it when given no
-    ``event_loop``.  The toolkit is chosen when this object is made (see the
-    module docstring), so a missing toolkit is reported at once.
+    ``event_loop``.  The toolkit is chosen when this object is made, so a
+    missing toolkit is reported at once: the one named by
+    ``ETSConfig.toolkit`` (what the application set, else the
+    ``ETS_TOOLKIT`` environment variable), otherwise the first that imports,
+    Qt, then wx, then the loops registered under the entry-point group
+    ``offload.event_loops``.
 
     Parameters
     ----------
