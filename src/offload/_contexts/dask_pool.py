@@ -18,7 +18,8 @@ What runs where::
 The runner reports every outcome of the task itself, as messages, so a Dask
 future only fails when something outside the task broke: the worker was
 lost (``KilledWorker``), the task could not be unpickled on the worker, ...
-The executor's crash reporter turns such a failure into a CRASHED message.
+The executor (its pool handle's done callback) turns such a failure into a
+CRASHED message.
 
 No result travels back through Dask (a runner returns None), so a finished
 task costs no extra round trip.

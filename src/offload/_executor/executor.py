@@ -179,10 +179,10 @@ class TraitsExecutor(HasStrictTraits):
                 "a message to the main thread and submit there"
             )
         cancel_flag = self._context.event()
-        canceller = _Canceller(cancel_flag)
-        future = task.future(canceller)
         task_id = next(self._task_ids)
         router = self._router
+        handle = _PoolHandle(router, task_id, cancel_flag)
+        future = task.future(handle.cancel)
         runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
         router.add_receiver(task_id, future.receive)
         self._futures[task_id] = future
@@ -192,8 +192,8 @@ class TraitsExecutor(HasStrictTraits):
             router.discard_receiver(task_id)
             del self._futures[task_id]
             raise
-        canceller.pool_future = submitted
-        submitted.add_done_callback(_CrashReporter(router, task_id))
+        handle.pool_future = submitted
+        submitted.add_done_callback(handle.pool_future_done)
         return future
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -357,44 +357,39 @@ class TraitsExecutor(HasStrictTraits):
         self._change_state(STOPPED)
 
 
-class _Canceller:
-    """A future's ``cancel``: sets the task's flag and withdraws it from the
-    pool if it has not started there.
+class _PoolHandle:
+    """What the executor keeps of one task in its pool.
 
-    A task still queued in the pool then ends at once (its pool future is
-    cancelled, which the crash reporter reports, and the future becomes
-    CANCELLED) instead of waiting for a worker only to be abandoned.  Main
-    thread.
+    :meth:`cancel` is the future's ``cancel``: it sets the task's flag and
+    withdraws the task from the pool if it has not started there, so that a
+    task still queued ends at once (CANCELLED) instead of waiting for a
+    worker only to be abandoned.  Main thread.
+
+    :meth:`pool_future_done` reports a task that its pool could not run to
+    the end.  The runner reports every outcome of the task itself, so its
+    pool future fails only when something outside the task broke: the
+    worker died, the task could not be sent to it, ...  It runs in whatever
+    thread the pool completes futures in, and drops the pool future, which
+    would otherwise live (with its lock and condition) until the main thread
+    has delivered the task's end.
     """
 
-    __slots__ = ("flag", "pool_future")
+    __slots__ = ("router", "task_id", "flag", "pool_future")
 
-    def __init__(self, flag: Any) -> None:
+    def __init__(self, router: IMessageRouter, task_id: int, flag: Any) -> None:
+        self.router = router
+        self.task_id = task_id
         self.flag = flag
         self.pool_future: concurrent.futures.Future | None = None
 
-    def __call__(self) -> None:
+    def cancel(self) -> None:
         self.flag.set()
-        if self.pool_future is not None:
-            self.pool_future.cancel()
+        pool_future = self.pool_future
+        if pool_future is not None:
+            pool_future.cancel()
 
-
-class _CrashReporter:
-    """Reports a task that its pool could not run to the end.
-
-    The runner reports every outcome of the task itself, so its pool future
-    fails only when something outside the task broke: the worker died, the
-    task could not be sent to it, ...  Runs in whatever thread the pool
-    completes futures in.
-    """
-
-    __slots__ = ("router", "task_id")
-
-    def __init__(self, router: IMessageRouter, task_id: int) -> None:
-        self.router = router
-        self.task_id = task_id
-
-    def __call__(self, pool_future: concurrent.futures.Future) -> None:
+    def pool_future_done(self, pool_future: concurrent.futures.Future) -> None:
+        self.pool_future = None
         if pool_future.cancelled():
             error: BaseException = RuntimeError(
                 "the worker pool cancelled this task before it ran (was the "
