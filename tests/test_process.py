@@ -55,6 +55,16 @@ def assistant(offload_assistant):
     return offload_assistant
 
 
+@pytest.fixture
+def one_worker(context, offload_assistant):
+    """An executor with a single worker process, so that tasks queue."""
+    executor = TraitsExecutor(
+        context=context, event_loop=offload_assistant.event_loop, max_workers=1
+    )
+    yield executor
+    executor.shutdown(timeout=20)
+
+
 def children() -> list[psutil.Process]:
     """Worker processes of this process (not multiprocessing's helpers)."""
     return [
@@ -91,19 +101,14 @@ def test_a_dead_worker_fails_its_future_and_says_how(executor, assistant, functi
     assert after.result == 16
 
 
-def test_waiting_futures_still_run_when_a_worker_dies(context, assistant):
-    executor = TraitsExecutor(
-        context=context, event_loop=assistant.event_loop, max_workers=1
-    )
-    try:
-        doomed = submit_call(executor, pt.die, 9)
-        waiting = [submit_call(executor, tf.square, n) for n in range(5)]
-        for future in [doomed, *waiting]:
-            wait_done(assistant, future)
-        assert doomed.state == FAILED
-        assert [f.result for f in waiting] == [n * n for n in range(5)]
-    finally:
-        executor.shutdown(timeout=20)
+def test_waiting_futures_still_run_when_a_worker_dies(one_worker, assistant):
+    executor = one_worker
+    doomed = submit_call(executor, pt.die, 9)
+    waiting = [submit_call(executor, tf.square, n) for n in range(5)]
+    for future in [doomed, *waiting]:
+        wait_done(assistant, future)
+    assert doomed.state == FAILED
+    assert [f.result for f in waiting] == [n * n for n in range(5)]
 
 
 def test_a_worker_killed_from_outside_mid_task(executor, assistant, tmp_path):
@@ -223,26 +228,21 @@ def test_an_exception_object_comes_back_when_it_can(executor, assistant):
 # Cancellation ----------------------------------------------------------------
 
 
-def test_cancelled_while_waiting_never_runs(context, assistant, tmp_path):
-    executor = TraitsExecutor(
-        context=context, event_loop=assistant.event_loop, max_workers=1
-    )
-    try:
-        started, release = str(tmp_path / "started"), str(tmp_path / "release")
-        marker = str(tmp_path / "ran")
-        blocker = submit_call(executor, tf.mark_and_return, started, None)
-        wait_done(assistant, blocker)
-        busy = submit_call(executor, tf.wait_for_file, release)
-        waiting = submit_call(executor, tf.touch, marker)
-        assert waiting.cancel()
-        tf.touch(release)
-        wait_done(assistant, busy)
-        wait_done(assistant, waiting)
-        assert waiting.state == CANCELLED
-        assert busy.state == COMPLETED
-        assert not os.path.exists(marker)
-    finally:
-        executor.shutdown(timeout=20)
+def test_cancelled_while_waiting_never_runs(one_worker, assistant, tmp_path):
+    executor = one_worker
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    marker = str(tmp_path / "ran")
+    blocker = submit_call(executor, tf.mark_and_return, started, None)
+    wait_done(assistant, blocker)
+    busy = submit_call(executor, tf.wait_for_file, release)
+    waiting = submit_call(executor, tf.touch, marker)
+    assert waiting.cancel()
+    tf.touch(release)
+    wait_done(assistant, busy)
+    wait_done(assistant, waiting)
+    assert waiting.state == CANCELLED
+    assert busy.state == COMPLETED
+    assert not os.path.exists(marker)
 
 
 def test_cancel_reaches_a_running_progress_task(executor, assistant, tmp_path):
@@ -455,22 +455,17 @@ def test_without_cloudpickle_main_functions_go_by_reference_and_lambdas_say_what
     assert "offload[process]" in out.stdout
 
 
-def test_thousands_of_withdrawn_tasks_behind_a_busy_worker(context, assistant, tmp_path):
+def test_thousands_of_withdrawn_tasks_behind_a_busy_worker(one_worker, assistant, tmp_path):
     # Caught the pool recursing once per withdrawn item when a worker freed
     # up (RecursionError in its reader thread past ~1,000 of them).
-    executor = TraitsExecutor(
-        context=context, event_loop=assistant.event_loop, max_workers=1
-    )
-    try:
-        release = str(tmp_path / "release")
-        blocker = submit_call(executor, tf.wait_for_file, release)
-        waiting = [submit_call(executor, tf.square, n) for n in range(3000)]
-        assert all(future.cancel() for future in waiting)
-        tf.touch(release)
-        after = submit_call(executor, tf.square, 7)
-        for future in [blocker, *waiting, after]:
-            wait_done(assistant, future)
-        assert blocker.state == COMPLETED and after.result == 49
-        assert {future.state for future in waiting} == {CANCELLED}
-    finally:
-        executor.shutdown(timeout=20)
+    executor = one_worker
+    release = str(tmp_path / "release")
+    blocker = submit_call(executor, tf.wait_for_file, release)
+    waiting = [submit_call(executor, tf.square, n) for n in range(3000)]
+    assert all(future.cancel() for future in waiting)
+    tf.touch(release)
+    after = submit_call(executor, tf.square, 7)
+    for future in [blocker, *waiting, after]:
+        wait_done(assistant, future)
+    assert blocker.state == COMPLETED and after.result == 49
+    assert {future.state for future in waiting} == {CANCELLED}
