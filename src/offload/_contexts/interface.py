@@ -25,6 +25,12 @@ class IParallelContext(abc.ABC):
     A context may serve several executors at once.  Close it with
     :meth:`close` once no executor uses it; using a closed context raises
     ``RuntimeError``.
+
+    Threads: the executor calls these methods on the main thread.  What they
+    make crosses over: the pool runs tasks in workers (threads, processes,
+    Dask workers), flags are set on the main thread and read in workers,
+    queues are put to by workers, and routers deliver on the main thread.
+    A context has no callbacks of its own.
     """
 
     @abc.abstractmethod

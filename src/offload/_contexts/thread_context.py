@@ -39,6 +39,10 @@ class MultithreadingContext(IParallelContext):
     Threads suit I/O-bound work and work that releases the GIL (NumPy, most
     C extensions).  For pure-Python CPU-bound work use
     :class:`~offload.api.MultiprocessingContext`.
+
+    Tasks run in the pool's daemon worker threads; their messages are
+    delivered, and futures change, on the main thread.  Make and close the
+    context on the main thread.
     """
 
     def __init__(self) -> None:

@@ -79,6 +79,10 @@ class IEventLoop(abc.ABC):
     :class:`~offload.api.QtEventLoop`, :class:`~offload.api.WxEventLoop` and
     :class:`~offload.api.ETSEventLoop`.  Third parties may add their own and
     register them under the entry-point group ``offload.event_loops``.
+
+    Threads: a pingee's ``ping()`` may be called from any thread; the
+    callback it wakes (and so every trait change of the futures) runs on
+    the thread that runs the loop, the main thread.
     """
 
     @abc.abstractmethod
