@@ -156,3 +156,19 @@ def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
         wait_done(offload_assistant, future, timeout=30)
         executor.shutdown(timeout=30)
     assert future.result == 50 and seen == list(range(50))
+
+
+def test_a_users_client_is_used_and_left_open(cluster, offload_assistant):
+    import distributed
+
+    with distributed.Client(cluster.address, timeout=30, set_as_default=False) as client:
+        context = DaskContext(client=client)
+        assert context.client is client
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        future = submit_call(executor, abs, -3)
+        wait_done(offload_assistant, future, timeout=30)
+        executor.shutdown(timeout=30)
+        context.close()
+        assert future.result == 3
+        assert client.status == "running"
+        assert client.submit(abs, -4).result(timeout=30) == 4
