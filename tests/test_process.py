@@ -117,12 +117,9 @@ def test_a_worker_killed_from_outside_mid_task(executor, assistant, tmp_path):
     wait_file(assistant, path)
     with open(path) as file:
         os.kill(int(file.read()), signal.SIGKILL)
-    killed_at = time.monotonic()
-    wait_done(assistant, future, timeout=10)
+    wait_done(assistant, future, timeout=10)  # how fast: benchmarks/startup.py
     assert future.state == FAILED
     assert "killed by SIGKILL" in future.exception[1]
-    # Measured in benchmarks; here only a generous bound against a hang.
-    assert time.monotonic() - killed_at < 10
 
 
 def test_a_worker_dying_while_cancelling_ends_cancelled(executor, assistant, tmp_path):

@@ -194,15 +194,11 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._reader.join(timeout)
         return not self._reader.is_alive()
 
-    def terminate(self, reason: str = "the pool was terminated") -> int:
-        """Kill every worker now; their items and the queued ones fail.
-
-        Returns how many workers were running an item.  Any thread.
-        """
+    def terminate(self, reason: str = "the pool was terminated") -> None:
+        """Kill every worker now; their items and the queued ones fail.  Any thread."""
         with self._lock:
             self._shutdown = True
             self._terminating = True
-            busy = sum(1 for worker in self._by_results.values() if worker.job is not None)
             abandoned, self._pending = self._pending, deque()
             for worker in self._by_results.values():
                 worker.poison = reason
@@ -210,13 +206,6 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         for job in abandoned:
             _settle(job.future, False, RuntimeError(f"{reason} before this task started"))
         self._poke()
-        return busy
-
-    @property
-    def busy_workers(self) -> int:
-        """How many workers are running an item now."""
-        with self._lock:
-            return sum(1 for worker in self._by_results.values() if worker.job is not None)
 
     # Private: called with the lock held -----------------------------------------
 
