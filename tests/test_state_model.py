@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyFailure
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
@@ -536,7 +537,9 @@ def test_the_model_catches_a_wrong_prediction(tmp_path: Any) -> None:
         settle_timeout=2.0,
     )
     try:
-        with pytest.raises(AssertionError):
+        # A wrong prediction that a replay does not hit again (timing) is
+        # reported as FlakyFailure, holding the AssertionError: both count.
+        with pytest.raises((AssertionError, FlakyFailure)) as caught:
             run_state_machine_as_test(
                 machine,
                 settings=settings(
@@ -549,3 +552,5 @@ def test_the_model_catches_a_wrong_prediction(tmp_path: Any) -> None:
         context.close()
         assistant.dispose()
         event_loop.close()
+    if isinstance(caught.value, FlakyFailure):
+        assert all(isinstance(e, AssertionError) for e in caught.value.exceptions)
