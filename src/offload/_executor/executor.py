@@ -344,9 +344,13 @@ class TraitsExecutor(HasStrictTraits):
 
     def _task_finished(self, task_id: int) -> None:
         """Called by the router (main thread) after a task's final message."""
-        del self._futures[task_id]
-        if not self._futures and self._state is STOPPING:
-            self._release()
+        futures = self._futures
+        del futures[task_id]
+        if not futures:
+            # Dicts never shrink; drop the table a burst of tasks grew.
+            self._futures = {}
+            if self._state is STOPPING:
+                self._release()
 
     def _release(self) -> None:
         self._router.disconnect()

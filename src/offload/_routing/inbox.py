@@ -132,7 +132,11 @@ class Inbox(IMessageRouter):
                     # Yield to the event loop and come back for the rest.
                     self._armed = False
                     self._pingee.ping()
-                return
+                break
+        if not receivers and receivers is self._receivers:
+            # A dict never shrinks: after a burst of 20,000 futures its
+            # table (576 KiB) would stay for good.  A fresh one is free.
+            self._receivers = {}
 
     def deliver_blocking(self, timeout: float) -> None:
         # Order matters: announce the wait, then re-arm (a ping may be
