@@ -142,6 +142,46 @@ def test_close_stops_the_embedded_cluster_and_refuses_use():
     context.close()  # idempotent
 
 
+def test_close_kills_the_workers_of_a_cluster_that_will_not_close(caplog):
+    # What a 2 x 100,000-task stress run met: the cluster's close timed
+    # out, raised, and left its worker processes running.
+    context = DaskContext(n_workers=1, processes=True, timeout=30)
+    cluster = context._cluster
+    (pid,) = [nanny.pid for nanny in cluster.workers.values()]
+    real_close = cluster.close
+    calls = []
+
+    def close_that_times_out(timeout=None):
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise TimeoutError("simulated: workers did not leave in time")
+        return real_close(timeout=timeout)
+
+    cluster.close = close_that_times_out
+    context.close()
+    assert context.closed
+    assert len(calls) == 2
+    assert cluster.status.name == "closed"
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+    assert "killed the embedded Dask cluster's worker processes" in caplog.text
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie until its parent reaps it counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
     pytest.importorskip("cryptography")
     from distributed import Security

@@ -23,6 +23,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
+import signal
 import socket
 import time
 import uuid
@@ -187,13 +189,20 @@ class DaskContext(IParallelContext):
             return
         self._closed = True
         client = self._client
-        self._pusher.run_on_workers(forget_cancelled, self._token)
-        self._pusher.close(self._timeout)
-        self._restore_all_handler()
-        if self._owns_client:
-            client.close(timeout=self._timeout)
-        if self._cluster is not None:
-            self._cluster.close(timeout=self._timeout)
+        # Each step runs whatever the one before did: a client that cannot
+        # close in time (a scheduler swamped by 100,000 tasks, say) must
+        # not leave the embedded cluster's processes running.
+        try:
+            try:
+                self._pusher.run_on_workers(forget_cancelled, self._token)
+                self._pusher.close(self._timeout)
+            finally:
+                self._restore_all_handler()
+                if self._owns_client:
+                    _close_within(client, self._timeout, "client")
+        finally:
+            if self._cluster is not None:
+                _close_cluster(self._cluster, self._timeout)
 
     @property
     def closed(self) -> bool:
@@ -281,6 +290,43 @@ def _probe(address: str, deadline: float) -> None:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.1)
+
+
+def _close_within(closable: Any, timeout: float, what: str) -> bool:
+    """``closable.close(timeout=timeout)``; False, logged, if it failed."""
+    try:
+        closable.close(timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - close the rest regardless
+        logger.warning(
+            "offload: the Dask %s did not close within %s s (%s: %s)",
+            what, timeout, type(exc).__name__, exc,
+        )
+        return False
+    return True
+
+
+def _close_cluster(cluster: Any, timeout: float) -> None:
+    """Close the embedded cluster; if it will not, kill its worker processes.
+
+    ``LocalCluster.close`` waits for each worker to leave cleanly, and
+    raises on timeout with the workers still alive.  Killing them (SIGKILL,
+    they are this process's children) lets a second close finish at once.
+    """
+    if _close_within(cluster, timeout, "cluster"):
+        return
+    killed = []
+    for worker in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(worker, "pid", None)
+        if isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+            killed.append(pid)
+    logger.warning(
+        "offload: killed the embedded Dask cluster's worker processes %s", killed
+    )
+    _close_within(cluster, timeout, "cluster, after killing its workers,")
 
 
 def _start_cluster(
