@@ -2,10 +2,11 @@
 
 Producers (worker threads, or the threads that read from worker processes)
 append ``(task_id, message)`` items to a deque.  Only the producer that finds
-the inbox *armed* pings the event loop; the main thread re-arms the inbox
-before it drains.  So the loop is woken once per batch, not once per
-message, and no item can be left behind: an item appended after the drain
-found the deque empty sees the inbox armed and pings.
+the inbox *armed* pings the event loop, and disarms it; the main thread
+re-arms it once it has drained the deque, then looks again.  So the loop is
+woken once per batch, not once per message, and no item can be left behind:
+an item appended before the arming is seen by the second look, one appended
+after it pings.
 
 The drain runs in time slices so that a flood of messages never blocks the
 GUI for long: after ``time_slice`` seconds it pings itself and returns to the
@@ -102,41 +103,63 @@ class Inbox(IMessageRouter):
         self._deliver(self._time_slice)
 
     def _deliver(self, time_slice: float) -> None:
-        # Re-arm first: anything appended from now on pings again.
-        self._armed = True
+        # Disarmed while delivering: producers only append, and this loop
+        # sees what they append.  Had they pinged, each slice would end
+        # with a wake already posted, and a toolkit that handles posted
+        # events before timers (Qt) would run slice after slice with no
+        # turn for a repaint timer in between: 30-50 ms stalls.
+        self._armed = False
         items = self._items
         popleft = items.popleft
         receivers = self._receivers
         deadline = time.perf_counter() + time_slice
-        count = 0
-        while items:
-            task_id, message = popleft()
-            receiver = receivers.get(task_id)
-            if receiver is None:
-                # Already finished (e.g. a failure injected after the end).
-                continue
-            try:
-                final = receiver(message)
-            except Exception:
-                # A user's observer raised (Traits re-raises when told to).
-                # Never let it stop delivery to other futures; the future
-                # changed state before notifying, so a final kind is final.
-                logger.exception("error delivering a message to task %s", task_id)
-                final = message[0] in FINAL_KINDS
-            if final:
-                del receivers[task_id]
-                self._on_finished(task_id)  # type: ignore[misc]
-            count += 1
-            if count % _CHECK_EVERY == 0 and time.perf_counter() > deadline:
-                if items and self._armed:
-                    # Yield to the event loop and come back for the rest.
-                    self._armed = False
-                    self._pingee.ping()
-                break
+        try:
+            self._drain(items, popleft, receivers, deadline)
+        except BaseException:
+            # Whatever stopped this delivery, the rest must still come.
+            self._armed = False
+            self._pingee.ping()
+            raise
         if not receivers and receivers is self._receivers:
             # A dict never shrinks: after a burst of 20,000 futures its
             # table (576 KiB) would stay for good.  A fresh one is free.
             self._receivers = {}
+
+    def _drain(self, items: deque, popleft: Callable[[], tuple],
+               receivers: dict[int, Receiver], deadline: float) -> None:
+        count = 0
+        while True:
+            while items:
+                task_id, message = popleft()
+                receiver = receivers.get(task_id)
+                if receiver is None:
+                    # Already finished (e.g. a failure injected after the end).
+                    continue
+                try:
+                    final = receiver(message)
+                except Exception:
+                    # A user's observer raised (Traits re-raises when told
+                    # to).  Never let it stop delivery to other futures; the
+                    # future changed state before notifying, so a final kind
+                    # is final.
+                    logger.exception("error delivering a message to task %s", task_id)
+                    final = message[0] in FINAL_KINDS
+                if final:
+                    del receivers[task_id]
+                    self._on_finished(task_id)  # type: ignore[misc]
+                count += 1
+                if count % _CHECK_EVERY == 0 and time.perf_counter() > deadline:
+                    # Yield to the event loop and come back for the rest.
+                    # From the main thread, the ping is a zero-delay timer
+                    # (or call_soon): due timers and input go first.
+                    self._pingee.ping()
+                    return
+            # Drained.  Arm, then look again: an item appended between the
+            # last pop and the arming pinged nobody, so deliver it now.
+            self._armed = True
+            if not items:
+                return
+            self._armed = False
 
     def deliver_blocking(self, timeout: float) -> None:
         # Order matters: announce the wait, then re-arm (a ping may be
