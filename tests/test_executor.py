@@ -13,6 +13,7 @@ from offload.api import (
     CANCELLED,
     COMPLETED,
     EXECUTING,
+    FAILED,
     RUNNING,
     STOPPED,
     STOPPING,
@@ -148,6 +149,44 @@ def test_user_pool_is_not_shut_down(loop, offload_assistant):
         executor.shutdown(timeout=10)
         # Still usable by its owner.
         assert pool.submit(tf.square, 4).result(timeout=10) == 16
+
+
+def test_a_task_queued_in_a_user_pool_is_withdrawn_by_cancel(loop, offload_assistant):
+    # A pool that is not offload's gets concurrent.futures' own protocol:
+    # the task's pool future is cancelled, and its done callback ends it.
+    release = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        executor = TraitsExecutor(event_loop=loop, worker_pool=pool)
+        try:
+            blocker = submit_call(executor, release.wait, 30)
+            queued = submit_call(executor, tf.square, 2)
+            assert queued.cancel()
+            wait_done(offload_assistant, queued)
+            assert queued.state == CANCELLED
+            assert not blocker.done
+        finally:
+            release.set()
+        wait_done(offload_assistant, blocker)
+        assert blocker.result is True
+        executor.shutdown(timeout=10)
+
+
+def test_user_pool_that_cancels_its_queue_fails_the_queued_task(loop, offload_assistant):
+    release = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    executor = TraitsExecutor(event_loop=loop, worker_pool=pool)
+    try:
+        blocker = submit_call(executor, release.wait, 30)
+        queued = submit_call(executor, tf.square, 2)
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait_done(offload_assistant, queued)
+        assert queued.state == FAILED
+        assert "cancelled this task before it ran" in queued.exception[1]
+    finally:
+        release.set()
+    wait_done(offload_assistant, blocker)
+    executor.shutdown(timeout=10)
+    pool.shutdown(wait=True)
 
 
 def test_user_context_is_not_closed_and_owned_context_is(loop):

@@ -154,10 +154,22 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self, fn: Any, /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        if self._shutdown:
-            raise RuntimeError("cannot submit to a worker process pool after shutdown")
         if args or kwargs:
             fn = functools.partial(fn, *args, **kwargs)
+        self._submit(future, fn)
+        return future
+
+    def _offload_submit(self, handle: Any, fn: Any) -> None:
+        """Run ``fn()``, with the executor's ``handle`` as its pool future.
+
+        ``handle`` has the methods of ``concurrent.futures.Future`` that the
+        pool calls; see ``offload._executor.executor._TaskHandle``.
+        """
+        self._submit(handle, fn)
+
+    def _submit(self, future: Any, fn: Any) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a worker process pool after shutdown")
         work_id = next(self._work_ids)
         try:
             data = work_id.to_bytes(8, "little") + dumps(fn)
@@ -165,7 +177,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             failure = TypeError(describe_unpicklable(fn, error))
             failure.__cause__ = error
             future.set_exception(failure)
-            return future
+            return
         job = _Job(future, data)
         with self._lock:
             if self._idle:
@@ -175,7 +187,6 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             else:
                 self._pending.append(job)
                 self._want_worker()
-        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking items; workers exit once the queued items have run."""

@@ -52,6 +52,18 @@ class WorkerThreadPool(concurrent.futures.Executor):
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
+        self._submit(future, fn, args, kwargs)
+        return future
+
+    def _offload_submit(self, handle: Any, fn: Callable[[], Any]) -> None:
+        """Run ``fn()``, with the executor's ``handle`` as its pool future.
+
+        ``handle`` has the methods of ``concurrent.futures.Future`` that the
+        workers call; see ``offload._executor.executor._TaskHandle``.
+        """
+        self._submit(handle, fn, (), {})
+
+    def _submit(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a worker pool after shutdown")
@@ -65,7 +77,6 @@ class WorkerThreadPool(concurrent.futures.Executor):
                 )
                 thread.start()
                 self._threads.append(thread)
-        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

@@ -181,19 +181,29 @@ class TraitsExecutor(HasStrictTraits):
         cancel_flag = self._context.event()
         task_id = next(self._task_ids)
         router = self._router
-        handle = _PoolHandle(router, task_id, cancel_flag)
-        future = task.future(handle.cancel)
+        submit_handle = getattr(self._worker_pool, "_offload_submit", None)
+        handle: _TaskHandle | _PoolHandle
+        if submit_handle is not None:
+            handle = _TaskHandle(router, task_id, cancel_flag)
+            future = task.future(handle)
+        else:
+            handle = _PoolHandle(router, task_id, cancel_flag)
+            future = task.future(handle.cancel)
         runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
         router.add_receiver(task_id, future.receive)
         self._futures[task_id] = future
         try:
-            submitted = self._worker_pool.submit(runner)
+            if submit_handle is not None:
+                submit_handle(handle, runner)
+            else:
+                submitted = self._worker_pool.submit(runner)
         except BaseException:
             router.discard_receiver(task_id)
             del self._futures[task_id]
             raise
-        handle.pool_future = submitted
-        submitted.add_done_callback(handle.pool_future_done)
+        if submit_handle is None:
+            handle.pool_future = submitted  # type: ignore[union-attr]
+            submitted.add_done_callback(handle.pool_future_done)  # type: ignore[union-attr]
         return future
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -361,8 +371,69 @@ class TraitsExecutor(HasStrictTraits):
         self._change_state(STOPPED)
 
 
+#: Why a task withdrawn from its pool before it ran ends (a cancelled
+#: future ends CANCELLED, whatever the error).
+_WITHDRAWN = (
+    "the worker pool cancelled this task before it ran (was the pool shut down?)"
+)
+
+
+class _TaskHandle:
+    """One task in one of offload's own pools, standing in for its pool future.
+
+    offload's pools accept it through ``pool._offload_submit(handle, fn)``
+    and treat it as the ``concurrent.futures.Future`` they would otherwise
+    make: ``set_running_or_notify_cancel`` when a worker takes the task,
+    ``set_result`` / ``set_exception`` when it is over, ``cancel`` to
+    withdraw it.  That pool future would cost ~1 KB and ~2.5 µs per task (a
+    ``Condition`` with its lock and deque, a callback list); offload needs
+    none of it, since the runner reports every outcome of the task itself.
+
+    Calling the handle is the future's ``cancel``: set the task's flag and,
+    if no worker has taken the task yet, withdraw it, so that it ends at
+    once.  Taking and withdrawing race (worker and main thread); a
+    non-blocking acquire of one lock decides, exactly once, which wins.
+    """
+
+    __slots__ = ("router", "task_id", "flag", "_untaken", "_over")
+
+    def __init__(self, router: IMessageRouter, task_id: int, flag: Any) -> None:
+        self.router = router
+        self.task_id = task_id
+        self.flag = flag
+        #: Acquired by whoever takes (worker) or withdraws (cancel) the task.
+        self._untaken = threading.Lock()
+        self._over = False
+
+    def __call__(self) -> None:
+        self.cancel()
+
+    def cancel(self) -> bool:
+        """Cancel: the future's (main thread) or the pool's (any thread)."""
+        self.flag.set()
+        if self._untaken.acquire(False):
+            self.set_exception(RuntimeError(_WITHDRAWN))
+            return True
+        return False
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """A worker takes the task; False if it was withdrawn.  Any thread."""
+        return self._untaken.acquire(False)
+
+    def set_result(self, result: Any) -> None:
+        """The task's runner returned: it reported everything already."""
+        self._over = True
+
+    def set_exception(self, exc: BaseException) -> None:
+        """The task ended outside its runner (worker died, withdrawn...)."""
+        if self._over:
+            return
+        self._over = True
+        self.router.inject(self.task_id, raised_message(exc, CRASHED))
+
+
 class _PoolHandle:
-    """What the executor keeps of one task in its pool.
+    """What the executor keeps of one task in a pool that is not offload's.
 
     :meth:`cancel` is the future's ``cancel``: it sets the task's flag and
     withdraws the task from the pool if it has not started there, so that a
@@ -395,10 +466,7 @@ class _PoolHandle:
     def pool_future_done(self, pool_future: concurrent.futures.Future) -> None:
         self.pool_future = None
         if pool_future.cancelled():
-            error: BaseException = RuntimeError(
-                "the worker pool cancelled this task before it ran (was the "
-                "pool shut down?)"
-            )
+            error: BaseException = RuntimeError(_WITHDRAWN)
         else:
             exc = pool_future.exception()
             if exc is None:
