@@ -131,6 +131,24 @@ def test_crash_before_start_passes_through_executing():
     assert future.exception_object is ERROR[1]
 
 
+def test_a_crash_before_start_cancelled_by_an_executing_observer_ends_cancelled():
+    # Found by the long Dask cancel race: an observer that cancels when the
+    # future shows EXECUTING, during a crash delivered while WAITING, made
+    # the future go from CANCELLING to FAILED (receive kept its stale state).
+    future = future_in(WAITING)
+    changes = []
+
+    def on_state(event):
+        changes.append((event.old, event.new))
+        if event.new == EXECUTING:
+            assert future.cancel() is True
+
+    future.observe(on_state, "state")
+    assert future.receive((CRASHED, ERROR)) is True
+    assert changes == [(WAITING, EXECUTING), (EXECUTING, CANCELLING), (CANCELLING, CANCELLED)]
+    assert set(changes) <= LEGAL_PUBLIC
+
+
 def test_result_discarded_when_cancelled():
     future = future_in("cancelling (started)")
     future.receive((RETURNED, "late"))

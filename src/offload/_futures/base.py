@@ -261,7 +261,8 @@ class BaseFuture(HasStrictTraits):
             return False
         if kind == CRASHED and state is WAITING:
             self._set_internal_state(EXECUTING)
-            state = EXECUTING
+            # Read it again: an observer of that change may have cancelled.
+            state = self._internal_state
         new_state = TRANSITIONS.get((state, kind))
         if new_state is None:
             self._protocol_error(kind)
