@@ -149,3 +149,66 @@ def test_the_receivers_table_is_dropped_when_the_last_task_ends(inbox):
     assert inbox.finished == list(range(5000))
     assert inbox.outstanding == 0
     assert inbox._receivers is not grown
+
+
+def _wait_until(condition, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.001)
+
+
+def test_a_producer_past_the_backlog_limit_waits_until_delivery_catches_up(inbox):
+    seen = []
+    inbox.add_receiver(1, lambda message: seen.append(message) or False)
+    for i in range(300):
+        inbox.put((1, ("progress", i)))
+    producer = threading.Thread(target=inbox.wait_for_backlog, args=(100, 60.0))
+    producer.start()
+    try:
+        _wait_until(lambda: inbox._producer_waiting)
+        assert producer.is_alive()
+        run_pings(inbox)  # the main thread delivers: the producer goes on
+        producer.join(timeout=10)
+        assert not producer.is_alive()
+    finally:
+        inbox._backlog_low.set()
+        producer.join(timeout=10)
+    assert len(seen) == 300
+
+
+class CountingEvent:
+    def __init__(self):
+        self.waits = 0
+
+    def clear(self):
+        pass
+
+    def set(self):
+        pass
+
+    def wait(self, timeout):
+        self.waits += 1
+        return False  # timed out
+
+
+def test_after_a_timed_out_wait_the_producer_waits_again_only_after_a_delivery(inbox):
+    # A main thread busy elsewhere (submitting 20,000 calls, say) must cost
+    # the producer one wait, not one per chunk.
+    inbox.add_receiver(1, lambda message: False)
+    inbox._backlog_low = event = CountingEvent()
+    for i in range(300):
+        inbox.put((1, ("progress", i)))
+    for _ in range(5):
+        inbox.wait_for_backlog(100, 0.0)
+    assert event.waits == 1
+    inbox._time_slice = 0.0
+    inbox.pingee.pings = 0
+    inbox.pingee.on_ping()  # one slice: still more than 100 left
+    assert len(inbox._items) > 100
+    for _ in range(5):
+        inbox.wait_for_backlog(100, 0.0)
+    assert event.waits == 2

@@ -53,6 +53,15 @@ class Inbox(IMessageRouter):
         self._blocking = False
         self._on_finished: Callable[[int], None] | None = None
         self._connected = False
+        #: A producer that waits for the backlog to shrink (see
+        #: :meth:`wait_for_backlog`) sets the flag and waits on the event.
+        self._producer_waiting = False
+        self._backlog_low = threading.Event()
+        self._backlog_target = 0
+        #: Deliveries so far, and the count when a producer's wait last
+        #: timed out: it waits again only once the main thread delivers.
+        self._deliveries = 0
+        self._wait_timed_out_at = -1
 
     # Producer side (any thread) ---------------------------------------------
 
@@ -72,6 +81,31 @@ class Inbox(IMessageRouter):
 
     def inject(self, task_id: int, message: tuple) -> None:
         self.put((task_id, message))
+
+    def wait_for_backlog(self, limit: int, timeout: float) -> None:
+        """If more than ``limit`` items wait, wait up to ``timeout`` s for
+        the main thread to bring them down to half that.  One producer
+        thread only (a process pool's reader); never the main thread.
+
+        Soft backpressure: the wait is bounded, and after a wait that timed
+        out the producer waits again only once the main thread has started
+        another delivery, so a main thread that does not deliver (busy
+        submitting, or its loop not running) costs the producer one
+        ``timeout``, not one per chunk.
+        """
+        if len(self._items) <= limit or self._wait_timed_out_at == self._deliveries:
+            return
+        low = self._backlog_low
+        low.clear()
+        self._backlog_target = limit // 2
+        self._producer_waiting = True
+        try:
+            # After announcing the wait: a delivery that ended before it
+            # saw no waiter, so look again.
+            if len(self._items) > limit and not low.wait(timeout):
+                self._wait_timed_out_at = self._deliveries
+        finally:
+            self._producer_waiting = False
 
     def _wake(self) -> None:
         if self._blocking:
@@ -109,6 +143,7 @@ class Inbox(IMessageRouter):
         # events before timers (Qt) would run slice after slice with no
         # turn for a repaint timer in between: 30-50 ms stalls.
         self._armed = False
+        self._deliveries += 1
         items = self._items
         popleft = items.popleft
         receivers = self._receivers
@@ -148,7 +183,11 @@ class Inbox(IMessageRouter):
                     del receivers[task_id]
                     self._on_finished(task_id)  # type: ignore[misc]
                 count += 1
-                if count % _CHECK_EVERY == 0 and time.perf_counter() > deadline:
+                if count % _CHECK_EVERY:
+                    continue
+                if self._producer_waiting and len(items) <= self._backlog_target:
+                    self._backlog_low.set()
+                if time.perf_counter() > deadline:
                     # Yield to the event loop and come back for the rest.
                     # From the main thread, the ping is a zero-delay timer
                     # (or call_soon): due timers and input go first.
@@ -158,6 +197,8 @@ class Inbox(IMessageRouter):
             # last pop and the arming pinged nobody, so deliver it now.
             self._armed = True
             if not items:
+                if self._producer_waiting:
+                    self._backlog_low.set()
                 return
             self._armed = False
 

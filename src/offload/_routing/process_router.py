@@ -19,7 +19,7 @@ import itertools
 import logging
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from offload._event_loops.interface import IEventLoop
 from offload._routing import process_channel
@@ -66,6 +66,14 @@ class ProcessSender:
         router.put((task_id, message))
 
 
+#: Undelivered messages past which the pool's reader thread waits (up to
+#: ``READER_PAUSE`` s per chunk) for the main thread to catch up.
+READER_BACKLOG = 4_096
+
+#: Longest wait (s) of the reader thread per chunk it reads.
+READER_PAUSE = 0.005
+
+
 class ProcessRouter(Inbox):
     """Delivers messages from worker processes on the main thread.
 
@@ -90,6 +98,19 @@ class ProcessRouter(Inbox):
     def disconnect(self) -> None:
         _ROUTERS.pop(self._router_id, None)
         super().disconnect()
+
+    def put_many(self, items: Iterable[tuple]) -> None:
+        """Queue a chunk's items (the pool's reader thread).
+
+        Then, if the main thread is far behind, wait a little for it: the
+        reader reads no more, so the workers' pipes fill and their tasks
+        block in ``send``.  Without this, a flood from a worker process
+        piled up in the inbox faster than the main thread delivered it, and
+        the last of 100,000 progress messages showed 0.15-0.2 s after it was
+        sent (threads, which have their own backpressure: 3-6 ms).
+        """
+        super().put_many(items)
+        self.wait_for_backlog(READER_BACKLOG, READER_PAUSE)
 
 
 def dispatch(records: list[tuple]) -> None:
