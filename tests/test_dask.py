@@ -182,6 +182,29 @@ def _alive(pid):
         return False
 
 
+def test_the_embedded_cluster_tolerates_a_busy_scheduler():
+    # Twice in 100,000-task stress runs, Dask's 30 s TCP timeout dropped the
+    # client's connection to the in-process scheduler (ETIMEDOUT while it
+    # digested the tasks), and every task FAILED.
+    import dask
+
+    with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+        comm_socket = context.client.scheduler_comm.comm.stream.socket
+        user_timeout = comm_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+        assert user_timeout == 300_000
+        (worker_setting,) = context.client.run(
+            lambda: __import__("dask").config.get("distributed.comm.timeouts.tcp")
+        ).values()
+        assert worker_setting == "300s"
+    # Only for the embedded cluster, and not over the user's own setting.
+    assert dask.config.get("distributed.comm.timeouts.tcp") == "30s"
+    with dask.config.set({"distributed.comm.timeouts.tcp": "45s"}):
+        with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+            comm_socket = context.client.scheduler_comm.comm.stream.socket
+            assert comm_socket.getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 45_000
+
+
 def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
     pytest.importorskip("cryptography")
     from distributed import Security

@@ -20,6 +20,7 @@ is made, not before.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -96,7 +97,13 @@ class DaskContext(IParallelContext):
     they import your script's main module: guard its entry point with
     ``if __name__ == "__main__":``.  The embedded cluster sets Dask's
     ``distributed.scheduler.worker-saturation`` to ``inf`` (every task goes
-    to a worker at once), which doubles the throughput of small tasks.
+    to a worker at once), which doubles the throughput of small tasks, and,
+    unless you configured it, raises ``distributed.comm.timeouts.tcp`` from
+    30 s to 300 s: its scheduler shares this process (and its GIL) with
+    your application, and while it digests 100,000 tasks it may not read
+    its sockets for 30 s, after which Dask declared the client's
+    connection dead and failed every task.  On loopback a peer that is
+    really gone closes its socket; it is not found by that timeout.
 
     Workers of a remote cluster need offload installed, and the modules of
     the functions you submit importable.  Make, use and close the context on
@@ -130,17 +137,18 @@ class DaskContext(IParallelContext):
         elif address is not None:
             client = _connect(address, security, timeout)
         else:
-            self._cluster = _start_cluster(
-                n_workers, threads_per_worker, processes, security, cluster_kwargs
-            )
-            try:
-                client = distributed.Client(
-                    self._cluster, security=security, timeout=timeout,
-                    set_as_default=False,
+            with _embedded_comm_timeouts():
+                self._cluster = _start_cluster(
+                    n_workers, threads_per_worker, processes, security, cluster_kwargs
                 )
-            except BaseException:
-                self._cluster.close()
-                raise
+                try:
+                    client = distributed.Client(
+                        self._cluster, security=security, timeout=timeout,
+                        set_as_default=False,
+                    )
+                except BaseException:
+                    self._cluster.close()
+                    raise
         self._client = client
         self._token = f"offload-{uuid.uuid4().hex[:12]}"
         self._flags = itertools.count()
@@ -327,6 +335,24 @@ def _close_cluster(cluster: Any, timeout: float) -> None:
         "offload: killed the embedded Dask cluster's worker processes %s", killed
     )
     _close_within(cluster, timeout, "cluster, after killing its workers,")
+
+
+#: ``distributed.comm.timeouts.tcp`` for the embedded cluster, unless the
+#: user set one (Dask's default is 30 s).
+EMBEDDED_TCP_TIMEOUT = "300s"
+
+
+def _embedded_comm_timeouts() -> Any:
+    """Dask config for the embedded cluster's connections (see DaskContext).
+
+    Sockets read the setting when they connect; the workers' nannies pass
+    the config on to the worker processes.
+    """
+    import dask
+
+    if str(dask.config.get("distributed.comm.timeouts.tcp", "30s")) in ("30s", "30"):
+        return dask.config.set({"distributed.comm.timeouts.tcp": EMBEDDED_TCP_TIMEOUT})
+    return contextlib.nullcontext()
 
 
 def _start_cluster(
