@@ -79,6 +79,7 @@ class TraitsExecutor(HasStrictTraits):
     _owns_context = Bool(False)
     _event_loop = AnyTrait()
     _worker_pool = AnyTrait()
+    _handle_class = AnyTrait()
     _owns_worker_pool = Bool(False)
     _router = AnyTrait()
     _futures = AnyTrait()
@@ -142,6 +143,10 @@ class TraitsExecutor(HasStrictTraits):
             worker_pool = context.worker_pool(max_workers=max_workers)
             self._owns_worker_pool = True
         self._worker_pool = worker_pool
+        # offload's own pools take the task handle as the pool future.
+        self._handle_class = (
+            _TaskHandle if hasattr(worker_pool, "_offload_submit") else _PoolHandle
+        )
         router: IMessageRouter = context.message_router(event_loop)
         router.connect(self._task_finished)
         self._router = router
@@ -181,29 +186,17 @@ class TraitsExecutor(HasStrictTraits):
         cancel_flag = self._context.event()
         task_id = next(self._task_ids)
         router = self._router
-        submit_handle = getattr(self._worker_pool, "_offload_submit", None)
-        handle: _TaskHandle | _PoolHandle
-        if submit_handle is not None:
-            handle = _TaskHandle(router, task_id, cancel_flag)
-            future = task.future(handle)
-        else:
-            handle = _PoolHandle(router, task_id, cancel_flag)
-            future = task.future(handle.cancel)
+        handle = self._handle_class(router, task_id, cancel_flag)
+        future = task.future(handle)
         runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
         router.add_receiver(task_id, future.receive)
         self._futures[task_id] = future
         try:
-            if submit_handle is not None:
-                submit_handle(handle, runner)
-            else:
-                submitted = self._worker_pool.submit(runner)
+            handle.start(self._worker_pool, runner)
         except BaseException:
             router.discard_receiver(task_id)
             del self._futures[task_id]
             raise
-        if submit_handle is None:
-            handle.pool_future = submitted  # type: ignore[union-attr]
-            submitted.add_done_callback(handle.pool_future_done)  # type: ignore[union-attr]
         return future
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -405,8 +398,9 @@ class _TaskHandle:
         self._untaken = threading.Lock()
         self._over = False
 
-    def __call__(self) -> None:
-        self.cancel()
+    def start(self, pool: Any, runner: TaskRunner) -> None:
+        """Submit ``runner`` to ``pool`` (offload's), this handle its future."""
+        pool._offload_submit(self, runner)
 
     def cancel(self) -> bool:
         """Cancel: the future's (main thread) or the pool's (any thread)."""
@@ -415,6 +409,8 @@ class _TaskHandle:
             self.set_exception(RuntimeError(_WITHDRAWN))
             return True
         return False
+
+    __call__ = cancel
 
     def set_running_or_notify_cancel(self) -> bool:
         """A worker takes the task; False if it was withdrawn.  Any thread."""
@@ -435,7 +431,7 @@ class _TaskHandle:
 class _PoolHandle:
     """What the executor keeps of one task in a pool that is not offload's.
 
-    :meth:`cancel` is the future's ``cancel``: it sets the task's flag and
+    Calling it (:meth:`cancel`) is the future's ``cancel``: it sets the task's flag and
     withdraws the task from the pool if it has not started there, so that a
     task still queued ends at once (CANCELLED) instead of waiting for a
     worker only to be abandoned.  Main thread.
@@ -457,11 +453,19 @@ class _PoolHandle:
         self.flag = flag
         self.pool_future: concurrent.futures.Future | None = None
 
+    def start(self, pool: concurrent.futures.Executor, runner: TaskRunner) -> None:
+        """Submit ``runner`` to ``pool``; watch its pool future."""
+        pool_future = pool.submit(runner)
+        self.pool_future = pool_future
+        pool_future.add_done_callback(self.pool_future_done)
+
     def cancel(self) -> None:
         self.flag.set()
         pool_future = self.pool_future
         if pool_future is not None:
             pool_future.cancel()
+
+    __call__ = cancel
 
     def pool_future_done(self, pool_future: concurrent.futures.Future) -> None:
         self.pool_future = None

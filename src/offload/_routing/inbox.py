@@ -151,8 +151,8 @@ class Inbox(IMessageRouter):
         try:
             self._drain(items, popleft, receivers, deadline)
         except BaseException:
-            # Whatever stopped this delivery, the rest must still come.
-            self._armed = False
+            # Whatever stopped this delivery (still disarmed), the rest
+            # must still come.
             self._pingee.ping()
             raise
         if not receivers and receivers is self._receivers:
