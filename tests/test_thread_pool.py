@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import queue
 import subprocess
 import sys
 import textwrap
@@ -101,3 +103,21 @@ def test_long_tasks_after_short_ones_get_their_own_threads():
     for future in futures:
         future.result(timeout=10)
     pool.shutdown(wait=True)
+
+
+def test_an_idle_worker_keeps_no_exception_alive():
+    # A worker used to wait for work inside ``except Empty:``, keeping the
+    # Empty and its traceback alive as long as it idled: allocated during a
+    # burst of tasks, a dozen such pin a dozen of CPython's memory arenas.
+    pool = WorkerThreadPool(max_workers=1)
+    try:
+        assert pool.submit(pow, 2, 5).result(timeout=10) == 32
+        deadline = time.monotonic() + 10
+        while pool._idle[0] != 1:
+            assert time.monotonic() < deadline, "the worker never went idle"
+            time.sleep(0.001)
+        gc.collect()
+        held = [obj for obj in gc.get_objects() if isinstance(obj, queue.Empty)]
+        assert not held, held
+    finally:
+        pool.shutdown(wait=True)

@@ -111,8 +111,14 @@ def _work(work: SimpleQueue, idle: list[int], lock: threading.Lock) -> None:
         try:
             item = work.get_nowait()
         except Empty:
+            item = None
+        if item is None:
             # Only a worker about to block counts as idle, so that submit
-            # starts a new thread rather than queue behind a busy one.
+            # starts a new thread rather than queue behind a busy one.  It
+            # blocks outside the ``except``: an idle worker would otherwise
+            # keep the Empty and its traceback alive, allocated in the middle
+            # of a burst of tasks, and a dozen of them pin a dozen of
+            # CPython's 1 MiB arenas that the burst's other objects left.
             with lock:
                 idle[0] += 1
             item = work.get()
