@@ -205,6 +205,57 @@ def test_the_embedded_cluster_tolerates_a_busy_scheduler():
                 socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 45_000
 
 
+def test_the_embedded_cluster_keeps_few_message_logs():
+    # Dask keeps the last 1,000 message batches of each connection for its
+    # developers; with the scheduler in the application's process, a burst
+    # of tasks stayed there as those batches (2.2 KB a task after 5,000).
+    import dask
+
+    with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+        scheduler = context._cluster.scheduler
+        assert scheduler.transition_log.maxlen == 10
+        assert context.client.scheduler_comm.recent_message_log.maxlen == 10
+        (worker_setting,) = context.client.run(
+            lambda: __import__("dask").config.get("distributed.admin.low-level-log-length")
+        ).values()
+        assert worker_setting == 10
+    assert dask.config.get("distributed.admin.low-level-log-length") == 1000
+    with dask.config.set({"distributed.admin.low-level-log-length": 500}):
+        with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+            assert context._cluster.scheduler.transition_log.maxlen == 500
+
+
+def test_the_end_of_a_burst_empties_the_key_split_cache(monkeypatch, offload_assistant):
+    # Dask's key_split caches the last 100,000 keys; offload's are unique
+    # per task, so a burst's keys stayed cached, pinning its memory.
+    from dask.utils import key_split
+
+    from offload._contexts import dask_pool
+
+    monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
+    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        try:
+            futures = [submit_call(executor, tf.square, n) for n in range(40)]
+            for future in futures:
+                wait_done(offload_assistant, future, timeout=60)
+            assert [f.result for f in futures] == [n * n for n in range(40)]
+            # Cached keys of this burst, and a marker of our own: the end of
+            # the burst (in Dask's callback thread) empties the cache.
+            key_split("marker-of-this-test-1")
+            more = [submit_call(executor, tf.square, n) for n in range(40)]
+            for future in more:
+                wait_done(offload_assistant, future, timeout=60)
+            offload_assistant.run_until(
+                executor, "state",
+                lambda _: not executor._worker_pool._pending
+                and key_split.cache_info().currsize < 40,
+                timeout=30,
+            )
+        finally:
+            executor.shutdown(timeout=30)
+
+
 def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
     pytest.importorskip("cryptography")
     from distributed import Security

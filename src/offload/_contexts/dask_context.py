@@ -103,7 +103,11 @@ class DaskContext(IParallelContext):
     your application, and while it digests 100,000 tasks it may not read
     its sockets for 30 s, after which Dask declared the client's
     connection dead and failed every task.  On loopback a peer that is
-    really gone closes its socket; it is not found by that timeout.
+    really gone closes its socket; it is not found by that timeout.  It
+    also lowers ``distributed.admin.low-level-log-length``, unless you
+    configured it, from 1,000 to 10: Dask keeps that many recent message
+    batches of each connection for debugging, and after a burst of tasks
+    they held most of its messages in your application's process.
 
     Workers of a remote cluster need offload installed, and the modules of
     the functions you submit importable.  Make, use and close the context on
@@ -137,7 +141,7 @@ class DaskContext(IParallelContext):
         elif address is not None:
             client = _connect(address, security, timeout)
         else:
-            with _embedded_comm_timeouts():
+            with _embedded_config():
                 self._cluster = _start_cluster(
                     n_workers, threads_per_worker, processes, security, cluster_kwargs
                 )
@@ -341,18 +345,33 @@ def _close_cluster(cluster: Any, timeout: float) -> None:
 #: user set one (Dask's default is 30 s).
 EMBEDDED_TCP_TIMEOUT = "300s"
 
+#: ``distributed.admin.low-level-log-length`` for the embedded cluster,
+#: unless the user set one (Dask's default is 1,000).  Dask keeps that many
+#: of each connection's recent message *batches* for its developers, in the
+#: scheduler (which the embedded cluster runs in the application's process),
+#: the client and the workers.  A burst of tasks travels in big batches, so
+#: 1,000 of them held most of the burst's messages and pickled tasks
+#: (2.2 KB per task still alive after 5,000 tasks had ended, 0.6 KB with
+#: 10), and their scattered blocks kept CPython from giving memory back.
+EMBEDDED_LOG_LENGTH = 10
 
-def _embedded_comm_timeouts() -> Any:
-    """Dask config for the embedded cluster's connections (see DaskContext).
 
-    Sockets read the setting when they connect; the workers' nannies pass
-    the config on to the worker processes.
+def _embedded_config() -> Any:
+    """Dask config for the embedded cluster (see DaskContext).
+
+    Sockets read the TCP timeout when they connect, and the scheduler, the
+    client and the workers read the log length when they start; the
+    workers' nannies pass the config on to the worker processes.  A value
+    the user changed from Dask's default is left alone.
     """
     import dask
 
+    settings: dict[str, Any] = {}
     if str(dask.config.get("distributed.comm.timeouts.tcp", "30s")) in ("30s", "30"):
-        return dask.config.set({"distributed.comm.timeouts.tcp": EMBEDDED_TCP_TIMEOUT})
-    return contextlib.nullcontext()
+        settings["distributed.comm.timeouts.tcp"] = EMBEDDED_TCP_TIMEOUT
+    if dask.config.get("distributed.admin.low-level-log-length", 1000) == 1000:
+        settings["distributed.admin.low-level-log-length"] = EMBEDDED_LOG_LENGTH
+    return dask.config.set(settings) if settings else contextlib.nullcontext()
 
 
 def _start_cluster(

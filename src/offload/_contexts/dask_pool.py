@@ -45,6 +45,25 @@ logger = logging.getLogger("offload.contexts.dask")
 #: Seconds ``shutdown(wait=True)`` waits for Dask futures before giving up.
 SHUTDOWN_TIMEOUT = 30.0
 
+#: Tasks pending at once from which their end is a burst's (see ``_done``).
+BURST = 1_000
+
+
+def _forget_task_keys() -> None:
+    """Empty the cache of ``dask.utils.key_split`` in this process.
+
+    The scheduler and the client call it on every task key, and it keeps
+    the last 100,000 keys it saw with their results.  offload's keys are
+    unique per task, so after a burst the cache holds the burst's keys for
+    good (~200 B a task), allocated all through the burst's memory, which
+    CPython then cannot give back.
+    """
+    from dask.utils import key_split
+
+    cache_clear = getattr(key_split, "cache_clear", None)
+    if cache_clear is not None:
+        cache_clear()
+
 
 def _run_task(runner: TaskRunner) -> None:
     """Run one task on a Dask worker (the worker's task thread)."""
@@ -118,6 +137,8 @@ class DaskWorkerPool(concurrent.futures.Executor):
         #: Dask futures not yet done (kept so that Dask keeps their tasks),
         #: each with its pool future.
         self._pending: dict[Any, concurrent.futures.Future] = {}
+        #: Most Dask futures pending at once since the last burst ended.
+        self._peak = 0
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -212,13 +233,20 @@ class DaskWorkerPool(concurrent.futures.Executor):
             return False
         if job.flag is not None:
             job.flag.dask_future = dask_future
-        self._pending[dask_future] = job.pool_future
+        pending = self._pending
+        pending[dask_future] = job.pool_future
+        if len(pending) > self._peak:
+            self._peak = len(pending)
         dask_future.add_done_callback(lambda future: self._done(job, future))
         return True
 
     def _done(self, job: _Job, dask_future: Any) -> None:
         """A Dask future ended (Dask's callback thread)."""
-        self._pending.pop(dask_future, None)
+        pending = self._pending
+        pending.pop(dask_future, None)
+        if not pending and self._peak >= BURST:
+            self._peak = 0
+            _forget_task_keys()
         self._forget(job)
         pool_future = job.pool_future
         status = dask_future.status
