@@ -37,8 +37,20 @@ _TERMINATE_TIMEOUT = 10.0
 #: executor's futures of a burst (its table grew past the size for 1,000
 #: futures) are all done, it empties that cache, which refills as lookups
 #: happen (a few microseconds).
-_clear_type_cache = getattr(sys, "_clear_type_cache", None)
 _BURST_TABLE_SIZE = sys.getsizeof(dict.fromkeys(range(1_000)))
+
+
+def _forget_looked_up_names() -> None:
+    """Empty CPython's method cache, if this Python has one to empty."""
+    clear = getattr(sys, "_clear_type_cache", None)
+    if clear is None:
+        return
+    # Documented as deprecated since 3.13 (for _clear_internal_caches,
+    # which also drops the specialised code of every function): should it
+    # ever warn, that is no concern of the application's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        clear()
 
 
 def _default_event_loop() -> IEventLoop:
@@ -365,8 +377,8 @@ class TraitsExecutor(HasStrictTraits):
         futures = self._futures
         del futures[task_id]
         if not futures:
-            if sys.getsizeof(futures) > _BURST_TABLE_SIZE and _clear_type_cache is not None:
-                _clear_type_cache()
+            if sys.getsizeof(futures) > _BURST_TABLE_SIZE:
+                _forget_looked_up_names()
             # Dicts never shrink; drop the table a burst of tasks grew.
             self._futures = {}
             if self._state is STOPPING:
