@@ -59,3 +59,67 @@ def test_await_done_future_returns_at_once(traits_executor):
         return await future
 
     assert run(traits_executor, main()) == 4
+
+
+def test_many_coroutines_awaiting_one_future_all_resume(traits_executor, tmp_path):
+    release = str(tmp_path / "release")
+
+    async def main():
+        future = submit_call(traits_executor, tf.wait_for_file, release)
+        waiting = [asyncio.ensure_future(_await(future)) for _ in range(3)]
+        await _until(lambda: len(future._done_callbacks or ()) == 3)
+        tf.touch(release)
+        return await asyncio.gather(*waiting)
+
+    assert run(traits_executor, main()) == [release] * 3
+
+
+async def _await(future):
+    return await future
+
+
+async def _until(condition, timeout=10.0):
+    """Yield to the loop until ``condition()`` holds; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0)
+
+
+def test_a_cancelled_awaiter_leaves_the_future_and_other_awaiters_alone(
+    traits_executor, tmp_path
+):
+    release = str(tmp_path / "release")
+
+    async def main():
+        future = submit_call(traits_executor, tf.wait_for_file, release)
+        patient = asyncio.ensure_future(_await(future))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(_await(future), 0.01)
+        # The impatient awaiter is gone from the future's wake-up list.
+        assert len(future._done_callbacks) == 1
+        tf.touch(release)
+        return await patient, future.state, future._done_callbacks
+
+    assert run(traits_executor, main()) == (release, "completed", None)
+
+
+def test_an_awaiter_that_cannot_be_woken_does_not_starve_the_others(
+    traits_executor, tmp_path, caplog
+):
+    release = str(tmp_path / "release")
+
+    def broken() -> None:
+        raise RuntimeError("this waker is broken")
+
+    async def main():
+        future = submit_call(traits_executor, tf.wait_for_file, release)
+        waiting = asyncio.ensure_future(_await(future))
+        await _until(lambda: future._done_callbacks)
+        future._done_callbacks.insert(0, broken)
+        tf.touch(release)
+        return await waiting
+
+    assert run(traits_executor, main()) == release
+    assert "error waking a coroutine awaiting" in caplog.text
