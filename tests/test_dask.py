@@ -256,6 +256,34 @@ def test_the_end_of_a_burst_empties_the_key_split_cache(monkeypatch, offload_ass
             executor.shutdown(timeout=30)
 
 
+def test_a_capped_pool_empties_the_key_split_cache_too(monkeypatch, offload_assistant):
+    # With max_workers, at most that many tasks are pending at once: the
+    # cache used to be emptied only after that many pending at once, so a
+    # capped pool never emptied it however many tasks it ran.
+    from dask.utils import key_split
+
+    from offload._contexts import dask_pool
+
+    monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
+    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+        executor = TraitsExecutor(
+            context=context, event_loop=offload_assistant.event_loop, max_workers=2
+        )
+        try:
+            futures = [submit_call(executor, tf.square, n) for n in range(40)]
+            for future in futures:
+                wait_done(offload_assistant, future, timeout=60)
+            assert [f.result for f in futures] == [n * n for n in range(40)]
+            offload_assistant.run_until(
+                executor, "state",
+                lambda _: not executor._worker_pool._pending
+                and key_split.cache_info().currsize < 40,
+                timeout=30,
+            )
+        finally:
+            executor.shutdown(timeout=30)
+
+
 def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
     pytest.importorskip("cryptography")
     from distributed import Security

@@ -151,6 +151,60 @@ except (OSError, AttributeError):  # not glibc
     _trim = None
 
 
+#: Classes with one instance per task (names, so that the check needs
+#: neither Dask nor the process context installed).  distributed's own:
+#: the client's future and the scheduler's task record.
+PER_TASK_CLASSES = {
+    "CallFuture", "CallTask", "TaskRunner", "_TaskHandle", "ThreadCancelFlag",
+    "ProcessCancelFlag", "DaskCancelFlag", "WorkerCancelFlag", "_Job",
+    "TaskRecord", "Future", "TaskState",
+}
+
+
+def per_task_objects() -> dict[str, int]:
+    """Live objects, by class name, of the classes that exist once per task."""
+    gc.collect()
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        cls = type(obj)
+        name = cls.__name__
+        if name in PER_TASK_CLASSES and cls.__module__.startswith(("offload", "distributed")):
+            counts[name] = counts.get(name, 0) + 1
+        elif isinstance(obj, BaseFuture):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def wait_until_the_scheduler_forgets(harness: Harness, timeout: float = 60.0) -> None:
+    """Wait until the scheduler has released every task (it does so a little
+    after the client drops the futures), then empty its debug logs.
+
+    Each of its connections keeps its last 10 message batches (the embedded
+    cluster's ``distributed.admin.low-level-log-length``), and a batch to a
+    worker holds the tasks it carried: bounded, but alive, so they would
+    hide what else keeps a task.
+    """
+    client = harness.context.client
+    deadline = time.monotonic() + timeout
+    while True:
+        left = client.run_on_scheduler(_scheduler_task_count)
+        if not left:
+            break
+        assert time.monotonic() < deadline, f"the scheduler still holds {left} tasks"
+        time.sleep(0.05)
+    client.run_on_scheduler(_empty_message_logs)
+
+
+def _scheduler_task_count(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def _empty_message_logs(dask_scheduler: Any) -> None:
+    for comms in (dask_scheduler.stream_comms, dask_scheduler.client_comms):
+        for comm in comms.values():
+            comm.recent_message_log.clear()
+
+
 def run_batch(harness: Harness, count: int, first: int = 0) -> int:
     """Submit ``count`` short tasks, wait for all, check every result.
 
@@ -188,14 +242,17 @@ def many_short(context_kind: str, count: int) -> None:
         start = time.perf_counter()
         run_batch(harness, count)
         elapsed = time.perf_counter() - start
+        if context_kind == "dask":
+            wait_until_the_scheduler_forgets(harness)
         after = rss()
-        alive = sum(1 for obj in gc.get_objects() if isinstance(obj, BaseFuture))
-        assert alive == 0, f"{alive} futures still alive after they were dropped"
-        # Every per-task object is gone.  Allowed: a few containers grow a
-        # little; processes keep one free-list entry per cancel-flag slot used
-        # at the peak (reused later); Dask's embedded scheduler keeps its last
-        # 1,000 message batches per worker for debugging, tasks included
-        # (distributed.admin.low-level-log-length), so Dask is not counted.
+        alive = per_task_objects()
+        assert not alive, f"per-task objects still alive after the futures were dropped: {alive}"
+        # Nothing else grew with the tasks.  Allowed: a few containers grow
+        # a little; processes keep one free-list entry per cancel-flag slot
+        # used at the peak (reused later); Dask's connections keep their
+        # last 10 message batches for debugging (the embedded cluster's
+        # distributed.admin.low-level-log-length), hundreds of messages in
+        # a burst, so Dask is checked by type only.
         extra_objects = len(gc.get_objects()) - objects_before
         allowed = 2000 + count // 100 + (count if context_kind == "process" else 0)
         if context_kind != "dask":
@@ -211,7 +268,7 @@ def many_short(context_kind: str, count: int) -> None:
     finally:
         harness.close()
     print(f"\n{context_kind}: {count:,} short tasks in {elapsed:.2f} s "
-          f"({count / elapsed:,.0f}/s); no future left alive; memory "
+          f"({count / elapsed:,.0f}/s); no per-task object left alive; memory "
           f"{(after - before) / 2**20:+.1f} MB after the batch, "
           f"{(again - before) / 2**20:+.1f} MB after a second one")
 
@@ -292,6 +349,15 @@ NEAR_START = 0.5
         # the executor's handle as pool future (a2038d2): ~270 MB peak,
         # ~29 MB kept.
         pytest.param("process", id="process", marks=[pytest.mark.process]),
+        # The open part of issue 7 (RELIABILITY.md, *Memory notes*): the
+        # embedded scheduler shares the process, and once every task is
+        # forgotten and no per-task object is alive, CPython still keeps
+        # the arenas of the burst (20,000 tasks: +190 of +200 MB).
+        pytest.param("dask", id="dask", marks=[
+            pytest.mark.dask,
+            pytest.mark.xfail(strict=True, reason="the embedded Dask scheduler's "
+                              "burst stays resident (allocator arenas)"),
+        ]),
     ],
 )
 def test_memory_back_near_its_start_after_100_000_tasks(context_kind: str) -> None:
@@ -300,6 +366,8 @@ def test_memory_back_near_its_start_after_100_000_tasks(context_kind: str) -> No
         run_batch(harness, 200)
         before = rss()
         peak = run_batch(harness, 100_000)
+        if context_kind == "dask":
+            wait_until_the_scheduler_forgets(harness)
         after = rss()
     finally:
         harness.close()

@@ -45,7 +45,8 @@ logger = logging.getLogger("offload.contexts.dask")
 #: Seconds ``shutdown(wait=True)`` waits for Dask futures before giving up.
 SHUTDOWN_TIMEOUT = 30.0
 
-#: Tasks pending at once from which their end is a burst's (see ``_done``).
+#: Tasks handed to Dask since the key cache was last emptied, from which a
+#: pool that has nothing pending any more empties it (see ``_done``).
 BURST = 1_000
 
 
@@ -137,8 +138,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
         #: Dask futures not yet done (kept so that Dask keeps their tasks),
         #: each with its pool future.
         self._pending: dict[Any, concurrent.futures.Future] = {}
-        #: Most Dask futures pending at once since the last burst ended.
-        self._peak = 0
+        #: Tasks handed to Dask since the key cache was last emptied.  Not
+        #: the most pending at once: with ``max_workers`` that stays small
+        #: however many tasks go through.
+        self._since_forget = 0
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -235,8 +238,7 @@ class DaskWorkerPool(concurrent.futures.Executor):
             job.flag.dask_future = dask_future
         pending = self._pending
         pending[dask_future] = job.pool_future
-        if len(pending) > self._peak:
-            self._peak = len(pending)
+        self._since_forget += 1
         dask_future.add_done_callback(lambda future: self._done(job, future))
         return True
 
@@ -244,8 +246,8 @@ class DaskWorkerPool(concurrent.futures.Executor):
         """A Dask future ended (Dask's callback thread)."""
         pending = self._pending
         pending.pop(dask_future, None)
-        if not pending and self._peak >= BURST:
-            self._peak = 0
+        if not pending and self._since_forget >= BURST:
+            self._since_forget = 0
             _forget_task_keys()
         self._forget(job)
         pool_future = job.pool_future
