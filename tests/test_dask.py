@@ -225,41 +225,15 @@ def test_the_embedded_cluster_keeps_few_message_logs():
             assert context._cluster.scheduler.transition_log.maxlen == 500
 
 
-def test_the_end_of_a_burst_empties_the_key_split_cache(monkeypatch, offload_assistant):
+@pytest.mark.parametrize("max_workers", [None, 2], ids=["uncapped", "capped"])
+def test_the_end_of_a_burst_empties_the_key_split_cache(
+    monkeypatch, offload_assistant, max_workers
+):
     # Dask's key_split caches the last 100,000 keys; offload's are unique
-    # per task, so a burst's keys stayed cached, pinning its memory.
-    from dask.utils import key_split
-
-    from offload._contexts import dask_pool
-
-    monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
-    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
-        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
-        try:
-            futures = [submit_call(executor, tf.square, n) for n in range(40)]
-            for future in futures:
-                wait_done(offload_assistant, future, timeout=60)
-            assert [f.result for f in futures] == [n * n for n in range(40)]
-            # Cached keys of this burst, and a marker of our own: the end of
-            # the burst (in Dask's callback thread) empties the cache.
-            key_split("marker-of-this-test-1")
-            more = [submit_call(executor, tf.square, n) for n in range(40)]
-            for future in more:
-                wait_done(offload_assistant, future, timeout=60)
-            offload_assistant.run_until(
-                executor, "state",
-                lambda _: not executor._worker_pool._pending
-                and key_split.cache_info().currsize < 40,
-                timeout=30,
-            )
-        finally:
-            executor.shutdown(timeout=30)
-
-
-def test_a_capped_pool_empties_the_key_split_cache_too(monkeypatch, offload_assistant):
-    # With max_workers, at most that many tasks are pending at once: the
-    # cache used to be emptied only after that many pending at once, so a
-    # capped pool never emptied it however many tasks it ran.
+    # per task, so a burst's keys stayed cached, pinning its memory.  With
+    # max_workers, at most that many tasks are pending at once: the cache
+    # used to be emptied only after BURST pending at once, so a capped pool
+    # never emptied it however many tasks it ran.
     from dask.utils import key_split
 
     from offload._contexts import dask_pool
@@ -267,13 +241,15 @@ def test_a_capped_pool_empties_the_key_split_cache_too(monkeypatch, offload_assi
     monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
     with DaskContext(n_workers=1, processes=False, timeout=30) as context:
         executor = TraitsExecutor(
-            context=context, event_loop=offload_assistant.event_loop, max_workers=2
+            context=context, event_loop=offload_assistant.event_loop, max_workers=max_workers
         )
         try:
             futures = [submit_call(executor, tf.square, n) for n in range(40)]
             for future in futures:
                 wait_done(offload_assistant, future, timeout=60)
             assert [f.result for f in futures] == [n * n for n in range(40)]
+            # The burst's 40 keys went through the cache; its end (in Dask's
+            # callback thread) empties it.
             offload_assistant.run_until(
                 executor, "state",
                 lambda _: not executor._worker_pool._pending
