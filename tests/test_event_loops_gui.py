@@ -115,6 +115,18 @@ def test_pings_before_connect_and_after_disconnect_do_nothing(gui_loop, helper):
     assert counter.count == 0
 
 
+def test_a_helper_used_before_init_says_so(gui_loop):
+    helper = gui_loop.event_loop_helper()
+    toolkit = type(gui_loop).__name__.removesuffix("EventLoop")
+    counter = Counter()
+    with pytest.raises(RuntimeError, match=rf"(?i)call init\(\) on the {toolkit} event loop helper"):
+        helper.setattr_soon(counter, "value", 1)
+    with pytest.raises(RuntimeError, match="call init"):
+        helper.run_until(counter, "value", lambda c: True, timeout=1)
+    helper.dispose()  # harmless before init
+    assert counter.value == 0
+
+
 def test_run_until_returns_at_once_when_condition_holds(helper):
     counter = Counter(value=3)
     start = time.monotonic()

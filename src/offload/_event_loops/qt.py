@@ -15,10 +15,10 @@ used: posting an event needs no connection to make or break.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from offload._event_loops.gui_base import GuiLoopHelper, WakerPingee
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
 
 #: What to install when Qt is missing (also shown by ETSEventLoop).
@@ -127,36 +127,18 @@ class QtEventLoop(IEventLoop):
         return _QtEventLoopHelper()
 
 
-class _QtPingee(IPingee):
+class _QtPingee(WakerPingee):
     """Calls ``on_ping`` on the main thread when pinged from any thread.
 
-    The QObject is made here, on the main thread, and kept for the pingee's
-    whole life rather than deleted at ``disconnect``: deleting it while a
-    worker is posting to it would race.  ``disconnect`` only clears a flag,
-    which the main thread reads when each wake event arrives.
+    The waker's QObject is made here, on the main thread, and kept for the
+    pingee's whole life (see :class:`WakerPingee`).
     """
 
     def __init__(self, on_ping: Callable[[], None]) -> None:
-        self._on_ping = on_ping
-        self._connected = False
-        self._waker = _Waker(self._deliver)
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def ping(self) -> None:
-        if self._connected:
-            self._waker.wake()
-
-    def _deliver(self) -> None:
-        if self._connected:
-            self._on_ping()
+        super().__init__(on_ping, _Waker)
 
 
-class _QtEventLoopHelper(IEventLoopHelper):
+class _QtEventLoopHelper(GuiLoopHelper):
     """Runs the Qt loop from tests (see :class:`offload.testing.TestAssistant`).
 
     ``init`` reuses the running process's ``QApplication`` or makes one.  Qt
@@ -165,37 +147,19 @@ class _QtEventLoopHelper(IEventLoopHelper):
     ``dispose`` only flushes what the test left queued.
     """
 
-    def __init__(self) -> None:
-        self._app: Any = None
-        self._calls: deque[Callable[[], None]] = deque()
-        self._waker: _Waker | None = None
+    toolkit = "Qt"
 
-    def init(self) -> None:
-        self._app = _application()
-        self._waker = _Waker(self._run_calls)
+    def _application(self) -> Any:
+        return _application()
 
-    def dispose(self) -> None:
-        if self._app is not None:
-            # Deliver deferred deletions and stray events of this test now,
-            # not in the middle of the next one.
-            QtCore.QCoreApplication.sendPostedEvents(None, 0)
-            self._app.processEvents()
-        self._calls.clear()
-        self._app = None
+    def _make_waker(self, callback: Callable[[], None]) -> _Waker:
+        return _Waker(callback)
 
-    def setattr_soon(self, obj: Any, name: str, value: Any) -> None:
-        waker = self._waker
-        if waker is None:
-            raise RuntimeError("call init() on the Qt event loop helper first")
-        # deque.append and popleft are atomic: no lock needed.
-        self._calls.append(lambda: setattr(obj, name, value))
-        waker.wake()
-
-    def _run_calls(self) -> None:
-        # Main thread: run everything queued so far, in order.
-        calls = self._calls
-        while calls:
-            calls.popleft()()
+    def _flush(self) -> None:
+        # Deferred deletions and stray events of this test, now rather than
+        # in the middle of the next one.
+        QtCore.QCoreApplication.sendPostedEvents(None, 0)
+        self._app.processEvents()
 
     def run_until(
         self,
@@ -204,8 +168,7 @@ class _QtEventLoopHelper(IEventLoopHelper):
         condition: Callable[[Any], bool],
         timeout: float,
     ) -> None:
-        if self._app is None:
-            raise RuntimeError("call init() on the Qt event loop helper first")
+        self._check_initialised()
         if condition(object):
             return
         loop = QtCore.QEventLoop()

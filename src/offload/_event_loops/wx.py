@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from offload._event_loops.gui_base import GuiLoopHelper, WakerPingee
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
 
 #: What to install when wx is missing (also shown by ETSEventLoop).
@@ -162,70 +162,35 @@ class WxEventLoop(IEventLoop):
         return _WxEventLoopHelper()
 
 
-class _WxPingee(IPingee):
+class _WxPingee(WakerPingee):
     """Calls ``on_ping`` on the main thread when pinged from any thread.
 
-    The event handler lives as long as the pingee; ``disconnect`` only clears
-    a flag that the main thread reads when each wake event arrives, so a ping
-    racing with a disconnect is harmless.
+    Makes the ``wx.App`` first if the process has none (see
+    :class:`WakerPingee` for the rest).
     """
 
     def __init__(self, on_ping: Callable[[], None]) -> None:
         _application()
-        self._on_ping = on_ping
-        self._connected = False
-        self._waker = _Waker(self._deliver)
-
-    def connect(self) -> None:
-        self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def ping(self) -> None:
-        if self._connected:
-            self._waker.wake()
-
-    def _deliver(self) -> None:
-        if self._connected:
-            self._on_ping()
+        super().__init__(on_ping, _Waker)
 
 
-class _WxEventLoopHelper(IEventLoopHelper):
+class _WxEventLoopHelper(GuiLoopHelper):
     """Runs the wx loop from tests (see :class:`offload.testing.TestAssistant`).
 
     ``init`` reuses the process's ``wx.App`` or makes one that is kept for
     the process; ``run_until`` runs a nested ``wx.GUIEventLoop``.
     """
 
-    def __init__(self) -> None:
-        self._app: Any = None
-        self._calls: deque[Callable[[], None]] = deque()
-        self._waker: _Waker | None = None
+    toolkit = "wx"
 
-    def init(self) -> None:
-        self._app = _application()
-        self._waker = _Waker(self._run_calls)
+    def _application(self) -> Any:
+        return _application()
 
-    def dispose(self) -> None:
-        if self._app is not None:
-            # Handle what this test left queued now, not in the next test.
-            self._app.ProcessPendingEvents()
-        self._calls.clear()
-        self._app = None
+    def _make_waker(self, callback: Callable[[], None]) -> _Waker:
+        return _Waker(callback)
 
-    def setattr_soon(self, obj: Any, name: str, value: Any) -> None:
-        waker = self._waker
-        if waker is None:
-            raise RuntimeError("call init() on the wx event loop helper first")
-        # deque.append and popleft are atomic: no lock needed.
-        self._calls.append(lambda: setattr(obj, name, value))
-        waker.wake()
-
-    def _run_calls(self) -> None:
-        calls = self._calls
-        while calls:
-            calls.popleft()()
+    def _flush(self) -> None:
+        self._app.ProcessPendingEvents()
 
     def run_until(
         self,
@@ -234,8 +199,7 @@ class _WxEventLoopHelper(IEventLoopHelper):
         condition: Callable[[Any], bool],
         timeout: float,
     ) -> None:
-        if self._app is None:
-            raise RuntimeError("call init() on the wx event loop helper first")
+        self._check_initialised()
         if condition(object):
             return
         loop = wx.GUIEventLoop()
