@@ -135,6 +135,10 @@ def test_headless_example_runs_and_reports():
     assert result.stderr == ""
 
 
+#: Examples with a TabularEditor, which traitsui 8.0 breaks on wx.
+USE_TABULAR_EDITOR = {"pi_iteration", "background_processes"}
+
+
 def _gui_examples() -> list[Any]:
     examples = [
         ("prime_counting", []),
@@ -172,6 +176,11 @@ def test_gui_example_runs_drives_and_shoots(name, toolkit, tmp_path):
     result = run_example([__file__, name], toolkit=toolkit, screenshots=shots)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"drove {name}: ok" in result.stdout, result.stdout + result.stderr
+    # An exception in a notification handler is only printed: the example
+    # would still pass.  traitsui 8.0's wx TabularEditor raises in its own
+    # handlers (docs/examples.rst), so its two users are not checked on wx.
+    if not (toolkit == "wx" and name in USE_TABULAR_EDITOR):
+        assert "Traceback" not in result.stderr, result.stderr
     if toolkit == "qt":
         assert (shots / f"{name}.png").stat().st_size > 2_000
 
