@@ -238,6 +238,27 @@ def test_the_client_of_an_address_keeps_few_message_logs(shared_dask_cluster):
             assert context.client.scheduler_comm.recent_message_log.maxlen == 500
 
 
+def test_a_closed_embedded_cluster_leaves_no_scheduler_alive(offload_assistant):
+    # distributed.core._expects_comm's unbounded cache held the closed
+    # scheduler's handlers, and through them the scheduler, its workers'
+    # states and a task of the last run, for the life of the process.
+    import gc
+    import weakref
+
+    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        try:
+            future = submit_call(executor, tf.square, 3)
+            wait_done(offload_assistant, future, timeout=60)
+            assert future.result == 9
+        finally:
+            executor.shutdown(timeout=30)
+        scheduler = weakref.ref(context._cluster.scheduler)
+    del context, executor, future
+    gc.collect()
+    assert scheduler() is None
+
+
 @pytest.mark.parametrize("max_workers", [None, 2], ids=["uncapped", "capped"])
 def test_the_end_of_a_burst_empties_the_key_split_cache(
     monkeypatch, offload_assistant, max_workers

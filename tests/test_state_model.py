@@ -539,13 +539,15 @@ def test_the_model_catches_a_wrong_prediction(tmp_path: Any) -> None:
     try:
         # A wrong prediction that a replay does not hit again (timing) is
         # reported as FlakyFailure, holding the AssertionError: both count.
+        # Derandomized: the same examples every run, which do reach a third
+        # task running at once (random ones once did not, in 100 examples).
         with pytest.raises((AssertionError, FlakyFailure)) as caught:
             run_state_machine_as_test(
                 machine,
                 settings=settings(
                     max_examples=100, stateful_step_count=25, deadline=None,
                     database=None, suppress_health_check=list(HealthCheck),
-                    phases=[Phase.generate], print_blob=False,
+                    phases=[Phase.generate], print_blob=False, derandomize=True,
                 ),
             )
     finally:

@@ -27,6 +27,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 from typing import Any
@@ -217,6 +218,7 @@ class DaskContext(IParallelContext):
         finally:
             if self._cluster is not None:
                 _close_cluster(self._cluster, self._timeout)
+                _forget_closed_servers()
 
     @property
     def closed(self) -> bool:
@@ -262,6 +264,29 @@ class DaskContext(IParallelContext):
                 client.unsubscribe_topic(_ALL_TOPIC)
         except Exception:  # noqa: BLE001 - the client is closing
             logger.debug("could not unsubscribe from Dask events", exc_info=True)
+
+
+def _forget_closed_servers() -> None:
+    """Let the embedded cluster's closed scheduler (and in-process workers)
+    be garbage.
+
+    ``distributed.core._expects_comm`` caches, without limit, whether each
+    handler a server dispatched to takes a ``comm`` first; the handlers are
+    bound methods, so every scheduler and worker that ever ran in this
+    process stayed alive, with the workers and tasks it last knew.
+    ``distributed.utils.has_keyword`` keeps up to 1,000 such answers too.
+    Emptying both costs one signature inspection per handler the next time
+    a live server dispatches to it.  Both are Dask internals: a Dask
+    without them is left alone.
+    """
+    for module_name, function_name in (
+        ("distributed.core", "_expects_comm"),
+        ("distributed.utils", "has_keyword"),
+    ):
+        module = sys.modules.get(module_name)
+        cache_clear = getattr(getattr(module, function_name, None), "cache_clear", None)
+        if cache_clear is not None:
+            cache_clear()
 
 
 def _connect(address: str, security: Any, timeout: float) -> Any:
