@@ -54,14 +54,22 @@ class GuiLoopHelper(IEventLoopHelper):
     """``init``, ``dispose`` and ``setattr_soon`` for a GUI toolkit's helper.
 
     ``setattr_soon`` queues the assignment and wakes the main thread, whose
-    waker runs every queued call in order.  Subclasses implement
-    ``run_until`` and the hooks below.
+    waker runs every queued call in order.  Subclasses pass their toolkit's
+    ``application()`` and waker class, and implement ``run_until`` and
+    ``_flush``.
     """
 
     #: The toolkit's name, for error messages.
     toolkit = "GUI"
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        application: Callable[[], Any],
+        make_waker: Callable[[Callable[[], None]], _Waker],
+    ) -> None:
+        #: The process's application object, made if there is none.
+        self._application = application
+        self._make_waker = make_waker
         self._app: Any = None
         self._calls: deque[Callable[[], None]] = deque()
         self._waker: _Waker | None = None
@@ -97,16 +105,6 @@ class GuiLoopHelper(IEventLoopHelper):
 
     def _not_initialised(self) -> NoReturn:
         raise RuntimeError(f"call init() on the {self.toolkit} event loop helper first")
-
-    # Toolkit hooks ------------------------------------------------------------
-
-    @abc.abstractmethod
-    def _application(self) -> Any:
-        """The process's application object, made if there is none."""
-
-    @abc.abstractmethod
-    def _make_waker(self, callback: Callable[[], None]) -> _Waker:
-        """A main-thread waker that calls ``callback()`` once per ``wake()``."""
 
     @abc.abstractmethod
     def _flush(self) -> None:

@@ -149,11 +149,8 @@ class _QtEventLoopHelper(GuiLoopHelper):
 
     toolkit = "Qt"
 
-    def _application(self) -> Any:
-        return _application()
-
-    def _make_waker(self, callback: Callable[[], None]) -> _Waker:
-        return _Waker(callback)
+    def __init__(self) -> None:
+        super().__init__(_application, _Waker)
 
     def _flush(self) -> None:
         # Deferred deletions and stray events of this test, now rather than

@@ -183,11 +183,8 @@ class _WxEventLoopHelper(GuiLoopHelper):
 
     toolkit = "wx"
 
-    def _application(self) -> Any:
-        return _application()
-
-    def _make_waker(self, callback: Callable[[], None]) -> _Waker:
-        return _Waker(callback)
+    def __init__(self) -> None:
+        super().__init__(_application, _Waker)
 
     def _flush(self) -> None:
         self._app.ProcessPendingEvents()
