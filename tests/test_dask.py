@@ -294,6 +294,40 @@ def test_the_end_of_a_burst_empties_the_key_split_cache(
             executor.shutdown(timeout=30)
 
 
+def _span_collections(context: DaskContext) -> int:
+    """Entries in the metadata of the embedded scheduler's spans."""
+    spans = context._cluster.scheduler.extensions["spans"].spans.values()
+    return sum(len((span.metadata or {}).get("collections", ())) for span in spans)
+
+
+def test_the_end_of_a_burst_trims_the_embedded_schedulers_span_metadata(
+    monkeypatch, offload_assistant
+):
+    # Every client.submit appends {"type": "Future"} to the default span's
+    # metadata, which Dask never trims: three blocks per task, for the
+    # life of the embedded scheduler in the application's process.
+    from offload._contexts import dask_pool
+
+    monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
+    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        try:
+            futures = [submit_call(executor, tf.square, n) for n in range(40)]
+            for future in futures:
+                wait_done(offload_assistant, future, timeout=60)
+            assert [f.result for f in futures] == [n * n for n in range(40)]
+            offload_assistant.run_until(
+                executor, "state",
+                lambda _: not executor._worker_pool._pending
+                and _span_collections(context) < 5,
+                timeout=30,
+            )
+            # Trimmed, not emptied: the distinct entry stays.
+            assert _span_collections(context) >= 1
+        finally:
+            executor.shutdown(timeout=30)
+
+
 def test_tls_settings_pass_through_to_the_embedded_cluster(offload_assistant):
     pytest.importorskip("cryptography")
     from distributed import Security

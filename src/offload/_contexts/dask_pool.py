@@ -118,6 +118,11 @@ class DaskWorkerPool(concurrent.futures.Executor):
         wait here, in order.  Default: no limit (Dask queues them).
     key_prefix : str
         Dask keys are ``f"{key_prefix}-{n}"``.
+    after_burst : callable, optional
+        Called (no arguments, in Dask's callback thread) when the pool has
+        nothing pending any more and at least ``BURST`` tasks went through
+        since the last call: the context's chance to trim what Dask keeps
+        per task.  It must not block and must not raise.
     """
 
     def __init__(
@@ -126,8 +131,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
         find_router: Callable[[str], Any],
         max_workers: int | None,
         key_prefix: str,
+        after_burst: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._after_burst = after_burst
         self._find_router = find_router
         self._max_workers = max_workers
         self._key_prefix = key_prefix
@@ -249,6 +256,8 @@ class DaskWorkerPool(concurrent.futures.Executor):
         if not pending and self._since_forget >= BURST:
             self._since_forget = 0
             _forget_task_keys()
+            if self._after_burst is not None:
+                self._after_burst()
         self._forget(job)
         pool_future = job.pool_future
         status = dask_future.status
