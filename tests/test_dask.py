@@ -169,6 +169,29 @@ def test_close_kills_the_workers_of_a_cluster_that_will_not_close(caplog):
     assert "killed the embedded Dask cluster's worker processes" in caplog.text
 
 
+def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
+    # What a 2 x 100,000-task stress run met: closing right after the second
+    # batch, the scheduler was still digesting 100,000 released tasks; the
+    # close timed out, the workers it had already retired were not killed
+    # (their pids were read after the close forgot them), and a second
+    # close, as short as the first, left the cluster and its thread running.
+    context = DaskContext(n_workers=1, processes=True, timeout=2)
+    cluster = context._cluster
+    (pid,) = [nanny.pid for nanny in cluster.workers.values()]
+    # Keep the cluster's event loop (scheduler included) busy for 6 s.
+    cluster.loop.add_callback(time.sleep, 6)
+    start = time.monotonic()
+    context.close()
+    took = time.monotonic() - start
+    assert cluster.status.name == "closed", f"cluster still {cluster.status.name}"
+    assert took < 2 + 2 + 30 + 10
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+    assert "did not close within 2" in caplog.text
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)

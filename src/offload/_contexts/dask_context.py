@@ -205,6 +205,7 @@ class DaskContext(IParallelContext):
             return
         self._closed = True
         client = self._client
+        client_closed = not self._owns_client
         # Each step runs whatever the one before did: a client that cannot
         # close in time (a scheduler swamped by 100,000 tasks, say) must
         # not leave the embedded cluster's processes running.
@@ -214,8 +215,8 @@ class DaskContext(IParallelContext):
                 self._pusher.close(self._timeout)
             finally:
                 self._restore_all_handler()
-                if self._owns_client:
-                    _close_within(client, self._timeout, "client")
+                if not client_closed:
+                    client_closed = _close_within(client, self._timeout, "client")
         finally:
             if self._cluster is not None:
                 try:
@@ -223,6 +224,8 @@ class DaskContext(IParallelContext):
                 finally:
                     # Even if closing failed: what is closed can be freed.
                     _forget_closed_servers()
+                    if not client_closed:
+                        _finish_closing(client, self._timeout)
 
     @property
     def closed(self) -> bool:
@@ -395,28 +398,65 @@ def _close_within(closable: Any, timeout: float, what: str) -> bool:
     return True
 
 
+#: Seconds a close of the embedded cluster that timed out may still take,
+#: once its workers are killed, before offload gives up on it: a scheduler
+#: (in this process) that was sent 100,000 tasks' releases just before
+#: must digest them before it can stop, ~20 s on a busy 2-core machine.
+CLUSTER_CLOSE_GRACE = 30.0
+
+
+def _finish_closing(client: Any, timeout: float) -> None:
+    """Finish closing a client whose ``close`` timed out.
+
+    It timed out waiting for a busy scheduler, and ``Client.close`` stops
+    the client's event-loop thread only when it returns in time; the close
+    itself goes on in that loop.  So: close it again if it is not closed
+    yet, then stop the loop thread (a no-op for a stopped one).
+    """
+    if getattr(client, "status", None) != "closed" and not _close_within(
+        client, timeout, "client, after its cluster,"
+    ):
+        return
+    stop = getattr(getattr(client, "_loop_runner", None), "stop", None)
+    if stop is None:
+        return
+    try:
+        stop()
+    except Exception:  # noqa: BLE001 - Dask internals; the rest is closed
+        logger.debug("could not stop the Dask client's event loop", exc_info=True)
+
+
 def _close_cluster(cluster: Any, timeout: float) -> None:
     """Close the embedded cluster; if it will not, kill its worker processes.
 
-    ``LocalCluster.close`` waits for each worker to leave cleanly, and
-    raises on timeout with the workers still alive.  Killing them (SIGKILL,
-    they are this process's children) lets a second close finish at once.
+    ``LocalCluster.close`` retires each worker cleanly, and raises on
+    timeout while its close goes on.  Then the worker processes (this
+    process's children, noted *before* the close, which forgets them as it
+    retires them) are killed, and the close under way gets
+    ``CLUSTER_CLOSE_GRACE`` more seconds to finish.
     """
+    pids = [
+        pid for pid in (
+            getattr(worker, "pid", None)
+            for worker in list(getattr(cluster, "workers", {}).values())
+        )
+        if isinstance(pid, int) and pid > 0
+    ]
     if _close_within(cluster, timeout, "cluster"):
         return
     killed = []
-    for worker in list(getattr(cluster, "workers", {}).values()):
-        pid = getattr(worker, "pid", None)
-        if isinstance(pid, int) and pid > 0:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                continue
-            killed.append(pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        killed.append(pid)
     logger.warning(
         "offload: killed the embedded Dask cluster's worker processes %s", killed
     )
-    _close_within(cluster, timeout, "cluster, after killing its workers,")
+    _close_within(
+        cluster, max(timeout, CLUSTER_CLOSE_GRACE), "cluster, after killing its workers,"
+    )
 
 
 #: ``distributed.comm.timeouts.tcp`` for the embedded cluster, unless the
