@@ -200,7 +200,15 @@ class DaskContext(IParallelContext):
         return router
 
     def close(self) -> None:
-        """Release what this context made; close the cluster if it owns it."""
+        """Release what this context made; close the cluster if it owns it.
+
+        Call it on the main thread.  Each step waits up to ``timeout``
+        seconds.  An embedded cluster that does not close in time (its
+        scheduler still digesting a burst of tasks just released, say) has
+        its worker processes killed and gets ``CLUSTER_CLOSE_GRACE`` (30)
+        more seconds; so right after 100,000 tasks, ``close()`` may take
+        that long, and it leaves no thread, socket or process behind.
+        """
         if self._closed:
             return
         self._closed = True
