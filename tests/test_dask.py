@@ -282,6 +282,14 @@ def test_a_closed_embedded_cluster_leaves_no_scheduler_alive(offload_assistant):
     assert scheduler() is None
 
 
+def _run_a_burst_of_40(offload_assistant, executor):
+    """40 calls, all waited for and checked: a burst when BURST is 20."""
+    futures = [submit_call(executor, tf.square, n) for n in range(40)]
+    for future in futures:
+        wait_done(offload_assistant, future, timeout=60)
+    assert [f.result for f in futures] == [n * n for n in range(40)]
+
+
 @pytest.mark.parametrize("max_workers", [None, 2], ids=["uncapped", "capped"])
 def test_the_end_of_a_burst_empties_the_key_split_cache(
     monkeypatch, offload_assistant, max_workers
@@ -301,10 +309,7 @@ def test_the_end_of_a_burst_empties_the_key_split_cache(
             context=context, event_loop=offload_assistant.event_loop, max_workers=max_workers
         )
         try:
-            futures = [submit_call(executor, tf.square, n) for n in range(40)]
-            for future in futures:
-                wait_done(offload_assistant, future, timeout=60)
-            assert [f.result for f in futures] == [n * n for n in range(40)]
+            _run_a_burst_of_40(offload_assistant, executor)
             # The burst's 40 keys went through the cache; its end (in Dask's
             # callback thread) empties it.
             offload_assistant.run_until(
@@ -335,10 +340,7 @@ def test_the_end_of_a_burst_trims_the_embedded_schedulers_span_metadata(
     with DaskContext(n_workers=1, processes=False, timeout=30) as context:
         executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
         try:
-            futures = [submit_call(executor, tf.square, n) for n in range(40)]
-            for future in futures:
-                wait_done(offload_assistant, future, timeout=60)
-            assert [f.result for f in futures] == [n * n for n in range(40)]
+            _run_a_burst_of_40(offload_assistant, executor)
             offload_assistant.run_until(
                 executor, "state",
                 lambda _: not executor._worker_pool._pending
