@@ -178,8 +178,10 @@ def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
     context = DaskContext(n_workers=1, processes=True, timeout=2)
     cluster = context._cluster
     (pid,) = [nanny.pid for nanny in cluster.workers.values()]
-    # Keep the cluster's event loop (scheduler included) busy for 6 s.
-    cluster.loop.add_callback(time.sleep, 6)
+    # Keep the cluster's event loop (scheduler included) busy for longer
+    # than the cancel pusher's, the client's and the cluster's timeouts
+    # (2 s each) together, so that the cluster's first close times out.
+    cluster.loop.add_callback(time.sleep, 10)
     start = time.monotonic()
     context.close()
     took = time.monotonic() - start
@@ -189,7 +191,8 @@ def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
-    assert "did not close within 2" in caplog.text
+    assert "the Dask cluster did not close within 2" in caplog.text
+    assert f"killed the embedded Dask cluster's worker processes [{pid}]" in caplog.text
 
 
 def _alive(pid):

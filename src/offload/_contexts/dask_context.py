@@ -178,7 +178,7 @@ class DaskContext(IParallelContext):
         return DaskWorkerPool(
             self._client, self._routers.get, max_workers,
             f"{self._token}-{next(self._router_numbers)}",
-            after_burst=self._after_burst if self._cluster is not None else None,
+            after_burst=self._after_burst,
         )
 
     def event(self) -> DaskCancelFlag:
@@ -226,14 +226,18 @@ class DaskContext(IParallelContext):
                 if not client_closed:
                     client_closed = _close_within(client, self._timeout, "client")
         finally:
-            if self._cluster is not None:
-                try:
-                    _close_cluster(self._cluster, self._timeout)
-                finally:
-                    # Even if closing failed: what is closed can be freed.
-                    _forget_closed_servers()
-                    if not client_closed:
-                        _finish_closing(client, self._timeout)
+            try:
+                if self._cluster is not None:
+                    try:
+                        _close_cluster(self._cluster, self._timeout)
+                    finally:
+                        # Even if closing failed: what is closed can be freed.
+                        _forget_closed_servers()
+            finally:
+                if not client_closed:
+                    # Its close timed out (on a busy scheduler, which has
+                    # had time since, or is gone): its loop thread stayed.
+                    _finish_closing(client, self._timeout)
 
     @property
     def closed(self) -> bool:
@@ -252,7 +256,7 @@ class DaskContext(IParallelContext):
 
         Asks the embedded scheduler, on its own event loop, to merge its
         spans' metadata (see ``_merge_span_metadata``).  A cluster that is
-        not this context's is left alone.
+        not this context's (``address``, ``client``) is left alone.
         """
         cluster = self._cluster
         if cluster is None or self._closed:
@@ -443,17 +447,14 @@ def _close_cluster(cluster: Any, timeout: float) -> None:
     retires them) are killed, and the close under way gets
     ``CLUSTER_CLOSE_GRACE`` more seconds to finish.
     """
-    pids = [
-        pid for pid in (
-            getattr(worker, "pid", None)
-            for worker in list(getattr(cluster, "workers", {}).values())
-        )
-        if isinstance(pid, int) and pid > 0
-    ]
+    workers = list(getattr(cluster, "workers", {}).values())
+    pids = [getattr(worker, "pid", None) for worker in workers]
     if _close_within(cluster, timeout, "cluster"):
         return
     killed = []
     for pid in pids:
+        if not isinstance(pid, int) or pid <= 0:
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
