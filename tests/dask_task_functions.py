@@ -56,3 +56,59 @@ def report_then_block(started: str, progress: Any) -> str:
             return "saw the cancel"
         time.sleep(0.001)
     return "never cancelled"
+
+
+# Run in the embedded cluster's helper process, by HelperClient.call --------
+
+
+def set_burst(client: Any, cluster: Any, burst: int) -> None:
+    """Make the helper trim after bursts of ``burst`` tasks."""
+    from offload._contexts import dask_pool
+
+    dask_pool.BURST = burst
+
+
+def key_split_cache_size(client: Any, cluster: Any) -> int:
+    from dask.utils import key_split
+
+    return key_split.cache_info().currsize
+
+
+def span_collections(client: Any, cluster: Any) -> int:
+    """Entries in the metadata of the scheduler's spans."""
+    spans = cluster.scheduler.extensions["spans"].spans.values()
+    return sum(len((span.metadata or {}).get("collections", ())) for span in spans)
+
+
+def cluster_settings(client: Any, cluster: Any) -> dict[str, Any]:
+    """What the helper's cluster and client were started with."""
+    import socket
+
+    import dask
+
+    comm_socket = client.scheduler_comm.comm.stream.socket
+    return {
+        "tcp_user_timeout": comm_socket.getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        "transition_log": cluster.scheduler.transition_log.maxlen,
+        "client_log": client.scheduler_comm.recent_message_log.maxlen,
+        "marker": dask.config.get("offload-test-marker", None),
+        "pid": os.getpid(),
+    }
+
+
+def scheduler_task_count(client: Any, cluster: Any) -> int:
+    return len(cluster.scheduler.tasks)
+
+
+def worker_pids(client: Any, cluster: Any) -> list[int]:
+    """The pids of the helper cluster's worker processes (its nannies)."""
+    return [nanny.pid for nanny in cluster.workers.values()]
+
+
+def empty_message_logs(client: Any, cluster: Any) -> None:
+    """Empty the debug logs of the scheduler's connections."""
+    scheduler = cluster.scheduler
+    for comms in (scheduler.stream_comms, scheduler.client_comms):
+        for comm in comms.values():
+            comm.recent_message_log.clear()

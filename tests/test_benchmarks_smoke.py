@@ -125,3 +125,13 @@ def test_dask_channels_prints_json() -> None:
     records = run_script("dask_channels")
     channels = {r["channel"] for r in records}
     assert {"log_event", "log_event_coalesced", "queue", "offload"} <= channels
+
+
+@pytest.mark.dask
+@pytest.mark.process
+def test_dask_embedded_prints_json() -> None:
+    pytest.importorskip("distributed")
+    records = run_script("dask_embedded")
+    assert [r["mode"] for r in records] == ["helper", "in_process", "raw"]
+    for record in records:
+        assert record["rate_median"] > 0 and isinstance(record["rss_kept_mb"], float)

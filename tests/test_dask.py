@@ -132,7 +132,7 @@ def test_a_client_that_is_not_a_client_is_a_type_error():
 
 
 def test_close_stops_the_embedded_cluster_and_refuses_use():
-    context = DaskContext(n_workers=1, processes=False)
+    context = DaskContext(n_workers=1, processes=False, in_process=True)
     cluster = context._cluster
     context.close()
     assert context.closed
@@ -145,7 +145,7 @@ def test_close_stops_the_embedded_cluster_and_refuses_use():
 def test_close_kills_the_workers_of_a_cluster_that_will_not_close(caplog):
     # What a 2 x 100,000-task stress run met: the cluster's close timed
     # out, raised, and left its worker processes running.
-    context = DaskContext(n_workers=1, processes=True, timeout=30)
+    context = DaskContext(n_workers=1, processes=True, timeout=30, in_process=True)
     cluster = context._cluster
     (pid,) = [nanny.pid for nanny in cluster.workers.values()]
     real_close = cluster.close
@@ -175,7 +175,7 @@ def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
     # close timed out, the workers it had already retired were not killed
     # (their pids were read after the close forgot them), and a second
     # close, as short as the first, left the cluster and its thread running.
-    context = DaskContext(n_workers=1, processes=True, timeout=2)
+    context = DaskContext(n_workers=1, processes=True, timeout=2, in_process=True)
     cluster = context._cluster
     (pid,) = [nanny.pid for nanny in cluster.workers.values()]
     # Keep the cluster's event loop (scheduler included) busy for longer
@@ -214,7 +214,7 @@ def test_the_embedded_cluster_tolerates_a_busy_scheduler():
     # digested the tasks), and every task FAILED.
     import dask
 
-    with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+    with DaskContext(n_workers=1, processes=True, timeout=30, in_process=True) as context:
         comm_socket = context.client.scheduler_comm.comm.stream.socket
         user_timeout = comm_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
         assert user_timeout == 300_000
@@ -225,7 +225,7 @@ def test_the_embedded_cluster_tolerates_a_busy_scheduler():
     # Only for the embedded cluster, and not over the user's own setting.
     assert dask.config.get("distributed.comm.timeouts.tcp") == "30s"
     with dask.config.set({"distributed.comm.timeouts.tcp": "45s"}):
-        with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+        with DaskContext(n_workers=1, processes=True, timeout=30, in_process=True) as context:
             comm_socket = context.client.scheduler_comm.comm.stream.socket
             assert comm_socket.getsockopt(
                 socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 45_000
@@ -237,7 +237,7 @@ def test_the_embedded_cluster_keeps_few_message_logs():
     # of tasks stayed there as those batches (2.2 KB a task after 5,000).
     import dask
 
-    with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+    with DaskContext(n_workers=1, processes=True, timeout=30, in_process=True) as context:
         scheduler = context._cluster.scheduler
         assert scheduler.transition_log.maxlen == 10
         assert context.client.scheduler_comm.recent_message_log.maxlen == 10
@@ -247,7 +247,7 @@ def test_the_embedded_cluster_keeps_few_message_logs():
         assert worker_setting == 10
     assert dask.config.get("distributed.admin.low-level-log-length") == 1000
     with dask.config.set({"distributed.admin.low-level-log-length": 500}):
-        with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+        with DaskContext(n_workers=1, processes=False, timeout=30, in_process=True) as context:
             assert context._cluster.scheduler.transition_log.maxlen == 500
 
 
@@ -271,7 +271,7 @@ def test_a_closed_embedded_cluster_leaves_no_scheduler_alive(offload_assistant):
     import gc
     import weakref
 
-    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+    with DaskContext(n_workers=1, processes=False, timeout=30, in_process=True) as context:
         executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
         try:
             future = submit_call(executor, tf.square, 3)
@@ -293,9 +293,10 @@ def _run_a_burst_of_40(offload_assistant, executor):
     assert [f.result for f in futures] == [n * n for n in range(40)]
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["helper", "in-process"])
 @pytest.mark.parametrize("max_workers", [None, 2], ids=["uncapped", "capped"])
 def test_the_end_of_a_burst_empties_the_key_split_cache(
-    monkeypatch, offload_assistant, max_workers
+    monkeypatch, offload_assistant, max_workers, in_process
 ):
     # Dask's key_split caches the last 100,000 keys; offload's are unique
     # per task, so a burst's keys stayed cached, pinning its memory.  With
@@ -307,7 +308,16 @@ def test_the_end_of_a_burst_empties_the_key_split_cache(
     from offload._contexts import dask_pool
 
     monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
-    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+    with DaskContext(n_workers=1, processes=False, timeout=30, in_process=in_process
+                     ) as context:
+        if in_process:
+            def cache_size():
+                return key_split.cache_info().currsize
+        else:
+            context._helper.call(dtf.set_burst, 20)
+
+            def cache_size():
+                return context._helper.call(dtf.key_split_cache_size)
         executor = TraitsExecutor(
             context=context, event_loop=offload_assistant.event_loop, max_workers=max_workers
         )
@@ -317,41 +327,43 @@ def test_the_end_of_a_burst_empties_the_key_split_cache(
             # callback thread) empties it.
             offload_assistant.run_until(
                 executor, "state",
-                lambda _: not executor._worker_pool._pending
-                and key_split.cache_info().currsize < 40,
+                lambda _: not executor._worker_pool._pending and cache_size() < 40,
                 timeout=30,
             )
         finally:
             executor.shutdown(timeout=30)
 
 
-def _span_collections(context: DaskContext) -> int:
-    """Entries in the metadata of the embedded scheduler's spans."""
-    spans = context._cluster.scheduler.extensions["spans"].spans.values()
-    return sum(len((span.metadata or {}).get("collections", ())) for span in spans)
-
-
+@pytest.mark.parametrize("in_process", [False, True], ids=["helper", "in-process"])
 def test_the_end_of_a_burst_trims_the_embedded_schedulers_span_metadata(
-    monkeypatch, offload_assistant
+    monkeypatch, offload_assistant, in_process
 ):
     # Every client.submit appends {"type": "Future"} to the default span's
     # metadata, which Dask never trims: three blocks per task, for the
-    # life of the embedded scheduler in the application's process.
+    # life of the embedded scheduler.
     from offload._contexts import dask_pool
 
     monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
-    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+    with DaskContext(n_workers=1, processes=False, timeout=30, in_process=in_process
+                     ) as context:
+        if in_process:
+            def collections():
+                return dtf.span_collections(context.client, context._cluster)
+        else:
+            context._helper.call(dtf.set_burst, 20)
+
+            def collections():
+                return context._helper.call(dtf.span_collections)
         executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
         try:
             _run_a_burst_of_40(offload_assistant, executor)
             offload_assistant.run_until(
                 executor, "state",
-                lambda _: not executor._worker_pool._pending
-                and _span_collections(context) < 5,
+                lambda _: not executor._worker_pool._pending and collections() < 5,
                 timeout=30,
             )
             # Trimmed, not emptied: the distinct entry stays.
-            assert _span_collections(context) >= 1
+            assert collections() >= 1
         finally:
             executor.shutdown(timeout=30)
 

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from offload._contexts.dask_cancel import DaskCancelFlag, task_ended, task_starting
+from offload._contexts.dask_helper import HelperLost
 from offload._routing.dask_outbox import DaskSender
 from offload._routing.dask_router import TaskRecord
 from offload._routing.protocol import TaskRunner
@@ -310,6 +311,8 @@ def _explain(error: BaseException | None) -> BaseException:
     """A clear error for a Dask future that failed outside the task."""
     if error is None:
         return RuntimeError("the Dask task failed without an exception")
+    if isinstance(error, HelperLost):
+        return error  # says what happened already
     name = type(error).__name__
     if name == "KilledWorker":
         message = (

@@ -1,0 +1,697 @@
+"""The embedded Dask cluster, and the client of it, in a helper process.
+
+What runs where::
+
+    application process               helper process             Dask workers
+    -------------------               --------------             ------------
+    pool.submit ─ pickle ─ writer ──▶ reader: client.submit( ──▶ run_pickled()
+                                        run_pickled, data, key)
+    reader thread ◀──────── writer ◀── Dask future done
+      HelperFuture done                  ("done", key, status, data)
+      DaskRouter._on_event ◀─ writer ◀── topic handler ◀───────── events
+    cancel thread: run() ───────────▶ runner thread: client.run ─▶ every worker
+
+A Dask scheduler and client that digest a burst of 100,000 tasks keep most
+of the burst's memory resident in their process, even once every task is
+released and freed (their long-lived state moves into the burst's
+allocator arenas as it changes; measured in RELIABILITY.md).  So the
+embedded cluster runs here, in a process of its own: the application's
+process holds only offload's own per-task objects, which it frees.
+
+:class:`HelperClient` is the part of ``distributed.Client`` that offload's
+Dask pool, router and cancel pusher use (``submit``, ``cancel``, ``run``,
+``subscribe_topic``, ``unsubscribe_topic``, ``close``), forwarded over a
+socket pair.  Each direction has a writer thread, so that neither the GUI
+thread (submitting) nor Dask's event loop (reporting) ever blocks on a full
+socket; each write carries every message queued since the last one.
+
+Tasks and results cross as pickles that the helper never unpickles: it does
+not need the application's modules, only Dask's workers do.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from offload._routing.process_pickling import describe_unpicklable, dumps
+
+logger = logging.getLogger("offload.contexts.dask")
+
+#: Seconds the helper may take to start its cluster (a spawned Python that
+#: imports Dask, then spawns the workers, which import it too).
+STARTUP_TIMEOUT = 120.0
+
+#: Seconds, beyond the close timeouts, that closing waits for the helper to
+#: exit before killing it (its workers go with it).
+EXIT_GRACE = 10.0
+
+
+def _run_task() -> Any:
+    """``dask_pool._run_task``, which returns None (imported when first used)."""
+    from offload._contexts.dask_pool import _run_task as run_task
+
+    return run_task
+
+
+class HelperLost(RuntimeError):
+    """The helper process ended while a task or a request was pending."""
+
+
+def run_pickled(data: bytes) -> bytes | None:
+    """Run a pickled ``(function, args, kwargs)`` (on a Dask worker).
+
+    Returns the pickled result (None for None), which the helper passes on
+    without unpickling it.
+    """
+    function, args, kwargs = pickle.loads(data)
+    result = function(*args, **kwargs)
+    return None if result is None else dumps(result)
+
+
+class _Writer:
+    """Sends what is put, in order, from a thread of its own, in batches."""
+
+    def __init__(self, connection: Connection, name: str) -> None:
+        self._connection = connection
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.broken = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, message: Any) -> None:
+        """Queue ``message`` (any thread); never blocks."""
+        self._queue.append(message)
+        self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        """Send what is queued, then stop."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while queue:
+                batch = [queue.popleft() for _ in range(len(queue))]
+                if self.broken:
+                    continue
+                try:
+                    self._connection.send(batch)
+                except (OSError, ValueError, pickle.PicklingError):
+                    # The other end is gone (or a message would not pickle,
+                    # which offload's own never fail to): nothing more to do.
+                    self.broken = True
+                    logger.debug("offload: the Dask helper connection broke", exc_info=True)
+            if self._stopping and not queue:
+                return
+
+
+# Application side ---------------------------------------------------------------
+
+
+#: Orders a future's end with the adding of its done callbacks.
+_FUTURE_LOCK = threading.Lock()
+
+
+class HelperFuture:
+    """The application's view of one Dask future of the helper."""
+
+    __slots__ = ("key", "status", "_data", "_callbacks", "__weakref__")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.status = "pending"
+        self._data: Any = None
+        self._callbacks: list[Callable[[HelperFuture], None]] | None = []
+
+    def add_done_callback(self, callback: Callable[[HelperFuture], None]) -> None:
+        """Call ``callback(self)`` once done (at once if done already)."""
+        with _FUTURE_LOCK:
+            callbacks = self._callbacks
+            if callbacks is not None:
+                callbacks.append(callback)
+                return
+        callback(self)
+
+    def done(self) -> bool:
+        return self.status != "pending"
+
+    def result(self) -> Any:
+        if self.status != "finished":
+            raise self.exception() or RuntimeError(f"the Dask future is {self.status}")
+        return None if self._data is None else pickle.loads(self._data)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self.status != "error":
+            return None
+        error = self._data
+        if isinstance(error, BaseException):
+            return error
+        try:
+            error = pickle.loads(error)
+        except Exception as exc:  # noqa: BLE001 - describe, never raise
+            error = RuntimeError(f"the Dask task failed, and its error could not "
+                                 f"be unpickled here ({type(exc).__name__}: {exc})")
+        self._data = error
+        return error
+
+    def _finish(self, status: str, data: Any) -> None:
+        """Record the outcome and run the callbacks (reader thread)."""
+        with _FUTURE_LOCK:
+            if self.status != "pending":
+                return
+            self._data = data
+            self.status = status
+            callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001 - never stop the reader
+                logger.exception("offload: error in a Dask future's done callback")
+
+
+class HelperClient:
+    """A ``distributed.Client`` stand-in talking to the helper process.
+
+    Made by :func:`start_helper`.  ``address`` and ``dashboard_link`` are
+    the embedded cluster's.
+    """
+
+    def __init__(self, process: subprocess.Popen, connection: Connection,
+                 address: str, dashboard_link: str) -> None:
+        self._process = process
+        self._connection = connection
+        self.address = address
+        self.dashboard_link = dashboard_link
+        self.status = "running"
+        self._event_handlers: dict[str, Callable[[Any], None]] = {}
+        self._futures: dict[str, HelperFuture] = {}
+        self._requests: dict[int, list[Any]] = {}
+        self._request_numbers = iter(range(1, sys.maxsize))
+        self._shut = False
+        self._lock = threading.Lock()
+        self._writer = _Writer(connection, "offload-dask-helper-writer")
+        self._reader = threading.Thread(
+            target=self._read, name="offload-dask-helper-reader", daemon=True
+        )
+        self._reader.start()
+        atexit.register(self._at_exit)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    # What offload's pool, router and cancel pusher call ----------------------
+
+    def submit(self, function: Callable[..., Any], *args: Any, key: str | None = None,
+               pure: bool = False, **kwargs: Any) -> HelperFuture:
+        """Submit ``function(*args, **kwargs)`` as Dask task ``key``."""
+        self._check_running()
+        if key is None:
+            key = f"{getattr(function, '__name__', 'call')}-{uuid.uuid4().hex}"
+        payload = (function, args, kwargs)
+        try:
+            data = dumps(payload)
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raises
+            target = args[0] if len(args) == 1 and not kwargs else payload
+            raise TypeError(describe_unpicklable(target, exc)) from exc
+        # A task runner reports its outcome itself and returns None:
+        # fetching that None would cost the helper a round trip to the
+        # worker per task, which at 100,000 tasks left it minutes behind.
+        wants_result = function is not _run_task()
+        future = HelperFuture(key)
+        with self._lock:
+            # Under the lock that _lost takes: a future registered here is
+            # either sent, or failed by _lost; never left pending.
+            self._check_running()
+            self._futures[key] = future
+            self._writer.put(("submit", key, data, wants_result))
+        return future
+
+    def cancel(self, futures: list[HelperFuture]) -> None:
+        """Cancel these futures in Dask (those that have not started)."""
+        if self.status == "running":
+            self._writer.put(("cancel", [future.key for future in futures]))
+
+    def run(self, function: Callable[..., Any], *args: Any,
+            on_error: str = "ignore") -> dict[str, Any]:
+        """``client.run(function, *args)`` in the helper: replies by worker.
+
+        Once the helper has ended there are no workers: ``{}``.
+        """
+        if self.status != "running":
+            return {}
+        return self._request("run", (function, args))
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(client, cluster, *args)`` in the helper; its result.
+
+        For tests and diagnostics: what the embedded scheduler holds, say.
+        """
+        return self._request("call", (function, args))
+
+    def subscribe_topic(self, topic: str, handler: Callable[[Any], None]) -> None:
+        self._event_handlers[topic] = handler
+        self._writer.put(("subscribe", topic))
+
+    def unsubscribe_topic(self, topic: str) -> None:
+        self._event_handlers.pop(topic, None)
+        self._writer.put(("unsubscribe", topic))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the cluster and stop the helper; kill it if it will not."""
+        if self.status == "closed":  # the helper ended by itself, or closed
+            self._shut_down()
+            return
+        self.status = "closing"
+        self._writer.put(("close", timeout))
+        # The helper closes its client and then its cluster, each within
+        # ``timeout``, and may give the cluster its close grace on top.
+        from offload._contexts.dask_context import CLUSTER_CLOSE_GRACE
+
+        limit = 2 * timeout + max(timeout, CLUSTER_CLOSE_GRACE) + EXIT_GRACE
+        try:
+            self._process.wait(limit)
+        except subprocess.TimeoutExpired:
+            logger.warning(
+                "offload: the embedded Dask cluster's helper process did not "
+                "close within %.0f s; killing it (its workers follow it)", limit
+            )
+            self._kill()
+        self._shut_down()
+
+    # Private -----------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self.status != "running":
+            raise RuntimeError(
+                f"the embedded Dask cluster is {self.status}: its helper process "
+                "has ended; make a new DaskContext"
+            )
+
+    def _request(self, kind: str, payload: Any) -> Any:
+        data = dumps(payload)
+        slot: list[Any] = [threading.Event(), None, None]
+        with self._lock:
+            self._check_running()
+            number = next(self._request_numbers)
+            self._requests[number] = slot
+            self._writer.put((kind, number, data))
+        if not slot[0].wait(STARTUP_TIMEOUT):
+            with self._lock:
+                self._requests.pop(number, None)
+            raise TimeoutError(f"the Dask helper did not answer a {kind} request "
+                               f"within {STARTUP_TIMEOUT} s")
+        if slot[2] is not None:
+            raise slot[2]
+        return slot[1]
+
+    def _read(self) -> None:
+        """Dispatch what the helper sends (reader thread)."""
+        connection = self._connection
+        try:
+            while True:
+                try:
+                    batch = connection.recv()
+                except (EOFError, OSError):
+                    return
+                for message in batch:
+                    try:
+                        self._dispatch(message)
+                    except Exception:  # noqa: BLE001 - never stop reading
+                        logger.exception("offload: error handling a Dask helper message")
+        finally:
+            self._lost()
+
+    def _dispatch(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "done":
+            _, key, status, data = message
+            with self._lock:
+                future = self._futures.pop(key, None)
+            if future is not None:
+                future._finish(status, data)
+        elif kind == "event":
+            handler = self._event_handlers.get(message[1])
+            if handler is not None:
+                handler(message[2])
+        elif kind == "reply":
+            _, number, ok, data = message
+            with self._lock:
+                slot = self._requests.pop(number, None)
+            if slot is None:
+                return
+            try:
+                value = pickle.loads(data)
+            except Exception as exc:  # noqa: BLE001 - report, never hang
+                ok, value = False, exc
+            if ok:
+                slot[1] = value
+            else:
+                slot[2] = value if isinstance(value, BaseException) else RuntimeError(value)
+            slot[0].set()
+
+    def _lost(self) -> None:
+        """The helper's end of the socket closed: fail what is pending."""
+        with self._lock:
+            expected = self.status != "running"
+            self.status = "closed"
+            futures = list(self._futures.values())
+            self._futures.clear()
+            requests = list(self._requests.values())
+            self._requests.clear()
+        if futures or not expected:
+            try:
+                code = self._process.wait(1.0)  # it closed the socket: exiting
+            except subprocess.TimeoutExpired:
+                code = None
+            how = "is closing" if code is None else f"ended ({_exit_text(code)})"
+            logger.log(logging.DEBUG if expected else logging.WARNING,
+                       "offload: the embedded Dask cluster's helper process %s "
+                       "with %d task(s) pending", how, len(futures))
+            error = HelperLost(
+                f"the helper process of the embedded Dask cluster {how} before "
+                "this task ended; the task's result is lost.  Make a new "
+                "DaskContext and submit it again"
+            )
+        else:
+            error = HelperLost("the embedded Dask cluster was closed")
+        for future in futures:
+            future._finish("error", error)
+        for slot in requests:
+            slot[2] = error
+            slot[0].set()
+
+    def _kill(self) -> None:
+        try:
+            self._process.kill()
+            self._process.wait(EXIT_GRACE)
+        except (OSError, subprocess.TimeoutExpired):
+            logger.warning("offload: could not kill the Dask helper process %d",
+                           self._process.pid)
+
+    def _shut_down(self) -> None:
+        """Release the threads and the socket (the helper has exited)."""
+        if self._shut:
+            return
+        self._shut = True
+        atexit.unregister(self._at_exit)
+        self._writer.stop(1.0)
+        self._connection.close()  # wakes the reader, if it still waits
+        self._reader.join(EXIT_GRACE)
+        self.status = "closed"
+
+    def _at_exit(self) -> None:
+        """The application exits with the context open: stop the helper.
+
+        Closing the socket tells the helper to kill its workers and exit.
+        """
+        if self._process.poll() is None:
+            self._connection.close()
+            try:
+                self._process.wait(EXIT_GRACE)
+            except subprocess.TimeoutExpired:
+                self._kill()
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> HelperClient:
+    """Start the helper, its cluster and its client; wait until they run.
+
+    ``options``: the cluster's ``n_workers``, ``threads_per_worker``,
+    ``processes``, ``security`` and ``cluster_kwargs``, and the client's
+    ``timeout``.  The helper gets this process's ``sys.path`` (Dask's
+    workers must import the modules of the tasks) and Dask config.
+    """
+    import dask
+
+    ours, theirs = socket.socketpair()
+    settings = {
+        **options,
+        "sys_path": list(sys.path),
+        "dask_config": dask.config.config,
+    }
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c",
+             "from offload._contexts.dask_helper import main; main()",
+             str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    connection = Connection(ours.detach())
+    try:
+        connection.send_bytes(pickle.dumps(settings, pickle.HIGHEST_PROTOCOL))
+        if not connection.poll(timeout):
+            raise TimeoutError(
+                f"the embedded Dask cluster did not start within {timeout} s"
+            )
+        reply = connection.recv()[0]
+    except BaseException as exc:
+        connection.close()
+        process.kill()
+        process.wait()
+        if isinstance(exc, EOFError):
+            raise RuntimeError(
+                "the embedded Dask cluster's helper process ended before its "
+                f"cluster started ({_exit_text(process.returncode)}); see its "
+                "output above"
+            ) from None
+        raise
+    if reply[0] != "ready":
+        connection.close()
+        process.wait(EXIT_GRACE)
+        raise pickle.loads(reply[1])
+    return HelperClient(process, connection, reply[1], reply[2])
+
+
+# Helper side --------------------------------------------------------------------
+
+
+class _Helper:
+    """The helper process: a cluster, a client, and the socket's two threads."""
+
+    def __init__(self, connection: Connection, settings: dict[str, Any]) -> None:
+        from offload._contexts import dask_context, dask_pool
+
+        self._context = dask_context
+        self._pool = dask_pool
+        self._connection = connection
+        cluster_kwargs = settings["cluster_kwargs"]
+        self.cluster = dask_context._start_cluster(
+            settings["n_workers"], settings["threads_per_worker"],
+            settings["processes"], settings["security"], cluster_kwargs,
+        )
+        try:
+            self.client = dask_context._distributed().Client(
+                self.cluster, security=settings["security"],
+                timeout=settings["timeout"], set_as_default=False,
+            )
+        except BaseException:
+            self.cluster.close()
+            raise
+        self._futures: dict[str, Any] = {}
+        self._since_trim = 0
+        self._lock = threading.Lock()
+        self._writer = _Writer(connection, "offload-dask-helper-writer")
+        self._jobs: deque[tuple] = deque()
+        self._job_wake = threading.Event()
+        self._runner = threading.Thread(target=self._run_jobs, name="offload-dask-run",
+                                        daemon=True)
+        self._runner.start()
+
+    def ready(self) -> None:
+        self._writer.put(("ready", self.cluster.scheduler_address,
+                          self.cluster.dashboard_link))
+
+    def serve(self) -> None:
+        """Handle the application's messages until it closes us or goes."""
+        connection = self._connection
+        while True:
+            try:
+                batch = connection.recv()
+            except (EOFError, OSError):
+                self._abandoned()
+                return
+            for message in batch:
+                kind = message[0]
+                if kind == "submit":
+                    self._submit(*message[1:])
+                elif kind == "close":
+                    self._close(message[1])
+                    return
+                else:
+                    self._handle(message)
+
+    def _submit(self, key: str, data: bytes, wants_result: bool) -> None:
+        try:
+            future = self.client.submit(run_pickled, data, key=key, pure=False)
+        except Exception as exc:  # noqa: BLE001 - report it as the task's end
+            self._writer.put(("done", key, "error", _pickled_error(exc)))
+            return
+        with self._lock:
+            self._futures[key] = future
+            self._since_trim += 1
+        future.add_done_callback(self._done if wants_result else self._done_no_result)
+
+    def _done_no_result(self, future: Any) -> None:
+        self._done(future, wants_result=False)
+
+    def _done(self, future: Any, wants_result: bool = True) -> None:
+        """A Dask future ended (Dask's callback thread): tell the application."""
+        key = future.key
+        status = future.status
+        try:
+            if status == "finished":
+                data = future.result() if wants_result else None
+            elif status == "cancelled":
+                data = None
+            else:
+                status = "error"
+                data = _pickled_error(future.exception())
+        except Exception as exc:  # noqa: BLE001 - never leave it pending
+            status, data = "error", _pickled_error(exc)
+        self._writer.put(("done", key, status, data))
+        with self._lock:
+            self._futures.pop(key, None)
+            burst_ended = not self._futures and self._since_trim >= self._pool.BURST
+            if burst_ended:
+                self._since_trim = 0
+        if burst_ended:
+            self._trim()
+
+    def _trim(self) -> None:
+        """A burst ended: trim what Dask keeps per task (see dask_pool)."""
+        self._pool._forget_task_keys()
+        try:
+            self.cluster.loop.add_callback(
+                self._context._merge_span_metadata, self.cluster.scheduler
+            )
+        except Exception:  # noqa: BLE001 - a courtesy
+            logger.debug("could not trim the Dask scheduler's span metadata", exc_info=True)
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        client = self.client
+        if kind == "cancel":
+            with self._lock:
+                futures = [self._futures[key] for key in message[1] if key in self._futures]
+            if futures:
+                client.cancel(futures)
+        elif kind == "subscribe":
+            topic = message[1]
+            client.subscribe_topic(topic, lambda event: self._forward(topic, event))
+        elif kind == "unsubscribe":
+            client.unsubscribe_topic(message[1])
+        elif kind in ("run", "call"):
+            self._jobs.append(message)
+            self._job_wake.set()
+
+    def _forward(self, topic: str, event: Any) -> None:
+        self._writer.put(("event", topic, event))
+
+    def _run_jobs(self) -> None:
+        """``run`` and ``call`` requests, in order, off the reading thread."""
+        while True:
+            self._job_wake.wait()
+            self._job_wake.clear()
+            while self._jobs:
+                kind, number, data = self._jobs.popleft()
+                try:
+                    function, args = pickle.loads(data)
+                    if kind == "run":
+                        value = self.client.run(function, *args, on_error="ignore")
+                    else:
+                        value = function(self.client, self.cluster, *args)
+                    reply = ("reply", number, True, dumps(value))
+                except Exception as exc:  # noqa: BLE001 - the caller gets it
+                    reply = ("reply", number, False, _pickled_error(exc))
+                self._writer.put(reply)
+
+    def _close(self, timeout: float) -> None:
+        context = self._context
+        try:
+            client_closed = context._close_within(self.client, timeout, "client")
+        finally:
+            try:
+                context._close_cluster(self.cluster, timeout)
+            finally:
+                if not client_closed:
+                    context._finish_closing(self.client, timeout)
+                self._writer.stop(EXIT_GRACE)
+
+    def _abandoned(self) -> None:
+        """The application is gone: kill the workers, as fast as possible."""
+        for worker in list(getattr(self.cluster, "workers", {}).values()):
+            pid = getattr(worker, "pid", None)
+            if isinstance(pid, int) and pid > 0:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def _pickled_error(error: BaseException | None) -> bytes:
+    """``error`` pickled, or a RuntimeError that describes it."""
+    if error is None:
+        error = RuntimeError("the Dask task failed without an exception")
+    try:
+        return pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - describe it instead
+        return pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
+
+
+def main() -> None:
+    """Entry point of the helper process: ``python -c ... <fd>``."""
+    connection = Connection(int(sys.argv[1]))
+    settings = pickle.loads(connection.recv_bytes())
+    sys.path[:] = settings["sys_path"]
+    sys.argv[:] = ["offload-dask-helper"]
+    import dask
+
+    dask.config.update(dask.config.config, settings["dask_config"], priority="new")
+    try:
+        helper = _Helper(connection, settings)
+    except BaseException as exc:  # noqa: BLE001 - tell the application why
+        connection.send([("failed", _pickled_error(exc))])
+        connection.close()
+        return
+    helper.ready()
+    started = time.monotonic()
+    helper.serve()
+    logger.debug("offload: Dask helper served for %.1f s", time.monotonic() - started)
+    # Dask's own threads would keep a normal exit waiting.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
