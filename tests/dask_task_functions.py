@@ -86,9 +86,9 @@ def cluster_settings(client: Any, cluster: Any) -> dict[str, Any]:
 
     import dask
 
-    comm_socket = client.scheduler_comm.comm.stream.socket
+    stream = getattr(client.scheduler_comm.comm, "stream", None)  # not in-process
     return {
-        "tcp_user_timeout": comm_socket.getsockopt(
+        "tcp_user_timeout": None if stream is None else stream.socket.getsockopt(
             socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
         "transition_log": cluster.scheduler.transition_log.maxlen,
         "client_log": client.scheduler_comm.recent_message_log.maxlen,

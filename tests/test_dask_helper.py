@@ -200,3 +200,18 @@ def test_close_after_the_helper_is_gone_returns_at_once(offload_assistant):
     context.close()
     assert time.monotonic() - start < 10
     assert context.closed
+
+
+def test_a_config_section_that_does_not_pickle_is_left_out_and_said(caplog):
+    import threading
+
+    import dask
+
+    with dask.config.set({"offload-test-unpicklable": threading.Lock(),
+                          "offload-test-marker": "kept"}):
+        context = DaskContext(n_workers=1, processes=False, timeout=30)
+    try:
+        assert context._helper.call(dtf.cluster_settings)["marker"] == "kept"
+    finally:
+        context.close()
+    assert "'offload-test-unpicklable' cannot be pickled" in caplog.text

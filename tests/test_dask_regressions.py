@@ -66,7 +66,8 @@ def test_a_dask_task_cancelled_as_it_starts_is_not_cancelled_before_it_ends(
     release = str(tmp_path / "release")
     event_loop = AsyncioEventLoop()
     assistant = OffloadAssistant(event_loop)
-    context = DaskContext(n_workers=1, processes=False)
+    # In this process, so that the workers (threads here) see the patch.
+    context = DaskContext(n_workers=1, processes=False, in_process=True)
     executor = TraitsExecutor(context=context, event_loop=event_loop)
     try:
         future = submit_call(executor, block_ignoring_cancel, release, started)

@@ -94,6 +94,7 @@ class DaskContext(IParallelContext):
     in_process : bool
         Run the embedded cluster's scheduler, and the client of it, in this
         process instead of a helper process (default False; see Notes).
+        Always True where there is no POSIX (Windows), for now.
     **cluster_kwargs
         More ``LocalCluster`` arguments.
 
@@ -169,7 +170,7 @@ class DaskContext(IParallelContext):
                 )
         elif address is not None:
             client = _connect(address, security, timeout)
-        elif not in_process:
+        elif not in_process and os.name == "posix":
             with _embedded_config():
                 client = self._helper = start_helper({
                     "n_workers": n_workers,

@@ -442,6 +442,24 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
+def _picklable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Dask's config, without the sections that do not pickle (logged)."""
+    kept = {}
+    for name, value in config.items():
+        try:
+            pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - whatever a value raises
+            logger.warning(
+                "offload: the Dask config section %r cannot be pickled (%s: %s), "
+                "so the embedded cluster's helper process starts without it; "
+                "use DaskContext(in_process=True) if the cluster needs it",
+                name, type(exc).__name__, exc,
+            )
+            continue
+        kept[name] = value
+    return kept
+
+
 def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> HelperClient:
     """Start the helper, its cluster and its client; wait until they run.
 
@@ -456,7 +474,7 @@ def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> H
     settings = {
         **options,
         "sys_path": list(sys.path),
-        "dask_config": dask.config.config,
+        "dask_config": _picklable_config(dask.config.config),
     }
     try:
         process = subprocess.Popen(
