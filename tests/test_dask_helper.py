@@ -215,3 +215,32 @@ def test_a_config_section_that_does_not_pickle_is_left_out_and_said(caplog):
     finally:
         context.close()
     assert "'offload-test-unpicklable' cannot be pickled" in caplog.text
+
+
+def test_a_ctrl_c_at_the_terminal_leaves_the_helper_to_the_application(offload_assistant):
+    # SIGINT reaches every process of the terminal's group; the application
+    # may handle it and carry on, and its cluster must still be there.
+    with DaskContext(n_workers=1, processes=True, timeout=30) as context:
+        workers = _worker_pids(context)
+        for pid in [context._helper.pid, *workers]:
+            os.kill(pid, signal.SIGINT)
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        try:
+            future = submit_call(executor, tf.square, 4)
+            wait_done(offload_assistant, future, timeout=60)
+            assert future.result == 16
+        finally:
+            executor.shutdown(timeout=30)
+        assert _worker_pids(context) == workers
+
+
+def test_a_message_that_does_not_pickle_is_dropped_alone(caplog):
+    import pickle
+    import threading
+
+    from offload._contexts.dask_helper import _pickled_batch
+
+    batch = [("event", "a", (1.0, b"x")), ("event", "all", threading.Lock()),
+             ("done", "k", "finished", None)]
+    assert pickle.loads(_pickled_batch(batch)) == [batch[0], batch[2]]
+    assert "'event' message to or from the Dask helper could not be pickled" in caplog.text

@@ -115,14 +115,35 @@ class _Writer:
                 if self.broken:
                     continue
                 try:
-                    self._connection.send(batch)
-                except (OSError, ValueError, pickle.PicklingError):
-                    # The other end is gone (or a message would not pickle,
-                    # which offload's own never fail to): nothing more to do.
+                    self._connection.send_bytes(_pickled_batch(batch))
+                except (OSError, ValueError):
+                    # The other end is gone: nothing more to do.
                     self.broken = True
                     logger.debug("offload: the Dask helper connection broke", exc_info=True)
             if self._stopping and not queue:
                 return
+
+
+def _pickled_batch(batch: list[Any]) -> bytes:
+    """``batch`` pickled; a message that does not pickle is left out, logged.
+
+    offload's own messages always pickle (bytes, strings, numbers); what
+    might not is a Dask event forwarded as it came.
+    """
+    try:
+        return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - find the culprit below
+        pass
+    kept = []
+    for message in batch:
+        try:
+            pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - whatever pickling raises
+            logger.error("offload: a %r message to or from the Dask helper could "
+                         "not be pickled and was dropped", message[0], exc_info=True)
+            continue
+        kept.append(message)
+    return pickle.dumps(kept, pickle.HIGHEST_PROTOCOL)
 
 
 # Application side ---------------------------------------------------------------
@@ -692,6 +713,10 @@ def _pickled_error(error: BaseException | None) -> bytes:
 
 def main() -> None:
     """Entry point of the helper process: ``python -c ... <fd>``."""
+    # A Ctrl-C at the terminal reaches every process of its group: the
+    # application decides what it means, and the helper ends when the
+    # application closes the context or goes.  (Its workers inherit this.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = Connection(int(sys.argv[1]))
     settings = pickle.loads(connection.recv_bytes())
     sys.path[:] = settings["sys_path"]
