@@ -86,7 +86,9 @@ class DaskContext(IParallelContext):
         TLS settings, passed to the client (and the embedded cluster).
     timeout : float
         Seconds to wait for the scheduler before giving up with
-        ``ConnectionError`` (default 10).
+        ``ConnectionError`` (default 10), and for each step of
+        :meth:`close`.  The embedded cluster's helper process gets up to
+        two minutes to start it (``TimeoutError`` after that).
     n_workers, threads_per_worker, processes
         The embedded ``LocalCluster`` (no ``address``, no ``client``): by
         default as many single-threaded worker processes as Dask picks for
