@@ -136,8 +136,8 @@ def test_a_helper_that_dies_fails_its_tasks_and_refuses_more(offload_assistant, 
         for future in [running, *queued]:
             wait_done(offload_assistant, future, timeout=30)
             assert future.state == FAILED
-            assert "helper process of the embedded Dask cluster ended" in future.exception[1]
-            assert "killed by SIGKILL" in future.exception[1]
+            assert ("helper process of the embedded Dask cluster was killed by SIGKILL"
+                    in future.exception[1])
         with pytest.raises(RuntimeError, match="make a new DaskContext"):
             submit_call(executor, tf.square, 1)
     finally:

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from offload._contexts.process_pool import describe_exit
 from offload._routing.process_pickling import describe_unpicklable, dumps
 
 logger = logging.getLogger("offload.contexts.dask")
@@ -405,7 +406,7 @@ class HelperClient:
                 code = self._process.wait(1.0)  # it closed the socket: exiting
             except subprocess.TimeoutExpired:
                 code = None
-            how = "is closing" if code is None else f"ended ({_exit_text(code)})"
+            how = "is closing" if code is None else describe_exit(code)
             logger.log(logging.DEBUG if expected else logging.WARNING,
                        "offload: the embedded Dask cluster's helper process %s "
                        "with %d task(s) pending", how, len(futures))
@@ -452,15 +453,6 @@ class HelperClient:
                 self._process.wait(EXIT_GRACE)
             except subprocess.TimeoutExpired:
                 self._kill()
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 def _picklable_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -523,9 +515,9 @@ def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> H
         process.wait()
         if isinstance(exc, EOFError):
             raise RuntimeError(
-                "the embedded Dask cluster's helper process ended before its "
-                f"cluster started ({_exit_text(process.returncode)}); see its "
-                "output above"
+                "the embedded Dask cluster's helper process "
+                f"{describe_exit(process.returncode)} before its cluster started; "
+                "see its output above"
             ) from None
         raise
     if reply[0] != "ready":
