@@ -44,6 +44,26 @@ def _wait(predicate: Any, timeout: float = 600.0) -> None:
         time.sleep(0.01)  # polling the scheduler from outside its loop
 
 
+def _measure(batch: Any, scheduler_tasks: Any, n: int) -> dict[str, float]:
+    """Warm up, then time a batch of ``n`` and take RSS around it.
+
+    ``batch(count)`` runs ``count`` calls and returns ``(seconds, futures)``;
+    ``scheduler_tasks()`` is how many tasks the scheduler still holds.
+    """
+    batch(200)
+    _wait(lambda: not scheduler_tasks())
+    gc.collect()
+    before = rss_bytes()
+    took, futures = batch(n)
+    gc.collect()
+    held = rss_bytes()
+    del futures
+    _wait(lambda: not scheduler_tasks())
+    gc.collect()
+    after = rss_bytes()
+    return {"rate": n / took, "held": held - before, "kept": after - before}
+
+
 def _offload_sample(mode: str, n: int) -> dict[str, float]:
     import _tasks
 
@@ -69,22 +89,11 @@ def _offload_sample(mode: str, n: int) -> dict[str, float]:
         return len(context._cluster.scheduler.tasks)
 
     try:
-        batch(200)
-        _wait(lambda: not scheduler_tasks())
-        gc.collect()
-        before = rss_bytes()
-        took, futures = batch(n)
-        gc.collect()
-        held = rss_bytes()
-        del futures
-        _wait(lambda: not scheduler_tasks())
-        gc.collect()
-        after = rss_bytes()
+        return _measure(batch, scheduler_tasks, n)
     finally:
         executor.shutdown(timeout=60)
         context.close()
         assistant.dispose()
-    return {"rate": n / took, "held": held - before, "kept": after - before}
 
 
 def _scheduler_tasks(client: Any, cluster: Any) -> int:
@@ -108,21 +117,10 @@ def _raw_sample(n: int) -> dict[str, float]:
             client.gather(futures)
             return time.perf_counter() - start, futures
 
-        batch(200)
-        _wait(lambda: not cluster.scheduler.tasks)
-        gc.collect()
-        before = rss_bytes()
-        took, futures = batch(n)
-        gc.collect()
-        held = rss_bytes()
-        del futures
-        _wait(lambda: not cluster.scheduler.tasks)
-        gc.collect()
-        after = rss_bytes()
+        return _measure(batch, lambda: len(cluster.scheduler.tasks), n)
     finally:
         client.close()
         cluster.close()
-    return {"rate": n / took, "held": held - before, "kept": after - before}
 
 
 def child(mode: str, n: int) -> None:
