@@ -112,3 +112,27 @@ def empty_message_logs(client: Any, cluster: Any) -> None:
     for comms in (scheduler.stream_comms, scheduler.client_comms):
         for comm in comms.values():
             comm.recent_message_log.clear()
+
+
+def count_result_fetches(client: Any, cluster: Any) -> None:
+    """Count, from now on, the helper's ``Future.result`` calls."""
+    import distributed
+
+    original = distributed.Future.result
+    if getattr(original, "counted", None) is not None:
+        original.counted[0] = 0
+        return
+    counted = [0]
+
+    def result(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counted[0] += 1
+        return original(self, *args, **kwargs)
+
+    result.counted = counted  # type: ignore[attr-defined]
+    distributed.Future.result = result
+
+
+def result_fetches(client: Any, cluster: Any) -> int:
+    import distributed
+
+    return distributed.Future.result.counted[0]

@@ -244,3 +244,27 @@ def test_a_message_that_does_not_pickle_is_dropped_alone(caplog):
              ("done", "k", "finished", None)]
     assert pickle.loads(_pickled_batch(batch)) == [batch[0], batch[2]]
     assert "'event' message to or from the Dask helper could not be pickled" in caplog.text
+
+
+def test_a_runners_end_is_not_fetched_from_its_worker(offload_assistant):
+    # The helper fetched every finished runner's None with future.result(),
+    # a round trip to a worker per task: at 100,000 tasks it fell minutes
+    # behind, with 65,000 Dask futures still pending once all were done here.
+    with DaskContext(n_workers=1, processes=False, timeout=30) as context:
+        context._helper.call(dtf.count_result_fetches)
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        try:
+            futures = [submit_call(executor, tf.square, n) for n in range(20)]
+            for future in futures:
+                wait_done(offload_assistant, future, timeout=60)
+            assert [f.result for f in futures] == [n * n for n in range(20)]
+        finally:
+            executor.shutdown(timeout=30)
+        assert context._helper.call(dtf.result_fetches) == 0
+        # A plain call's result is fetched: once.
+        pool = context.worker_pool()
+        try:
+            assert pool.submit(pow, 3, 3).result(timeout=60) == 27
+        finally:
+            pool.shutdown()
+        assert context._helper.call(dtf.result_fetches) == 1
