@@ -189,17 +189,18 @@ def test_an_application_that_exits_without_closing_leaves_nothing_running(tmp_pa
     assert _wait_gone(pids) == [], f"left running {time.monotonic() - start:.1f} s in"
 
 
-def test_close_after_the_helper_is_gone_returns_at_once(offload_assistant):
+def test_close_after_the_helper_is_gone_does_not_wait_for_it(caplog):
     context = DaskContext(n_workers=1, processes=False, timeout=30)
     os.kill(context._helper.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while context._helper.status == "running":
         assert time.monotonic() < deadline
         time.sleep(0.01)  # polling the reader thread's notice
-    start = time.monotonic()
     context.close()
-    assert time.monotonic() - start < 10
     assert context.closed
+    # Nothing was waited for in vain: no close timed out, nothing was killed.
+    assert "did not close within" not in caplog.text
+    assert "killing it" not in caplog.text
 
 
 def test_a_config_section_that_does_not_pickle_is_left_out_and_said(caplog):

@@ -62,10 +62,17 @@ EXIT_GRACE = 10.0
 
 
 def _run_task() -> Any:
-    """``dask_pool._run_task``, which returns None (imported when first used)."""
-    from offload._contexts.dask_pool import _run_task as run_task
+    """``dask_pool._run_task``, which returns None (imported when first used:
+    dask_pool imports this module)."""
+    global _RUN_TASK
+    if _RUN_TASK is None:
+        from offload._contexts.dask_pool import _run_task as run_task
 
-    return run_task
+        _RUN_TASK = run_task
+    return _RUN_TASK
+
+
+_RUN_TASK: Any = None
 
 
 class HelperLost(RuntimeError):
