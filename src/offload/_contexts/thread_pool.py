@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from queue import Empty, SimpleQueue
+from queue import SimpleQueue
 from typing import Any
 
 #: Seconds the interpreter waits, at exit, for tasks still running.
@@ -107,21 +107,20 @@ class WorkerThreadPool(concurrent.futures.Executor):
 
 
 def _work(work: SimpleQueue, idle: list[int], lock: threading.Lock) -> None:
+    empty = work.empty
     while True:
-        try:
-            item = work.get_nowait()
-        except Empty:
-            item = None
-        if item is None:
+        if empty():
             # Only a worker about to block counts as idle, so that submit
-            # starts a new thread rather than queue behind a busy one.  It
-            # blocks outside the ``except``: an idle worker would otherwise
-            # keep the Empty and its traceback alive, allocated in the middle
-            # of a burst of tasks, and a dozen of them pin a dozen of
-            # CPython's 1 MiB arenas that the burst's other objects left.
+            # starts a new thread rather than queue behind a busy one.  (A
+            # worker that saw work another took blocks uncounted: submit
+            # then starts a thread it did not need, never one too few.)
+            # No ``get_nowait``: its Empty and traceback cost the worker
+            # GIL time after every task, and an idle worker that kept them
+            # alive, allocated in the middle of a burst, pinned one of
+            # CPython's 1 MiB arenas.
             with lock:
                 idle[0] += 1
-            item = work.get()
+        item = work.get()
         if item is _SHUTDOWN:
             return
         future, fn, args, kwargs = item

@@ -12,6 +12,7 @@ from traits.api import Any as AnyTrait
 from traits.api import Bool, HasStrictTraits, Property
 from traits.api import Callable as CallableTrait
 
+from offload._futures.observing import add_or_remove
 from offload._futures.states import (
     CANCEL,
     CANCELLABLE_STATES,
@@ -315,6 +316,30 @@ class BaseFuture(HasStrictTraits):
             info, original = self._failure
             raise TaskFailed(info) from original
         raise asyncio.CancelledError(f"the task of {self!r} was cancelled")
+
+    # Keyword-only, as at run time; traits' stubs say otherwise.
+    def observe(  # type: ignore[override]
+        self,
+        handler: Callable[[Any], Any],
+        expression: Any,
+        *,
+        remove: bool = False,
+        dispatch: str = "same",
+    ) -> None:
+        """Traits' ``HasTraits.observe``, with the same behaviour.
+
+        Observing one trait by name (``future.observe(handler, "done")``),
+        the commonest call, takes a shorter path to the very notifiers
+        that Traits would make, in a third of the time; see
+        ``offload._futures.observing``.
+        """
+        if (
+            dispatch == "same"
+            and expression.__class__ is str
+            and add_or_remove(self, handler, expression, remove)
+        ):
+            return
+        super().observe(handler, expression, remove=remove, dispatch=dispatch)
 
     # Private ----------------------------------------------------------------
 

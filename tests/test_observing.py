@@ -1,0 +1,166 @@
+"""``future.observe``: the short path must make exactly Traits' notifiers.
+
+An observer added by offload's short path is removed by Traits' own
+``HasTraits.observe(..., remove=True)`` and the other way round, fires the
+same events, and every error is Traits' own.
+"""
+
+from __future__ import annotations
+
+import pytest
+from traits.api import HasStrictTraits
+from traits.observation.api import NotifierNotFound, trait
+
+from offload._futures.observing import add_or_remove
+from offload.api import CallFuture, IterationFuture, ProgressFuture
+
+#: (future class, trait names to observe on it).
+OBSERVED = [
+    (CallFuture, ["done", "state", "cancellable"]),
+    (IterationFuture, ["result_event", "done"]),
+    (ProgressFuture, ["progress", "state"]),
+]
+CASES = [(cls, name) for cls, names in OBSERVED for name in names]
+
+
+def traits_observe(obj, handler, expression, **kwargs):
+    """Traits' own path, bypassing offload's override."""
+    HasStrictTraits.observe(obj, handler, expression, **kwargs)
+
+
+def notifier_layout(obj, name):
+    """What is attached where: the notifiers' types on the two traits."""
+    return (
+        [type(n).__name__ for n in obj._trait(name, 2)._notifiers(True)],
+        [type(n).__name__ for n in obj._trait("trait_added", 2)._notifiers(True)],
+    )
+
+
+def fire(future, name):
+    future.trait_property_changed(name, "old", "new")
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, event):
+        self.events.append((event.object, event.name, event.old, event.new))
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_the_short_path_is_taken_for_one_trait_name(cls, name):
+    # If a Traits release changes its observers so that the short path no
+    # longer applies, this fails instead of the speed quietly going.
+    assert add_or_remove(cls(), Recorder(), name, False) is True
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_same_notifiers_as_traits_makes(cls, name):
+    ours, theirs = cls(), cls()
+    ours.observe(Recorder(), name)
+    traits_observe(theirs, Recorder(), name)
+    assert notifier_layout(ours, name) == notifier_layout(theirs, name)
+    assert notifier_layout(ours, name) != notifier_layout(cls(), name)
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_added_here_removed_by_traits_and_the_other_way(cls, name):
+    untouched = notifier_layout(cls(), name)
+    for add, remove in [(None, traits_observe), (traits_observe, None)]:
+        future, handler = cls(), Recorder()
+        (add or type(future).observe)(future, handler, name)
+        fire(future, name)
+        (remove or type(future).observe)(future, handler, name, remove=True)
+        fire(future, name)
+        assert handler.events == [(future, name, "old", "new")]
+        assert notifier_layout(future, name) == untouched
+
+
+def test_events_are_traits_events_in_order_with_other_observers():
+    future, first, second = CallFuture(), Recorder(), Recorder()
+    traits_observe(future, first, "done")
+    future.observe(second, "done")
+    order = []
+    future.observe(lambda event: order.append("third"), "done")
+    traits_observe(future, lambda event: order.append("fourth"), "done")
+    fire(future, "done")
+    assert first.events == second.events == [(future, "done", "old", "new")]
+    assert order == ["third", "fourth"]
+
+
+def test_the_same_handler_twice_needs_two_removals():
+    future, handler = CallFuture(), Recorder()
+    future.observe(handler, "done")
+    future.observe(handler, "done")
+    future.observe(handler, "done", remove=True)
+    fire(future, "done")
+    assert len(handler.events) == 1
+    future.observe(handler, "done", remove=True)
+    fire(future, "done")
+    assert len(handler.events) == 1
+    with pytest.raises(NotifierNotFound):
+        future.observe(handler, "done", remove=True)
+
+
+def test_removing_what_was_never_added_is_traits_error_and_changes_nothing():
+    future, kept = CallFuture(), Recorder()
+    future.observe(kept, "done")
+    before = notifier_layout(future, "done")
+    with pytest.raises(NotifierNotFound):
+        future.observe(Recorder(), "done", remove=True)
+    assert notifier_layout(future, "done") == before
+    fire(future, "done")
+    assert len(kept.events) == 1
+
+
+def test_an_unknown_trait_is_traits_error():
+    with pytest.raises(ValueError, match="Trait named 'dnoe' not found"):
+        CallFuture().observe(Recorder(), "dnoe")
+    with pytest.raises(ValueError, match="Trait named 'dnoe' not found"):
+        traits_observe(CallFuture(), Recorder(), "dnoe")
+
+
+def test_a_bad_dispatch_is_traits_error():
+    with pytest.raises(KeyError):
+        CallFuture().observe(Recorder(), "done", dispatch="sometime")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["[state, done]", trait("done"), ["state", "done"], "state,done".split(",")],
+    ids=["list-in-string", "expression-object", "list", "split"],
+)
+def test_other_expressions_take_traits_path_and_work(expression):
+    future, handler = CallFuture(), Recorder()
+    future.observe(handler, expression)
+    fire(future, "done")
+    future.observe(handler, expression, remove=True)
+    fire(future, "done")
+    assert handler.events == [(future, "done", "old", "new")]
+
+
+def test_a_badly_formed_expression_is_traits_error():
+    with pytest.raises(Exception) as ours:
+        CallFuture().observe(Recorder(), "done..")
+    with pytest.raises(Exception) as theirs:
+        traits_observe(CallFuture(), Recorder(), "done..")
+    assert type(ours.value) is type(theirs.value)
+
+
+def test_a_method_handler_is_held_weakly_as_traits_does():
+    future = CallFuture()
+
+    class Owner:
+        def __init__(self):
+            self.events = []
+
+        def on_done(self, event):
+            self.events.append(event.new)
+
+    owner = Owner()
+    future.observe(owner.on_done, "done")
+    fire(future, "done")
+    assert owner.events == ["new"]
+    del owner
+    fire(future, "done")  # the notifier is disabled, not an error
