@@ -190,8 +190,9 @@ class BaseFuture(HasStrictTraits):
     _failure = AnyTrait()
 
     #: Plain callables run (no arguments) right after ``done`` fires, or
-    #: None.  ``await`` waits through it: a Traits ``observe`` and its
-    #: removal cost ~19 µs, a quarter of a round trip.
+    #: None.  ``await`` waits through it: an ``observe`` and its removal
+    #: cost 19-26 µs through Traits (half that by the short path of
+    #: :meth:`observe`), a list append and remove well under 1 µs.
     _done_callbacks = AnyTrait(None)
 
     # Public API -------------------------------------------------------------
@@ -330,7 +331,7 @@ class BaseFuture(HasStrictTraits):
 
         Observing one trait by name (``future.observe(handler, "done")``),
         the commonest call, takes a shorter path to the very notifiers
-        that Traits would make, in a third of the time; see
+        that Traits would make, in half the time; see
         ``offload._futures.observing``.
         """
         if (
