@@ -8,11 +8,11 @@ same events, and every error is Traits' own.
 from __future__ import annotations
 
 import pytest
-from traits.api import HasStrictTraits
+from traits.api import HasStrictTraits, Int, Uninitialized
 from traits.observation.api import NotifierNotFound, trait
 
-from offload._futures.observing import add_or_remove
-from offload.api import CallFuture, IterationFuture, ProgressFuture
+from offload._futures.observing import _old_is_uninitialized, add_or_remove
+from offload.api import BaseFuture, CallFuture, IterationFuture, ProgressFuture
 
 #: (future class, trait names to observe on it).
 OBSERVED = [
@@ -164,3 +164,50 @@ def test_a_method_handler_is_held_weakly_as_traits_does():
     assert owner.events == ["new"]
     del owner
     fire(future, "done")  # the notifier is disabled, not an error
+
+
+class CountingFuture(BaseFuture):
+    """A custom future with a plain trait, whose equal values Traits drops."""
+
+    count = Int()
+
+
+def handler_notifier(obj, name):
+    (notifier,) = [
+        n for n in obj._trait(name, 2)._notifiers(True) if type(n).__name__ == "TraitEventNotifier"
+    ]
+    return notifier
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_event_and_property_traits_get_the_cheaper_change_filter(cls, name):
+    # The speed-up of observed progress messages: fails if it is gone.
+    future = cls()
+    future.observe(Recorder(), name)
+    assert handler_notifier(future, name).prevent_event is _old_is_uninitialized
+
+
+@pytest.mark.parametrize("observe", ["short", "traits"])
+def test_changes_dropped_and_kept_as_traits_does(observe):
+    future, handler = CountingFuture(), Recorder()
+    add = CountingFuture.observe if observe == "short" else traits_observe
+    add(future, handler, "count")
+    add(future, handler, "state")
+    assert handler_notifier(future, "count").prevent_event is not _old_is_uninitialized
+    future.trait_property_changed("count", 3, 3)  # equal: dropped
+    future.trait_property_changed("count", Uninitialized, 3)  # from nothing: dropped
+    future.trait_property_changed("state", Uninitialized, "x")  # from nothing: dropped
+    future.trait_property_changed("state", "x", "x")  # a property: kept
+    future.count = 5
+    assert handler.events == [
+        (future, "state", "x", "x"),
+        (future, "count", 0, 5),
+    ]
+
+
+def test_an_event_fires_for_every_value_even_equal_ones():
+    future, handler = ProgressFuture(), Recorder()
+    future.observe(handler, "progress")
+    future.progress = 1
+    future.progress = 1
+    assert [event[3] for event in handler.events] == [1, 1]
