@@ -216,3 +216,24 @@ def test_an_event_fires_for_every_value_even_equal_ones():
     future.progress = 1
     future.progress = 1
     assert [event[3] for event in handler.events] == [1, 1]
+
+
+def test_an_async_handler_is_run_as_a_task_as_traits_does():
+    import asyncio
+
+    future, seen = CallFuture(), []
+
+    async def handler(event):
+        seen.append(event.new)
+
+    async def main():
+        future.observe(handler, "done")
+        fire(future, "done")
+        assert seen == []  # scheduled, not yet run
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert seen == ["new"]
