@@ -11,9 +11,9 @@ import gc
 
 import pytest
 from traits.api import HasStrictTraits, Int, Uninitialized
-from traits.observation.api import NotifierNotFound, trait
+from traits.observation.api import NotifierNotFound, dispatch_same, trait
 
-from offload._futures.observing import _old_is_uninitialized, add_or_remove
+from offload._futures.observing import _PLAIN_DISPATCH, _old_is_uninitialized, add_or_remove
 from offload.api import BaseFuture, CallFuture, IterationFuture, ProgressFuture
 
 #: (future class, trait names to observe on it).
@@ -185,11 +185,13 @@ def handler_notifier(obj, name):
 
 
 @pytest.mark.parametrize(("cls", "name"), CASES)
-def test_event_and_property_traits_get_the_cheaper_change_filter(cls, name):
-    # The speed-up of observed progress messages: fails if it is gone.
+def test_event_and_property_traits_get_the_cheaper_filter_and_dispatch(cls, name):
+    # The speed-ups of observed progress messages: fails if they are gone.
     future = cls()
     future.observe(Recorder(), name)
-    assert handler_notifier(future, name).prevent_event is _old_is_uninitialized
+    notifier = handler_notifier(future, name)
+    assert notifier.prevent_event is _old_is_uninitialized
+    assert notifier.dispatcher is _PLAIN_DISPATCH
 
 
 @pytest.mark.parametrize("observe", ["short", "traits"])
@@ -228,6 +230,7 @@ def test_an_async_handler_is_run_as_a_task_as_traits_does():
 
     async def main():
         future.observe(handler, "done")
+        assert handler_notifier(future, "done").dispatcher is dispatch_same
         fire(future, "done")
         assert seen == []  # scheduled, not yet run
         for _ in range(100):
