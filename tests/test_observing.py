@@ -240,3 +240,11 @@ def test_an_async_handler_is_run_as_a_task_as_traits_does():
 
     asyncio.run(main())
     assert seen == ["new"]
+
+
+def test_a_non_callable_handler_is_traits_error_and_adds_nothing():
+    future = CallFuture()
+    untouched = notifier_layout(future, "done")
+    with pytest.raises(ValueError, match="handler must be a callable"):
+        future.observe(None, "done")
+    assert notifier_layout(future, "done") == untouched
