@@ -248,3 +248,14 @@ def test_a_non_callable_handler_is_traits_error_and_adds_nothing():
     with pytest.raises(ValueError, match="handler must be a callable"):
         future.observe(None, "done")
     assert notifier_layout(future, "done") == untouched
+
+
+def test_keywords_as_traits_names_them():
+    future, handler = CallFuture(), Recorder()
+    future.observe(handler=handler, expression="done")
+    fire(future, "done")
+    future.observe(handler=handler, expression="done", remove=True)
+    fire(future, "done")
+    assert len(handler.events) == 1
+    with pytest.raises(TypeError):
+        future.observe(handler, "done", True)  # remove is keyword-only in Traits
