@@ -121,3 +121,35 @@ def test_an_idle_worker_keeps_no_exception_alive():
         assert not held, held
     finally:
         pool.shutdown(wait=True)
+
+
+def run_together(pool, count):
+    """Run ``count`` tasks that wait for each other: ``count`` threads busy."""
+    barrier = threading.Barrier(count, timeout=10)
+    for future in [pool.submit(barrier.wait) for _ in range(count)]:
+        future.result(timeout=20)
+
+
+def test_tasks_submitted_at_once_get_threads_while_some_are_idle():
+    # Two idle workers, room for more: six tasks that must all run at once.
+    pool = WorkerThreadPool(max_workers=10)
+    try:
+        run_together(pool, 2)
+        deadline = time.monotonic() + 10
+        while pool._idle[0] != 2:
+            assert time.monotonic() < deadline, "the workers never went idle"
+            time.sleep(0.001)
+        run_together(pool, 6)
+        assert len(pool._threads) == 6
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_burst_then_shutdown_runs_everything_submitted():
+    pool = WorkerThreadPool(max_workers=3)
+    done = []
+    futures = [pool.submit(done.append, n) for n in range(2_000)]
+    pool.shutdown(wait=True)
+    assert all(future.done() for future in futures)
+    assert sorted(done) == list(range(2_000))
+    assert not any(thread.is_alive() for thread in pool._threads)
