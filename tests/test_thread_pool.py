@@ -113,7 +113,7 @@ def test_an_idle_worker_keeps_no_exception_alive():
     try:
         assert pool.submit(pow, 2, 5).result(timeout=10) == 32
         deadline = time.monotonic() + 10
-        while pool._idle[0] != 1:
+        while pool._unfinished:
             assert time.monotonic() < deadline, "the worker never went idle"
             time.sleep(0.001)
         gc.collect()
@@ -136,7 +136,7 @@ def test_tasks_submitted_at_once_get_threads_while_some_are_idle():
     try:
         run_together(pool, 2)
         deadline = time.monotonic() + 10
-        while pool._idle[0] != 2:
+        while pool._unfinished:
             assert time.monotonic() < deadline, "the workers never went idle"
             time.sleep(0.001)
         run_together(pool, 6)
@@ -153,3 +153,60 @@ def test_a_burst_then_shutdown_runs_everything_submitted():
     assert all(future.done() for future in futures)
     assert sorted(done) == list(range(2_000))
     assert not any(thread.is_alive() for thread in pool._threads)
+
+
+def test_tasks_two_at_a_time_keep_few_threads():
+    # Each pair is submitted once the one before is done: two threads are
+    # enough.  (A worker reports its task done just before it is free again,
+    # so a pair can briefly meet both threads still busy: at most 4.)  The
+    # pool used to lose count of idle threads here and grow to max_workers.
+    pool = WorkerThreadPool(max_workers=32)
+    try:
+        deadline = time.monotonic() + 30
+        for _ in range(300):
+            pair = [pool.submit(time.sleep, 0.0002) for _ in range(2)]
+            # Poll, as an event loop would, rather than block in result():
+            # the next pair then often comes while a worker is finishing.
+            while not (pair[0].done() and pair[1].done()):
+                assert time.monotonic() < deadline, "the tasks never finished"
+                time.sleep(0)
+        assert 2 <= len(pool._threads) <= 4, len(pool._threads)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_out_of_threads_a_task_waits_for_a_busy_thread(monkeypatch):
+    pool = WorkerThreadPool(max_workers=4)
+    try:
+        release = threading.Event()
+        busy = pool.submit(release.wait, 10)
+
+        def refuse(self):
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        queued = pool.submit(pow, 2, 5)
+        assert len(pool._threads) == 1
+        release.set()
+        assert busy.result(timeout=10) is True
+        assert queued.result(timeout=10) == 32
+    finally:
+        monkeypatch.undo()
+        pool.shutdown(wait=True)
+
+
+def test_out_of_threads_with_none_started_refuses_the_task(monkeypatch):
+    pool = WorkerThreadPool(max_workers=4)
+
+    def refuse(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.submit(pow, 2, 5)
+    monkeypatch.undo()
+    # Nothing was queued or counted: the next task runs, alone.
+    assert pool._unfinished == 0
+    assert pool.submit(pow, 2, 6).result(timeout=10) == 64
+    pool.shutdown(wait=True)
+    assert len(pool._threads) == 1

@@ -31,7 +31,10 @@ _live_pools: weakref.WeakSet[WorkerThreadPool] = weakref.WeakSet()
 class WorkerThreadPool(concurrent.futures.Executor):
     """Runs submitted callables in up to ``max_workers`` daemon threads.
 
-    Threads start on demand, when no idle thread is waiting for work.
+    A thread starts when a task is submitted while every thread already
+    has a task (running, or queued for it), up to ``max_workers``.  So
+    tasks submitted together run together, and a pool whose tasks come
+    two at a time keeps two threads.
     """
 
     def __init__(self, max_workers: int | None = None, name: str = "offload-worker") -> None:
@@ -40,9 +43,12 @@ class WorkerThreadPool(concurrent.futures.Executor):
         self._max_workers = max_workers
         self._work: SimpleQueue = SimpleQueue()
         self._threads: list[threading.Thread] = []
-        # Idle workers, counted under the lock (a C lock: threading.Semaphore
-        # is pure Python and cost more than the rest of a submit).
-        self._idle = [0]
+        # Tasks submitted (main thread, under the lock), and tasks over, one
+        # count per thread that only that thread writes: the workers take
+        # no lock.  A count read while its thread moves it is at worst one
+        # behind, which can start a thread early, never late.
+        self._submitted = 0
+        self._finished: list[list[int]] = []
         self._lock = threading.Lock()
         self._shutdown = False
         self._name = f"{name}-{next(_pool_ids)}"
@@ -63,20 +69,40 @@ class WorkerThreadPool(concurrent.futures.Executor):
         """
         self._submit(handle, fn, (), {})
 
+    @property
+    def _unfinished(self) -> int:
+        """Tasks submitted and not over: running, or queued."""
+        return self._submitted - sum(count[0] for count in self._finished)
+
     def _submit(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a worker pool after shutdown")
             self._work.put((future, fn, args, kwargs))
-            if self._idle[0]:
-                self._idle[0] -= 1
-            elif len(self._threads) < self._max_workers:
+            self._submitted += 1
+            threads = self._threads
+            # While there are no more unfinished tasks than threads, every
+            # queued task has an idle thread on its way to take it.  (The
+            # sum runs only while the pool may still grow.)
+            if len(threads) < self._max_workers and self._unfinished > len(threads):
+                finished = [0]
                 thread = threading.Thread(
-                    target=_work, args=(self._work, self._idle, self._lock),
-                    name=f"{self._name}-{len(self._threads)}", daemon=True,
+                    target=_work, args=(self._work, finished),
+                    name=f"{self._name}-{len(threads)}", daemon=True,
                 )
-                thread.start()
-                self._threads.append(thread)
+                try:
+                    thread.start()
+                except RuntimeError:
+                    # The system is out of threads.  The task waits for one
+                    # of ours, if there is one; with none it would never
+                    # run, so it is taken back (no thread could take it).
+                    if threads:
+                        return
+                    self._work.get_nowait()
+                    self._submitted -= 1
+                    raise
+                threads.append(thread)
+                self._finished.append(finished)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -103,36 +129,38 @@ class WorkerThreadPool(concurrent.futures.Executor):
             pending.append(self._work.get_nowait())
         for item in pending:
             if item is not _SHUTDOWN:
+                self._submitted -= 1
                 item[0].cancel()
 
 
-def _work(work: SimpleQueue, idle: list[int], lock: threading.Lock) -> None:
-    empty = work.empty
+def _work(work: SimpleQueue, finished: list[int]) -> None:
+    # No idle count: a thread is idle once it has counted its task over.
+    # (Counting idle threads as they blocked lost count whenever a busy
+    # thread took the task whose put had woken an idle one: the woken
+    # thread went back to sleep uncounted, the next submit started a
+    # thread, and two tasks at a time grew the pool to ``max_workers``.)
+    # No ``get_nowait`` either: its Empty and traceback, allocated in the
+    # middle of a burst and kept alive by an idle worker, pinned one of
+    # CPython's 1 MiB arenas.
+    get = work.get
     while True:
-        if empty():
-            # Only a worker about to block counts as idle, so that submit
-            # starts a new thread rather than queue behind a busy one.  (A
-            # worker that saw work another took blocks uncounted: submit
-            # then starts a thread it did not need, never one too few.)
-            # No ``get_nowait``: its Empty and traceback cost the worker
-            # GIL time after every task, and an idle worker that kept them
-            # alive, allocated in the middle of a burst, pinned one of
-            # CPython's 1 MiB arenas.
-            with lock:
-                idle[0] += 1
-        item = work.get()
+        item = get()
         if item is _SHUTDOWN:
             return
         future, fn, args, kwargs = item
         del item
-        if future.set_running_or_notify_cancel():
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the future
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-        del future, fn, args, kwargs
+        try:
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # noqa: BLE001 - handed to the future
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+        finally:
+            del future, fn, args, kwargs
+            # This thread is the only writer of its count.
+            finished[0] += 1
 
 
 @atexit.register
