@@ -269,3 +269,42 @@ def test_a_runners_end_is_not_fetched_from_its_worker(offload_assistant):
         finally:
             pool.shutdown()
         assert context._helper.call(dtf.result_fetches) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"timeout": "10"}, TypeError, "timeout=...) must be a number of seconds"),
+        ({"timeout": True}, TypeError, "timeout=...) must be a number of seconds"),
+        ({"timeout": 0}, ValueError, "timeout=...) must be more than 0"),
+        ({"start_timeout": None}, TypeError, "start_timeout=...) must be a number"),
+        ({"start_timeout": -1.0}, ValueError, "start_timeout=...) must be more than 0"),
+        ({"start_timeout": float("nan")}, ValueError, "start_timeout=...) must be more"),
+    ],
+)
+def test_a_bad_timeout_is_refused_before_anything_starts(kwargs, error, words):
+    import psutil
+
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+        DaskContext(n_workers=1, processes=False, **kwargs)
+    after = {child.pid for child in psutil.Process().children(recursive=True)}
+    assert after <= before
+
+
+def test_a_cluster_slower_than_start_timeout_is_stopped_with_its_workers(tmp_path):
+    # Each worker notes its pid, then takes a minute to start: the helper
+    # is still waiting for them when the start timeout ends.
+    pids = tmp_path / "pids"
+    slow_start = (
+        "import os, time\n"
+        f"with open({str(pids)!r}, 'a') as f: f.write(str(os.getpid()) + '\\n')\n"
+        "time.sleep(60)\n"
+    )
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not start within 5.0 s.*start_timeout="):
+        DaskContext(n_workers=2, processes=True, start_timeout=5.0, preload=[slow_start])
+    assert time.monotonic() - start < 30
+    workers = [int(line) for line in pids.read_text().split()]
+    assert len(workers) == 2
+    assert _wait_gone(workers) == []

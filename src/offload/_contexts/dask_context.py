@@ -40,9 +40,14 @@ from offload._contexts.dask_cancel import (
     DaskCancelFlag,
     forget_cancelled,
 )
-from offload._contexts.dask_helper import HelperClient, start_helper
+from offload._contexts.dask_helper import STARTUP_TIMEOUT, HelperClient, start_helper
 from offload._contexts.dask_pool import DaskWorkerPool
-from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._contexts.interface import (
+    IParallelContext,
+    check_max_workers,
+    check_open,
+    check_seconds,
+)
 from offload._event_loops.interface import IEventLoop
 from offload._routing.dask_outbox import forget_topic
 from offload._routing.dask_router import DaskRouter
@@ -87,8 +92,12 @@ class DaskContext(IParallelContext):
     timeout : float
         Seconds to wait for the scheduler before giving up with
         ``ConnectionError`` (default 10), and for each step of
-        :meth:`close`.  The embedded cluster's helper process gets up to
-        two minutes to start it (``TimeoutError`` after that).
+        :meth:`close`.
+    start_timeout : float
+        Seconds the embedded cluster's helper process may take to start
+        the cluster (default 120: a new Python that imports Dask, then
+        spawns the workers, which import it too).  After that the helper is
+        killed, with its workers, and ``TimeoutError`` says so.
     n_workers, threads_per_worker, processes
         The embedded ``LocalCluster`` (no ``address``, no ``client``): by
         default as many single-threaded worker processes as Dask picks for
@@ -148,6 +157,7 @@ class DaskContext(IParallelContext):
         client: Any = None,
         security: Any = None,
         timeout: float = 10.0,
+        start_timeout: float = STARTUP_TIMEOUT,
         n_workers: int | None = None,
         threads_per_worker: int = 1,
         processes: bool = True,
@@ -156,6 +166,8 @@ class DaskContext(IParallelContext):
     ) -> None:
         if address is not None and client is not None:
             raise TypeError("give DaskContext an address or a client, not both")
+        check_seconds("DaskContext(timeout=...)", timeout)
+        check_seconds("DaskContext(start_timeout=...)", start_timeout)
         distributed = _distributed()
         self._closed = False
         self._cluster: Any = None
@@ -181,7 +193,7 @@ class DaskContext(IParallelContext):
                     "security": security,
                     "cluster_kwargs": cluster_kwargs,
                     "timeout": timeout,
-                })
+                }, start_timeout)
         else:
             with _embedded_config():
                 self._cluster = _start_cluster(

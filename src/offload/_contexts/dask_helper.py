@@ -513,7 +513,9 @@ def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> H
         connection.send_bytes(pickle.dumps(settings, pickle.HIGHEST_PROTOCOL))
         if not connection.poll(timeout):
             raise TimeoutError(
-                f"the embedded Dask cluster did not start within {timeout} s"
+                f"the embedded Dask cluster did not start within {timeout} s; "
+                "its helper process was stopped.  On a slow or busy machine, "
+                "give DaskContext a longer start_timeout="
             )
         reply = connection.recv()[0]
     except BaseException as exc:

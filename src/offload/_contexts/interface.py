@@ -81,3 +81,14 @@ def check_max_workers(max_workers: Any) -> None:
         )
     if max_workers < 1:
         raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+
+
+def check_seconds(name: str, value: Any) -> None:
+    """Reject a duration in seconds that is not a positive real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds, got {value!r} of type "
+            f"{type(value).__name__}"
+        )
+    if not value > 0:  # also NaN
+        raise ValueError(f"{name} must be more than 0 seconds, got {value!r}")
