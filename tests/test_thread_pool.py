@@ -11,6 +11,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from offload._contexts.thread_pool import EXIT_GRACE_PERIOD, WorkerThreadPool
 
@@ -236,3 +238,70 @@ def test_tasks_one_at_a_time_run_on_the_thread_that_went_idle_last():
         assert len(pool._threads) == 6
     finally:
         pool.shutdown(wait=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    max_workers=st.integers(1, 6),
+    batches=st.lists(
+        st.tuples(st.integers(1, 12), st.sampled_from([0.0, 0.0, 0.0005, 0.002])),
+        min_size=1, max_size=8,
+    ),
+    submitters=st.integers(1, 3),
+)
+def test_every_task_runs_once_whatever_the_pattern(max_workers, batches, submitters):
+    # Bursts and lulls, from one or several threads at once (the pool, unlike
+    # the executor, may be used from any thread): each task runs exactly
+    # once, no thread beyond max_workers starts, and idle threads are
+    # reused rather than more started.
+    pool = WorkerThreadPool(max_workers=max_workers)
+    ran = []
+    lock = threading.Lock()
+
+    def task(key, pause):
+        if pause:
+            time.sleep(pause)
+        with lock:
+            ran.append(key)
+        return key
+
+    def submit_all(who):
+        for number, (count, pause) in enumerate(batches):
+            futures = [pool.submit(task, (who, number, i), pause) for i in range(count)]
+            for future in futures:
+                future.result(timeout=20)
+
+    try:
+        threads = [threading.Thread(target=submit_all, args=(who,)) for who in range(submitters)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+            assert not thread.is_alive(), "a submitter never saw its tasks end"
+        expected = sorted(
+            (who, number, i)
+            for who in range(submitters)
+            for number, (count, _) in enumerate(batches)
+            for i in range(count)
+        )
+        assert sorted(ran) == expected
+        biggest = max(count for count, _ in batches) * submitters
+        assert len(pool._threads) <= min(max_workers, 2 * biggest)
+    finally:
+        pool.shutdown(wait=True)
+    assert not any(thread.is_alive() for thread in pool._threads)
+
+
+def test_shutdown_from_another_thread_while_busy_runs_what_was_queued():
+    pool = WorkerThreadPool(max_workers=3)
+    done = []
+    futures = [pool.submit(time.sleep, 0.001) for _ in range(200)]
+    futures += [pool.submit(done.append, n) for n in range(200)]
+    stopper = threading.Thread(target=pool.shutdown, kwargs={"wait": True})
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "shutdown hung"
+    assert all(future.done() for future in futures)
+    assert sorted(done) == list(range(200))
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(int)
