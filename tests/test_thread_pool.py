@@ -305,3 +305,41 @@ def test_shutdown_from_another_thread_while_busy_runs_what_was_queued():
     assert sorted(done) == list(range(200))
     with pytest.raises(RuntimeError, match="shutdown"):
         pool.submit(int)
+
+
+def test_a_cancelled_futures_callback_may_call_the_pool_back():
+    # shutdown(cancel_futures=True) cancels queued futures after releasing
+    # the pool's lock: a done-callback that submits gets the shutdown error
+    # instead of a deadlock.
+    pool = WorkerThreadPool(max_workers=1)
+    started = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        started.set()
+        return release.wait(10)
+
+    running = pool.submit(hold)
+    assert started.wait(10)
+    queued = pool.submit(int)
+    errors = []
+
+    def resubmit(future):
+        try:
+            pool.submit(int)
+        except RuntimeError as error:
+            errors.append(error)
+
+    queued.add_done_callback(resubmit)
+    # A daemon: were it deadlocked, the test fails instead of hanging.
+    stopper = threading.Thread(
+        target=pool.shutdown, kwargs={"wait": False, "cancel_futures": True}, daemon=True
+    )
+    stopper.start()
+    stopper.join(10)
+    assert not stopper.is_alive(), "shutdown deadlocked in a future's callback"
+    release.set()
+    assert running.result(timeout=10) is True
+    assert queued.cancelled()
+    assert len(errors) == 1 and "shutdown" in str(errors[0])
+    assert pool.join(10)

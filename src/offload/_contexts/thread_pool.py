@@ -97,7 +97,7 @@ class WorkerThreadPool(concurrent.futures.Executor):
             # More tasks wait than idle threads could take: tasks submitted
             # together run together.
             thread = threading.Thread(
-                target=_work, args=(self, queue),
+                target=_work, args=(queue, self._lock, parked, coming),
                 name=f"{self._name}-{len(threads)}", daemon=True,
             )
             threads.append(thread)
@@ -122,15 +122,20 @@ class WorkerThreadPool(concurrent.futures.Executor):
             raise
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        withdrawn: list[tuple] = []
         with self._lock:
             if not self._shutdown:
                 self._shutdown = True
                 if cancel_futures:
-                    self._cancel_queued()
+                    withdrawn = list(self._queue)
+                    self._queue.clear()
                 # After the tasks already queued, one end for each thread.
                 self._queue.extend([_SHUTDOWN] * len(self._threads))
                 while self._parked:
                     self._parked.pop().release()
+        # Outside the lock: a future's callbacks may call back into the pool.
+        for item in withdrawn:
+            item[0].cancel()
         if wait:
             for thread in self._started():
                 thread.join()
@@ -147,33 +152,25 @@ class WorkerThreadPool(concurrent.futures.Executor):
         # end queued for it too, but cannot be joined yet.
         return [thread for thread in self._threads if thread.ident is not None]
 
-    def _cancel_queued(self) -> None:
-        pending = list(self._queue)
-        self._queue.clear()
-        for item in pending:
-            item[0].cancel()
 
-
-def _work(pool: WorkerThreadPool, queue: deque) -> None:
+def _work(queue: deque, lock: Any, parked: list[Any], coming: list[int]) -> None:
     # The pool's state is read and changed under its lock, held for a few
-    # operations and never while waiting.  An idle thread waits on a lock
+    # operations and never while waiting (the thread keeps no reference to
+    # the pool itself).  An idle thread waits on a lock
     # of its own (held: it blocks until a submit releases it), pushed where
     # submit takes the last one first.  So tasks that come one at a time
     # keep running on one thread, on warm caches; waking the thread that
     # had waited longest, as a shared queue does, made a round trip after a
     # burst 40-50 µs slower on a 2-vCPU virtual machine.
-    lock = pool._lock
-    parked = pool._parked
-    coming = pool._coming
     popleft = queue.popleft
     park = threading.Lock()
     park.acquire()
     came = 1  # index in ``coming``: started by a submit
     while True:
         item = None
-        if came < 0:
+        if came < 0 and queue:
             # A busy thread goes on to the next task without the lock (a
-            # deque's popleft is atomic).
+            # deque's popleft is atomic; another thread may take it first).
             try:
                 item = popleft()
             except IndexError:
