@@ -13,6 +13,7 @@ import pytest
 from traits.api import HasStrictTraits, Int, Uninitialized
 from traits.observation.api import NotifierNotFound, dispatch_same, trait
 
+from offload._futures import observing
 from offload._futures.observing import _PLAIN_DISPATCH, _old_is_uninitialized, add_or_remove
 from offload.api import BaseFuture, CallFuture, IterationFuture, ProgressFuture
 
@@ -23,6 +24,17 @@ OBSERVED = [
     (ProgressFuture, ["progress", "state"]),
 ]
 CASES = [(cls, name) for cls, names in OBSERVED for name in names]
+
+
+@pytest.fixture(autouse=True, params=["direct", "general"])
+def steps(request, monkeypatch):
+    """Every test twice: with the short path's inline steps for Traits' own
+    observers, and with the steps through the observer interface that it
+    takes for any other (a Traits release with other observer types)."""
+    monkeypatch.setattr(observing, "_plans", {})
+    if request.param == "general":
+        monkeypatch.setattr(observing, "_direct_types", None)
+    return request.param
 
 
 def traits_observe(obj, handler, expression, **kwargs):
@@ -55,6 +67,12 @@ def test_the_short_path_is_taken_for_one_trait_name(cls, name):
     # If a Traits release changes its observers so that the short path no
     # longer applies, this fails instead of the speed quietly going.
     assert add_or_remove(cls(), Recorder(), name, False) is True
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_the_inline_steps_are_taken_for_traits_own_observers(cls, name, steps):
+    add_or_remove(cls(), Recorder(), name, False)
+    assert observing._plans[name][3] is (steps == "direct")
 
 
 @pytest.mark.parametrize(("cls", "name"), CASES)

@@ -27,6 +27,15 @@ from typing import Any
 from traits.api import Uninitialized  # type: ignore[attr-defined]
 from traits.observation.api import compile_str, dispatch_same
 
+_direct_types: tuple[type, type] | None
+try:
+    from traits.observation._named_trait_observer import NamedTraitObserver
+    from traits.observation._trait_added_observer import TraitAddedObserver
+
+    _direct_types = (NamedTraitObserver, TraitAddedObserver)
+except ImportError:  # another Traits layout: the observer interface only
+    _direct_types = None
+
 _ctrait_prevent_event: Callable[[Any], bool] | None
 try:
     from traits.observation._has_traits_helpers import (
@@ -101,8 +110,9 @@ _plain_dispatch_ok: bool | None = None
 _MAX_PLANS = 256
 
 #: expression -> (root node, [(extra node, its child graph)], whether
-#: ``_PLAIN_DISPATCH`` may be used), or None when the expression is not one
-#: the short path handles.
+#: ``_PLAIN_DISPATCH`` may be used, whether the nodes are Traits' own named
+#: trait and ``trait_added`` observers), or None when the expression is not
+#: one the short path handles.
 _plans: dict[str, tuple | None] = {}
 
 
@@ -130,7 +140,71 @@ def _plan(expression: str) -> tuple | None:
     global _plain_dispatch_ok
     if _plain_dispatch_ok is None:
         _plain_dispatch_ok = _plain_dispatch_is_equal(node)
-    return node, extras, _plain_dispatch_ok
+    direct = (
+        _direct_types is not None
+        and type(node) is _direct_types[0]
+        and len(extras) == 1
+        and type(extras[0][0]) is _direct_types[1]
+    )
+    return node, extras, _plain_dispatch_ok, direct
+
+
+def _general_steps(
+    obj: Any, handler: Callable[[Any], Any], node: Any, extras: list,
+    dispatcher: Callable[[Any, Any], None], remove: bool,
+) -> list[tuple[Any, Any]] | None:
+    """The (notifier, observable) pairs, in the order Traits adds them,
+    through the observer interface.  None: take Traits' path."""
+    done = []
+    for observable in node.iter_observables(obj):
+        notifier = node.get_notifier(handler=handler, target=obj, dispatcher=dispatcher)
+        if (
+            not remove
+            and notifier.prevent_event is _ctrait_prevent_event
+            and getattr(observable, "type", None) in _NEVER_EQUAL_KINDS
+        ):
+            notifier.prevent_event = _old_is_uninitialized
+        done.append((notifier, observable))
+    for extra_node, child in extras:
+        if any(True for _ in extra_node.iter_objects(obj)):
+            # Its child graph would need the general walker there;
+            # Traits' own extra nodes (trait_added) yield no objects.
+            return None
+        for observable in extra_node.iter_observables(obj):
+            done.append(
+                (extra_node.get_maintainer(
+                    graph=child, handler=handler, target=obj, dispatcher=dispatch_same),
+                 observable)
+            )
+    return done
+
+
+def _direct_steps(
+    obj: Any, handler: Callable[[Any], Any], node: Any, extras: list,
+    dispatcher: Callable[[Any, Any], None], remove: bool,
+) -> list[tuple[Any, Any]] | None:
+    """The two (notifier, observable) pairs, in the order Traits adds them,
+    for Traits' own named-trait and ``trait_added`` observers: what their
+    ``iter_observables`` and ``iter_objects`` yield, without their
+    generators (a fifth of an ``observe``).  None: take Traits' path."""
+    ((extra_node, child),) = extras
+    name = node.name
+    # object_has_named_trait, for the trait and for trait_added; a missing
+    # one takes Traits' path, which reports it (or skips it, if optional).
+    if obj._trait(name, 0) is None or obj._trait("trait_added", 0) is None:
+        return None
+    observable = obj._trait(name, 2)
+    notifier = node.get_notifier(handler=handler, target=obj, dispatcher=dispatcher)
+    if (
+        not remove
+        and notifier.prevent_event is _ctrait_prevent_event
+        and observable.type in _NEVER_EQUAL_KINDS
+    ):
+        notifier.prevent_event = _old_is_uninitialized
+    maintainer = extra_node.get_maintainer(
+        graph=child, handler=handler, target=obj, dispatcher=dispatch_same
+    )
+    return [(notifier, observable), (maintainer, obj._trait("trait_added", 2))]
 
 
 def add_or_remove(obj: Any, handler: Callable[[Any], Any], expression: str, remove: bool) -> bool:
@@ -147,33 +221,16 @@ def add_or_remove(obj: Any, handler: Callable[[Any], Any], expression: str, remo
             _plans[expression] = plan
     if plan is None:
         return False
-    node, extras, _ = plan
+    node, extras, _, direct = plan
     dispatcher: Callable[[Any, Any], None] = dispatch_same
     if not remove and plan[2] and not iscoroutinefunction(handler):
         dispatcher = _PLAIN_DISPATCH
-    done: list[tuple[Any, Any]] = []
+    steps = _direct_steps if direct else _general_steps
     try:
-        for observable in node.iter_observables(obj):
-            notifier = node.get_notifier(handler=handler, target=obj, dispatcher=dispatcher)
-            if (
-                not remove
-                and notifier.prevent_event is _ctrait_prevent_event
-                and getattr(observable, "type", None) in _NEVER_EQUAL_KINDS
-            ):
-                notifier.prevent_event = _old_is_uninitialized
-            done.append((notifier, observable))
-        for extra_node, child in extras:
-            if any(True for _ in extra_node.iter_objects(obj)):
-                # Its child graph would need the general walker there;
-                # Traits' own extra nodes (trait_added) yield no objects.
-                return False
-            for observable in extra_node.iter_observables(obj):
-                done.append(
-                    (extra_node.get_maintainer(
-                        graph=child, handler=handler, target=obj, dispatcher=dispatch_same),
-                     observable)
-                )
+        done = steps(obj, handler, node, extras, dispatcher, remove)
     except Exception:  # noqa: BLE001 - nothing was changed yet
+        return False
+    if done is None:
         return False
     # Traits removes in the reverse order of adding.
     applied = []
