@@ -32,9 +32,10 @@ class WorkerThreadPool(concurrent.futures.Executor):
     """Runs submitted callables in up to ``max_workers`` daemon threads.
 
     A task goes to the thread that went idle last; a thread starts when
-    more tasks wait than idle threads could take, up to ``max_workers``.  So tasks submitted together run together, a pool
-    whose tasks come two at a time keeps about two threads, and tasks that
-    come one at a time run on one thread, however many a burst started.
+    more tasks wait than idle threads could take, up to ``max_workers``.
+    So tasks submitted together run together, a pool whose tasks come two
+    at a time keeps about two threads, and tasks that come one at a time
+    run on one thread, however many a burst started.
     """
 
     def __init__(self, max_workers: int | None = None, name: str = "offload-worker") -> None:
