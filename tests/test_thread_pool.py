@@ -43,7 +43,9 @@ def test_submit_after_shutdown_is_an_error():
         pool.submit(int)
 
 
-def test_shutdown_can_cancel_queued_work():
+def one_running_one_queued():
+    """A one-thread pool running a task until ``release`` is set, and a
+    task queued behind it: (pool, release, running, queued)."""
     pool = WorkerThreadPool(max_workers=1)
     started = threading.Event()
     release = threading.Event()
@@ -54,7 +56,11 @@ def test_shutdown_can_cancel_queued_work():
 
     running = pool.submit(hold)
     assert started.wait(10)
-    queued = pool.submit(int)
+    return pool, release, running, pool.submit(int)
+
+
+def test_shutdown_can_cancel_queued_work():
+    pool, release, running, queued = one_running_one_queued()
     pool.shutdown(wait=False, cancel_futures=True)
     release.set()
     assert running.result(timeout=10) is True
@@ -311,17 +317,7 @@ def test_a_cancelled_futures_callback_may_call_the_pool_back():
     # shutdown(cancel_futures=True) cancels queued futures after releasing
     # the pool's lock: a done-callback that submits gets the shutdown error
     # instead of a deadlock.
-    pool = WorkerThreadPool(max_workers=1)
-    started = threading.Event()
-    release = threading.Event()
-
-    def hold():
-        started.set()
-        return release.wait(10)
-
-    running = pool.submit(hold)
-    assert started.wait(10)
-    queued = pool.submit(int)
+    pool, release, running, queued = one_running_one_queued()
     errors = []
 
     def resubmit(future):
