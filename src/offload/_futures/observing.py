@@ -149,6 +149,16 @@ def _plan(expression: str) -> tuple | None:
     return node, extras, _plain_dispatch_ok, direct
 
 
+def _filter_cheaply(notifier: Any, observable: Any) -> None:
+    """On an Event or Property trait, give the handler's notifier
+    :func:`_old_is_uninitialized` for Traits' change filter."""
+    if (
+        notifier.prevent_event is _ctrait_prevent_event
+        and getattr(observable, "type", None) in _NEVER_EQUAL_KINDS
+    ):
+        notifier.prevent_event = _old_is_uninitialized
+
+
 def _general_steps(
     obj: Any, handler: Callable[[Any], Any], node: Any, extras: list,
     dispatcher: Callable[[Any, Any], None], remove: bool,
@@ -158,12 +168,8 @@ def _general_steps(
     done = []
     for observable in node.iter_observables(obj):
         notifier = node.get_notifier(handler=handler, target=obj, dispatcher=dispatcher)
-        if (
-            not remove
-            and notifier.prevent_event is _ctrait_prevent_event
-            and getattr(observable, "type", None) in _NEVER_EQUAL_KINDS
-        ):
-            notifier.prevent_event = _old_is_uninitialized
+        if not remove:
+            _filter_cheaply(notifier, observable)
         done.append((notifier, observable))
     for extra_node, child in extras:
         if any(True for _ in extra_node.iter_objects(obj)):
@@ -195,12 +201,8 @@ def _direct_steps(
         return None
     observable = obj._trait(name, 2)
     notifier = node.get_notifier(handler=handler, target=obj, dispatcher=dispatcher)
-    if (
-        not remove
-        and notifier.prevent_event is _ctrait_prevent_event
-        and observable.type in _NEVER_EQUAL_KINDS
-    ):
-        notifier.prevent_event = _old_is_uninitialized
+    if not remove:
+        _filter_cheaply(notifier, observable)
     maintainer = extra_node.get_maintainer(
         graph=child, handler=handler, target=obj, dispatcher=dispatch_same
     )
