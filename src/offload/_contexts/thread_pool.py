@@ -42,7 +42,8 @@ class WorkerThreadPool(concurrent.futures.Executor):
         if max_workers is None:
             max_workers = 32
         self._max_workers = max_workers
-        #: Tasks not yet taken, in order; under ``_lock``.
+        #: Tasks not yet taken, in order: appended under ``_lock``; a busy
+        #: thread may pop its next one without it (see _work).
         self._queue: deque = deque()
         self._threads: list[threading.Thread] = []
         #: The locks idle threads wait on, the last one to go idle on top.
@@ -156,9 +157,9 @@ class WorkerThreadPool(concurrent.futures.Executor):
 def _work(queue: deque, lock: Any, parked: list[Any], coming: list[int]) -> None:
     # The pool's state is read and changed under its lock, held for a few
     # operations and never while waiting (the thread keeps no reference to
-    # the pool itself).  An idle thread waits on a lock
-    # of its own (held: it blocks until a submit releases it), pushed where
-    # submit takes the last one first.  So tasks that come one at a time
+    # the pool itself).  An idle thread waits on a lock of its own (held: it
+    # blocks until a submit releases it), pushed where submit takes the last
+    # one first.  So tasks that come one at a time
     # keep running on one thread, on warm caches; waking the thread that
     # had waited longest, as a shared queue does, made a round trip after a
     # burst 40-50 µs slower on a 2-vCPU virtual machine.
