@@ -69,9 +69,15 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=CORE_PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Core suite (threads, asyncio) on every supported Python."""
+    """Core suite (threads, processes, asyncio) on every supported Python.
+
+    ``tooling`` tests (the benchmark scripts, the state model's own check)
+    do not depend on the Python version: ``full`` runs them, once.
+    """
     session.install("-e", ".[test]")
-    session.run(*PYTEST, "-m", "not stress and not gui and not dask", *session.posargs)
+    session.run(
+        *PYTEST, "-m", "not stress and not gui and not dask and not tooling", *session.posargs
+    )
 
 
 @nox.session(python=FULL_PYTHON)

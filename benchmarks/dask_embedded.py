@@ -32,7 +32,7 @@ from typing import Any
 from _harness import Skip, emit, environment, rss_bytes
 
 MODES = ["helper", "in_process", "raw"]
-SIZE, QUICK_SIZE = 20_000, 300
+SIZE, QUICK_SIZE = 20_000, 50
 WORKERS = 2
 
 
@@ -47,10 +47,12 @@ def _wait(predicate: Any, timeout: float = 600.0) -> None:
 def _measure(batch: Any, scheduler_tasks: Any, n: int) -> dict[str, float]:
     """Warm up, then time a batch of ``n`` and take RSS around it.
 
+    The warm-up is 200 calls, or ``n`` if fewer (``--quick``).
+
     ``batch(count)`` runs ``count`` calls and returns ``(seconds, futures)``;
     ``scheduler_tasks()`` is how many tasks the scheduler still holds.
     """
-    batch(200)
+    batch(min(200, n))
     _wait(lambda: not scheduler_tasks())
     gc.collect()
     before = rss_bytes()

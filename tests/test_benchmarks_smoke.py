@@ -5,7 +5,8 @@ this checks that it works, never how fast; no figure is asserted).  The
 thread context runs by default; process, Dask and GUI runs carry their
 markers; the slower of those (every script on every context) are also
 ``stress``, left out unless ``-m`` selects them, so that the default run of
-this file stays within about 40 s on two cores.
+this file stays within about 40 s on two cores.  They are ``tooling``:
+nox runs them once, in the ``full`` session, not on every Python.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.tooling
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

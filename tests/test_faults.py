@@ -103,7 +103,7 @@ def wait_for_file(harness: Harness, path: str, timeout: float = 30) -> None:
 #: are killed: the main thread sees a pid a little after a task reports it,
 #: and a 1-10 ms task may be over (its worker idle) by the time the kill
 #: lands (a loaded CI run once killed five workers and failed no task).
-LONG_EVERY = 25
+LONG_EVERY = 20
 LONG_TASK = 0.25
 
 
@@ -174,7 +174,7 @@ def kill_workers_during_a_run(context_kind: str, count: int, kills: int, seed: i
 @pytest.mark.process
 def test_killed_worker_processes_fail_only_their_tasks() -> None:
     load(CONTEXTS, "process")
-    kill_workers_during_a_run("process", 1000, kills=5, seed=random.randrange(2**32))
+    kill_workers_during_a_run("process", 400, kills=5, seed=random.randrange(2**32))
 
 
 @pytest.mark.dask
@@ -226,6 +226,11 @@ EXIT_SCRIPT = textwrap.dedent(
     from conftest import CONTEXTS, load
     from reliability_tasks import block_forever
     from offload.api import AsyncioEventLoop, TraitsExecutor, submit_call
+    from offload._contexts import process_pool, thread_pool
+
+    # How long exit waits for running work is not what this tests, only
+    # that it ends: shorter grace periods keep the test quick.
+    thread_pool.EXIT_GRACE_PERIOD = process_pool.EXIT_GRACE_PERIOD = 0.3
 
     def main():
         kind, started = sys.argv[1], sys.argv[2]
@@ -246,7 +251,7 @@ EXIT_SCRIPT = textwrap.dedent(
                 print("shutdown raised:", error, flush=True)
         # Exit with the task still running (or its worker killed), without
         # closing anything, as a careless or crashing application would.
-        print("exiting", flush=True)
+        print("exiting", time.monotonic(), flush=True)
 
     if __name__ == "__main__":
         main()
@@ -268,10 +273,16 @@ def test_a_stuck_task_does_not_hang_interpreter_exit(
         [sys.executable, str(script), context_kind, started, how],
         capture_output=True, text=True, timeout=45,
     )
-    elapsed = time.monotonic() - start
+    end = time.monotonic()
     assert "exiting" in result.stdout, result.stdout + result.stderr
     assert os.path.exists(started)
-    assert elapsed < 30, elapsed
+    assert end - start < 30, end - start
+    # The exit itself takes the grace periods (0.3 s here), not the Dask
+    # helper's 10 s wait for a helper that never heard the application go,
+    # and it is quiet: no thread's traceback at exit.
+    exiting = next(line for line in result.stdout.splitlines() if line.startswith("exiting"))
+    assert end - float(exiting.split()[1]) < 5, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
     descendants = [
         int(pid) for line in result.stdout.splitlines() if line.startswith("descendants")
         for pid in line.split()[1:]

@@ -520,6 +520,7 @@ def test_state_machines_follow_the_model_long(
     run_machine(context_kind, loop_kind, "stress", tmp_path)
 
 
+@pytest.mark.tooling
 def test_the_model_catches_a_wrong_prediction(tmp_path: Any) -> None:
     """The test can fail: with one worker more than the model assumes, a
     task it predicts WAITING runs, and the machine reports it."""

@@ -172,8 +172,11 @@ class CancelPusher:
             try:
                 self._push()
             except Exception:  # noqa: BLE001 - keep pushing later batches
-                logger.warning("offload: pushing cancellations to Dask failed",
-                               exc_info=True)
+                # Once the client closes (the application exits with the
+                # context open, say), there is nothing left to cancel.
+                closed = getattr(self._client, "status", None) in ("closing", "closed")
+                logger.log(logging.DEBUG if closed else logging.WARNING,
+                           "offload: pushing cancellations to Dask failed", exc_info=True)
             if self._stopping and not self._flags and not self._jobs:
                 return
 

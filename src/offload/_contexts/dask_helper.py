@@ -445,8 +445,9 @@ class HelperClient:
         self._shut = True
         atexit.unregister(self._at_exit)
         self._writer.stop(1.0)
-        self._connection.close()  # wakes the reader, if it still waits
+        _hang_up(self._connection)  # wakes the reader, if it still waits
         self._reader.join(EXIT_GRACE)
+        self._connection.close()
         self.status = "closed"
 
     def _at_exit(self) -> None:
@@ -455,11 +456,28 @@ class HelperClient:
         Closing the socket tells the helper to kill its workers and exit.
         """
         if self._process.poll() is None:
-            self._connection.close()
+            self.status = "closing"  # the pending tasks' loss is expected now
+            _hang_up(self._connection)
             try:
                 self._process.wait(EXIT_GRACE)
             except subprocess.TimeoutExpired:
                 self._kill()
+
+
+def _hang_up(connection: Connection) -> None:
+    """End the socket both ways, for the helper and for our reader thread.
+
+    Both see end of file at once.  Closing the connection instead does
+    neither while the reader is blocked in ``recv``: the kernel keeps the
+    socket open until that call returns, so the helper would not notice
+    (and the application waited its whole exit grace for it), and the
+    reader, once woken, would read from a closed handle.
+    """
+    try:
+        with socket.socket(fileno=os.dup(connection.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed, or the helper's end is gone
+        pass
 
 
 def _picklable_config(config: dict[str, Any]) -> dict[str, Any]:
