@@ -30,9 +30,18 @@ FULL_PYTHON = "3.11"
 
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
+#: pytest-xdist: two test processes.  Most tests wait (for workers, loops,
+#: subprocesses), so two share 2 cores well: the core suite takes 55-60 s
+#: instead of 115-135 s.  The wx session stays in one process (its Xvfb
+#: display and its first application, see GUI_FIRST).
+IN_PARALLEL = ["-n", "2"]
+
 #: The GUI-loop tests first: the first GUI application a process makes opens
 #: descriptors it keeps until exit, and the suite's leak check must see that
-#: happen in the one test that expects it.
+#: happen in the one test that expects it.  That matters for wx, under Xvfb
+#: (an X connection); in ``full``, on two workers, the second worker's first
+#: Qt test makes its application, and offscreen Qt's keeps only an eventfd,
+#: which the leak check lets the test that made it keep.
 GUI_FIRST = ["tests/test_event_loops_gui.py"] + sorted(
     path for path in glob.glob("tests/test_*.py") if not path.endswith("_gui.py")
 )
@@ -80,7 +89,8 @@ def tests(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]")
     session.run(
-        *PYTEST, "-m", "not stress and not gui and not dask and not tooling", *session.posargs
+        *PYTEST, *IN_PARALLEL, "-m", "not stress and not gui and not dask and not tooling",
+        *session.posargs,
     )
 
 
@@ -89,7 +99,9 @@ def full(session: nox.Session) -> None:
     """Everything but the long stress runs: GUI loops, processes, Dask, examples."""
     session.install("-e", ".[test,pyside6,traitsui,dask]")
     env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6"}
-    session.run(*PYTEST, "-m", "not stress", *(session.posargs or GUI_FIRST), env=env)
+    session.run(
+        *PYTEST, *IN_PARALLEL, "-m", "not stress", *(session.posargs or GUI_FIRST), env=env
+    )
 
 
 @nox.session(

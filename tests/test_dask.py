@@ -175,23 +175,23 @@ def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
     # close timed out, the workers it had already retired were not killed
     # (their pids were read after the close forgot them), and a second
     # close, as short as the first, left the cluster and its thread running.
-    context = DaskContext(n_workers=1, processes=True, timeout=1, in_process=True)
+    context = DaskContext(n_workers=1, processes=True, timeout=2, in_process=True)
     cluster = context._cluster
     (pid,) = [nanny.pid for nanny in cluster.workers.values()]
     # Keep the cluster's event loop (scheduler included) busy for longer
     # than the cancel pusher's, the client's and the cluster's timeouts
-    # (1 s each) together, so that the cluster's first close times out.
-    cluster.loop.add_callback(time.sleep, 6)
+    # (2 s each) together, so that the cluster's first close times out.
+    cluster.loop.add_callback(time.sleep, 10)
     start = time.monotonic()
     context.close()
     took = time.monotonic() - start
     assert cluster.status.name == "closed", f"cluster still {cluster.status.name}"
-    assert took < 1 + 1 + 30 + 6
+    assert took < 2 + 2 + 30 + 10
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)
-    assert "the Dask cluster did not close within 1" in caplog.text
+    assert "the Dask cluster did not close within 2" in caplog.text
     assert f"killed the embedded Dask cluster's worker processes [{pid}]" in caplog.text
 
 

@@ -753,7 +753,17 @@ def main() -> None:
     started = time.monotonic()
     helper.serve()
     logger.debug("offload: Dask helper served for %.1f s", time.monotonic() - started)
-    # Dask's own threads would keep a normal exit waiting.
+    # Dask's own threads would keep a normal exit waiting, so the helper
+    # exits at once; but first it runs multiprocessing's exit finalizers,
+    # which unlink the semaphores of the nannies' queues.  Left to the
+    # resource tracker, they were unlinked too, with a "leaked semaphore
+    # objects" warning on the application's terminal.
+    import multiprocessing.util
+
+    try:
+        multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the exit matters more
+        logger.debug("multiprocessing's finalizers failed", exc_info=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

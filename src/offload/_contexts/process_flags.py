@@ -16,18 +16,21 @@ Slots are reused, safely:
 
 Segments of ``SLOTS_PER_SEGMENT`` slots are made as needed (one per that
 many tasks outstanding at once) and attached by workers by name on first
-use.  The context unlinks them in ``close()``; if the application dies, the
-``multiprocessing`` resource tracker unlinks them.
+use.  The context unlinks them in ``close()``, or at the interpreter's exit
+if it was never closed; if the application dies, the ``multiprocessing``
+resource tracker unlinks them.
 """
 
 from __future__ import annotations
 
 import array
+import atexit
 import itertools
 import os
 import secrets
 import threading
 import time
+import weakref
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -41,6 +44,21 @@ _VIEWS: dict[tuple[str, int], memoryview] = {}
 _ATTACHED: dict[tuple[str, int], shared_memory.SharedMemory] = {}
 
 _attach_lock = threading.Lock()
+
+#: The open ``FlagSlots`` of this process, for the exit (see _unlink_at_exit).
+_live_slots: weakref.WeakSet[FlagSlots] = weakref.WeakSet()
+
+
+@atexit.register
+def _unlink_at_exit() -> None:
+    # An application that exits without closing its context: the resource
+    # tracker would unlink the segments too, but warn of "leaked
+    # shared_memory objects" on the application's terminal.  Workers still
+    # running keep what they mapped.  Registered before the process pool's
+    # own exit handler (process_pool imports this module through
+    # process_worker), so it runs after that one has stopped the workers.
+    for slots in list(_live_slots):
+        slots.unlink()
 
 
 def _int64_view(shm: shared_memory.SharedMemory) -> memoryview:
@@ -98,6 +116,16 @@ class FlagSlots:
             self._segments = []
             self._views = []
             self._next_slot = SLOTS_PER_SEGMENT
+        _live_slots.discard(self)
+
+    def unlink(self) -> None:
+        """Remove the segments' names, leaving them mapped (for the exit)."""
+        with self._lock:
+            for shm in self._segments:
+                try:
+                    shm.unlink()
+                except FileNotFoundError:
+                    pass
 
     def _allocate(self) -> tuple[memoryview, int, int]:
         with self._lock:
@@ -109,6 +137,7 @@ class FlagSlots:
                     size=SLOTS_PER_SEGMENT * 8,
                 )
                 view = _int64_view(shm)
+                _live_slots.add(self)
                 self._segments.append(shm)
                 self._views.append(view)
                 _VIEWS[self._prefix, segment] = view
