@@ -32,9 +32,8 @@ PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
 
 #: pytest-xdist: two test processes.  Most tests wait (for workers, loops,
 #: subprocesses), so two share 2 cores well: the core suite takes 55-75 s
-#: instead of 115-135 s.  The Dask tests (see ``full``) and the wx session
-#: (its Xvfb display and its first application, see GUI_FIRST) stay in one
-#: process.
+#: instead of 115-135 s.  The wx session stays in one process (its Xvfb
+#: display and its first application, see GUI_FIRST).
 IN_PARALLEL = ["-n", "2"]
 
 #: The GUI-loop tests first: the first GUI application a process makes opens
@@ -97,19 +96,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=FULL_PYTHON)
 def full(session: nox.Session) -> None:
-    """Everything but the long stress runs: GUI loops, processes, Dask, examples.
-
-    The Dask tests run after the others, in one process: beside a second
-    test process, a cluster's start and close slowed past the limits that
-    two of them check (a close timed out after 30 s).
-    """
+    """Everything but the long stress runs: GUI loops, processes, Dask, examples."""
     session.install("-e", ".[test,pyside6,traitsui,dask]")
     env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6"}
-    if session.posargs:
-        session.run(*PYTEST, "-m", "not stress", *session.posargs, env=env)
-        return
-    session.run(*PYTEST, *IN_PARALLEL, "-m", "not stress and not dask", *GUI_FIRST, env=env)
-    session.run(*PYTEST, "-m", "dask and not stress", env=env)
+    session.run(
+        *PYTEST, *IN_PARALLEL, "-m", "not stress", *(session.posargs or GUI_FIRST), env=env
+    )
 
 
 @nox.session(

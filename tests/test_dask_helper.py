@@ -302,8 +302,10 @@ def test_a_cluster_slower_than_start_timeout_is_stopped_with_its_workers(tmp_pat
         "time.sleep(60)\n"
     )
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match="did not start within 5.0 s.*start_timeout="):
-        DaskContext(n_workers=2, processes=True, start_timeout=5.0, preload=[slow_start])
+    # Long enough for the helper to start both workers on a loaded machine
+    # (5 s once was not: the pids file was never written).
+    with pytest.raises(TimeoutError, match="did not start within 10.0 s.*start_timeout="):
+        DaskContext(n_workers=2, processes=True, start_timeout=10.0, preload=[slow_start])
     assert time.monotonic() - start < 30
     workers = [int(line) for line in pids.read_text().split()]
     assert len(workers) == 2

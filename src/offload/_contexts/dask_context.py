@@ -517,15 +517,26 @@ def _close_cluster(cluster: Any, timeout: float) -> None:
     """Close the embedded cluster; if it will not, kill its worker processes.
 
     ``LocalCluster.close`` retires each worker cleanly, and raises on
-    timeout while its close goes on.  Then the worker processes (this
-    process's children, noted *before* the close, which forgets them as it
-    retires them) are killed, and the close under way gets
+    timeout while its close goes on.  Then the nannies are told not to
+    restart their workers, the worker processes (this process's children,
+    noted *before* the close, which forgets them as it retires them) are
+    killed, and the close under way gets
     ``CLUSTER_CLOSE_GRACE`` more seconds to finish.
     """
     workers = list(getattr(cluster, "workers", {}).values())
     pids = [getattr(worker, "pid", None) for worker in workers]
     if _close_within(cluster, timeout, "cluster"):
         return
+    for worker in workers:
+        # Tell each nanny not to restart its worker once it is killed: one
+        # that had not yet been told to close (its cluster's loop was busy)
+        # restarted it, and the close then waited for the new worker.
+        close_gracefully = getattr(worker, "close_gracefully", None)
+        if callable(close_gracefully):
+            try:
+                close_gracefully(reason="offload: the cluster did not close in time")
+            except Exception:  # noqa: BLE001 - Dask internals; kill anyway
+                logger.debug("could not tell a nanny to close", exc_info=True)
     killed = []
     for pid in pids:
         if not isinstance(pid, int) or pid <= 0:
