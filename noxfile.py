@@ -28,7 +28,8 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 CORE_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 FULL_PYTHON = "3.11"
 
-PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider"]
+#: ``--durations``: the slowest tests, in CI's own log, for its time budget.
+PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--durations=15"]
 
 #: pytest-xdist: two test processes.  Most tests wait (for workers, loops,
 #: subprocesses), so two share 2 cores well: the core suite takes 55-75 s
