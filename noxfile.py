@@ -32,7 +32,7 @@ FULL_PYTHON = "3.11"
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--durations=15"]
 
 #: pytest-xdist: two test processes.  Most tests wait (for workers, loops,
-#: subprocesses), so two share 2 cores well: the core suite takes 55-75 s
+#: subprocesses), so two share 2 cores well: the core suite takes 60-100 s
 #: instead of 115-135 s.  The wx session stays in one process (its Xvfb
 #: display and its first application, see GUI_FIRST).
 IN_PARALLEL = ["-n", "2"]

@@ -275,6 +275,7 @@ def test_a_stuck_task_does_not_hang_interpreter_exit(
     )
     end = time.monotonic()
     assert "exiting" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
     assert os.path.exists(started)
     assert end - start < 30, end - start
     # The exit itself takes the grace periods (0.3 s here), not the Dask
