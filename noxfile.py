@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import time
 
 import nox
 
@@ -105,6 +106,31 @@ def full(session: nox.Session) -> None:
     )
 
 
+#: Longest wait (s) for ``.ci/run``'s background apt-get (see below).
+APT_WAIT = 900
+
+
+def _wait_for_system_packages(session: nox.Session) -> None:
+    """Wait for ``.ci/run``'s background apt-get, if it started one.
+
+    It writes its exit code, then what it did or its log's last lines, to
+    the file ``OFFLOAD_CI_APT_STATUS`` names, once it is done.
+    """
+    path = os.environ.get("OFFLOAD_CI_APT_STATUS")
+    if not path:
+        return
+    deadline = time.monotonic() + APT_WAIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            session.error(f"the system packages were not installed within {APT_WAIT} s")
+        time.sleep(1)
+    with open(path, encoding="utf-8") as file:
+        code, _, report = file.read().partition(" ")
+    session.log(report.strip())
+    if code != "0":
+        session.error("the system packages the wx session needs did not install (above)")
+
+
 @nox.session(
     python=SYSTEM_PYTHON, venv_backend="virtualenv", venv_params=["--system-site-packages"]
 )
@@ -115,6 +141,7 @@ def wx(session: nox.Session) -> None:
     suites on the wx loop (``-k wx``); Qt is not installed here, so
     ``ETSEventLoop`` must fall back to wx.
     """
+    _wait_for_system_packages(session)
     probe = session.run(
         "python", "-c", "import importlib.util as u; print(bool(u.find_spec('wx')))",
         silent=True,

@@ -9,9 +9,11 @@ stops.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -178,12 +180,19 @@ def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
     context = DaskContext(n_workers=1, processes=True, timeout=2, in_process=True)
     cluster = context._cluster
     (pid,) = [nanny.pid for nanny in cluster.workers.values()]
-    # Keep the cluster's event loop (scheduler included) busy for longer
-    # than the cancel pusher's, the client's and the cluster's timeouts
-    # (2 s each) together, so that the cluster's first close times out.
-    cluster.loop.add_callback(time.sleep, 10)
+    # Keep the cluster's event loop (scheduler included) busy until the
+    # cluster's close has timed out (after the cancel pusher's and the
+    # client's timeouts, 2 s each), and half a second more: the loop is
+    # still busy while offload kills the workers, as it was in that run.
+    timed_out = threading.Event()
+    handler = _OnMessage("the Dask cluster did not close within", timed_out)
+    logging.getLogger("offload").addHandler(handler)
+    cluster.loop.add_callback(lambda: timed_out.wait(10) and time.sleep(0.5))
     start = time.monotonic()
-    context.close()
+    try:
+        context.close()
+    finally:
+        logging.getLogger("offload").removeHandler(handler)
     took = time.monotonic() - start
     assert cluster.status.name == "closed", f"cluster still {cluster.status.name}"
     assert took < 2 + 2 + 30 + 10
@@ -193,6 +202,18 @@ def test_a_cluster_busy_at_close_gets_time_to_finish_closing(caplog):
     assert not _alive(pid)
     assert "the Dask cluster did not close within 2" in caplog.text
     assert f"killed the embedded Dask cluster's worker processes [{pid}]" in caplog.text
+
+
+class _OnMessage(logging.Handler):
+    """Sets ``event`` when a record's message contains ``text``."""
+
+    def __init__(self, text, event):
+        super().__init__()
+        self.text, self.event = text, event
+
+    def emit(self, record):
+        if self.text in record.getMessage():
+            self.event.set()
 
 
 def _alive(pid):
