@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from leak_check import no_leaks  # noqa: F401  (the fixture, used below)
+from leak_check import SLOW_RELEASE, no_leaks  # noqa: F401  (the fixture, used below)
 from offload.testing.pytest_plugin import OffloadAssistant
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -65,6 +65,22 @@ def pytest_configure(config: pytest.Config) -> None:
         "leaks_ok(reason): this test may leave threads, processes, descriptors "
         "or shared memory behind (say why); the leak check skips it",
     )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the tests whose leftovers were slow to go (see leak_check)."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "teardown"
+        for key, value in getattr(report, "user_properties", ())
+        if key == SLOW_RELEASE
+    ]
+    if lines:
+        terminalreporter.section("leftovers slow to go (the leak checks passed)")
+        for line in lines:
+            terminalreporter.line(line)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
