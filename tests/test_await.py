@@ -123,3 +123,40 @@ def test_an_awaiter_that_cannot_be_woken_does_not_starve_the_others(
 
     assert run(traits_executor, main()) == release
     assert "error waking a coroutine awaiting" in caplog.text
+
+
+def test_await_in_another_loop_than_the_executors_is_a_clear_error(traits_executor):
+    # The trap: AsyncioEventLoop() inside asyncio.run() makes a loop of its
+    # own, which never runs; awaiting one of its futures used to wait forever.
+    future = submit_call(traits_executor, tf.square, 3)
+
+    async def main():
+        await future
+
+    other = asyncio.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="event_loop=asyncio.get_running_loop"):
+            other.run_until_complete(asyncio.wait_for(main(), 20))
+    finally:
+        other.close()
+    # Nothing was lost: the future still ends in its own loop.
+    assert run(traits_executor, _wait(future)) == 9
+
+
+async def _wait(future):
+    return await future
+
+
+def test_asyncio_run_with_the_running_loop_wrapped_awaits():
+    from offload.api import AsyncioEventLoop, TraitsExecutor
+
+    async def main():
+        executor = TraitsExecutor(
+            event_loop=AsyncioEventLoop(event_loop=asyncio.get_running_loop())
+        )
+        try:
+            return await submit_call(executor, tf.square, 5)
+        finally:
+            executor.stop()
+
+    assert asyncio.run(asyncio.wait_for(main(), 20)) == 25

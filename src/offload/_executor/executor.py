@@ -211,7 +211,7 @@ class TraitsExecutor(HasStrictTraits):
         cancel_flag = self._context.event()
         task_id = next(self._task_ids)
         router = self._router
-        handle = self._handle_class(router, task_id, cancel_flag)
+        handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
         future = task.future(handle)
         runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
         router.add_receiver(task_id, future.receive)
@@ -415,12 +415,16 @@ class _TaskHandle:
     non-blocking acquire of one lock decides, exactly once, which wins.
     """
 
-    __slots__ = ("router", "task_id", "flag", "_untaken", "_over")
+    __slots__ = ("router", "task_id", "flag", "event_loop", "_untaken", "_over")
 
-    def __init__(self, router: IMessageRouter, task_id: int, flag: Any) -> None:
+    def __init__(
+        self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
+    ) -> None:
         self.router = router
         self.task_id = task_id
         self.flag = flag
+        #: The loop that delivers the task's messages (``await`` checks it).
+        self.event_loop = event_loop
         #: Acquired by whoever takes (worker) or withdraws (cancel) the task.
         self._untaken = threading.Lock()
         self._over = False
@@ -472,12 +476,15 @@ class _PoolHandle:
     has delivered the task's end.
     """
 
-    __slots__ = ("router", "task_id", "flag", "pool_future")
+    __slots__ = ("router", "task_id", "flag", "event_loop", "pool_future")
 
-    def __init__(self, router: IMessageRouter, task_id: int, flag: Any) -> None:
+    def __init__(
+        self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
+    ) -> None:
         self.router = router
         self.task_id = task_id
         self.flag = flag
+        self.event_loop = event_loop
         self.pool_future: concurrent.futures.Future | None = None
 
     def start(self, pool: concurrent.futures.Executor, runner: TaskRunner) -> None:

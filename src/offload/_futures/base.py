@@ -12,6 +12,7 @@ from traits.api import Any as AnyTrait
 from traits.api import Bool, HasStrictTraits, Property
 from traits.api import Callable as CallableTrait
 
+from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._futures.observing import add_or_remove
 from offload._futures.states import (
     CANCEL,
@@ -146,6 +147,27 @@ class BaseTask(abc.ABC):
     def cancelled(self) -> bool:
         """True once cancellation was asked for (in the worker; cheap)."""
         return self._cancelled()
+
+
+def _check_delivered_in(running: asyncio.AbstractEventLoop, handle: Any) -> None:
+    """Raise RuntimeError if a future's messages come through another loop.
+
+    ``handle`` is the future's cancel callable, the executor's handle of its
+    task, which names the executor's event loop.  Awaited in an asyncio loop
+    that is not the one delivering its messages, a future would never wake
+    its awaiter: the commonest way there is ``AsyncioEventLoop()`` inside
+    ``asyncio.run()``, which makes a loop of its own.  Other event loops
+    (Qt, wx) may drive an asyncio loop (qasync): not checked.
+    """
+    event_loop = getattr(handle, "event_loop", None)
+    if isinstance(event_loop, AsyncioEventLoop) and event_loop.event_loop is not running:
+        raise RuntimeError(
+            "this future cannot be awaited in this asyncio loop: its messages "
+            "are delivered by another one, the loop of its executor's "
+            "AsyncioEventLoop (AsyncioEventLoop() with no argument makes a new "
+            "loop); await it in that loop, or make the executor with "
+            "AsyncioEventLoop(event_loop=asyncio.get_running_loop())"
+        )
 
 
 def _no_cancel() -> None:
@@ -293,7 +315,9 @@ class BaseFuture(HasStrictTraits):
         and ``asyncio.CancelledError`` if it was CANCELLED.
         """
         if not self.done:
-            waiter = asyncio.get_running_loop().create_future()
+            running = asyncio.get_running_loop()
+            _check_delivered_in(running, self._cancel)
+            waiter = running.create_future()
 
             def on_done() -> None:
                 if not waiter.done():
