@@ -122,9 +122,11 @@ class Baseline:
 class ThreadBaseline(Baseline):
     name = "ThreadPoolExecutor + loop.call_soon_threadsafe per task/message"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_workers: int | None = None
+    ) -> None:
         self.loop = loop
-        self.pool = concurrent.futures.ThreadPoolExecutor()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers)
 
     def submit_calls(self, n: int, times: Any = None) -> list:
         loop = self.loop

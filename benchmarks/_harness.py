@@ -341,20 +341,24 @@ def interleave(
 ) -> tuple[list[float], list[float] | None]:
     """Run offload and baseline ``repeat`` times each, alternating, and
     return their figures."""
-    offload_runs: list[float] = []
-    baseline_runs: list[float] | None = [] if baseline is not None else None
-    for i in range(repeat):
-        # Alternate who goes first, so neither always gets the warmer caches.
-        order = [offload, baseline] if i % 2 == 0 else [baseline, offload]
-        for job in order:
-            if job is None:
-                continue
-            value = job()
-            if job is offload:
-                offload_runs.append(value)
-            else:
-                baseline_runs.append(value)  # type: ignore[union-attr]
+    if baseline is None:
+        return interleave_all(repeat, [offload])[0], None
+    offload_runs, baseline_runs = interleave_all(repeat, [offload, baseline])
     return offload_runs, baseline_runs
+
+
+def interleave_all(repeat: int, jobs: list[Callable[[], float]]) -> list[list[float]]:
+    """Run each job ``repeat`` times, in turn, and return their figures.
+
+    The order rotates from one repeat to the next, so that no job always
+    runs first, on the warmest caches, or always last.
+    """
+    runs: list[list[float]] = [[] for _ in jobs]
+    for i in range(repeat):
+        for k in range(len(jobs)):
+            index = (i + k) % len(jobs)
+            runs[index].append(jobs[index]())
+    return runs
 
 
 def rss_bytes() -> int:

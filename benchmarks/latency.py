@@ -5,7 +5,10 @@ and an observer of the future's ``done`` (``wait=observe``), or ``await
 future`` (``wait=await``), timed until the callback runs on the loop's
 thread.  One call at a time, so this is latency, not throughput.  Each repeat
 takes many samples and keeps their median and 90th percentile; the JSON line
-gives the median of those over the repeats.  With ``--context dask`` it also
+gives the median of those over the repeats.  For threads, the raw baseline
+is also run with one thread only (``one_thread_*`` fields): the warmed-up
+pool's idle threads take turns, each on cold caches, which makes the raw
+pool slower than it can be.  With ``--context dask`` it also
 times ``DaskContext()`` (embedded ``LocalCluster``) to its first result.
 
 Usage: ``python benchmarks/latency.py [--context thread|process|dask]
@@ -22,13 +25,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import _tasks
-from _baselines import bench_session
+from _baselines import ThreadBaseline, bench_session
 from _harness import (
     DoneScanner,
     close_loop,
     context_class,
     emit,
-    interleave,
+    interleave_all,
     make_executor,
     new_loop,
     poll_until,
@@ -135,32 +138,57 @@ def embedded_startup(args: Any) -> None:
 def main(args: Any) -> None:
     count = QUICK_SAMPLES if args.quick else SAMPLES[args.context]
     with bench_session(args) as (executor, baseline, loop):
-        for wait in ("observe", "await"):
-            p90s: dict[str, list[float]] = {"offload": [], "baseline": []}
-
-            runs, base_runs = interleave(
-                args.repeat,
-                medians(loop, count, offload_sampler(executor, loop, wait), p90s["offload"]),
-                medians(loop, count, baseline.round_trip, p90s["baseline"]),
-            )
-            emit(
-                result_record(
-                    "latency",
-                    args,
-                    {"wait": wait, "samples_per_repeat": count},
-                    "µs (median round trip)",
-                    runs,
-                    base_runs,
-                    baseline.name,
-                    TARGETS_US.get(args.context),
-                    higher_is_better=False,
-                    p90=statistics.median(p90s["offload"]),
-                    baseline_p90=statistics.median(p90s["baseline"]),
-                    p90_runs=p90s["offload"],
-                )
-            )
+        # Threads: also the raw pool at its fastest, one thread that no
+        # burst ever rotated with others (the issue's 54 µs baseline).
+        one_thread = ThreadBaseline(loop, max_workers=1) if args.context == "thread" else None
+        try:
+            for wait in ("observe", "await"):
+                measure(args, count, executor, baseline, one_thread, loop, wait)
+        finally:
+            if one_thread is not None:
+                one_thread.close()
     if args.context == "dask":
         embedded_startup(args)
+
+
+def measure(
+    args: Any, count: int, executor: Any, baseline: Any, one_thread: Any, loop: Any, wait: str
+) -> None:
+    """Interleaved repeats of offload's round trip and the baselines'; one line."""
+    p90s: dict[str, list[float]] = {"offload": [], "baseline": [], "one_thread": []}
+    jobs = [
+        medians(loop, count, offload_sampler(executor, loop, wait), p90s["offload"]),
+        medians(loop, count, baseline.round_trip, p90s["baseline"]),
+    ]
+    if one_thread is not None:
+        jobs.append(medians(loop, count, one_thread.round_trip, p90s["one_thread"]))
+    runs, base_runs, *one_thread_runs = interleave_all(args.repeat, jobs)
+    extra: dict[str, Any] = {}
+    if one_thread_runs:
+        one_median = statistics.median(one_thread_runs[0])
+        extra = {
+            "one_thread_baseline": "ThreadPoolExecutor(max_workers=1) + call_soon_threadsafe",
+            "one_thread_baseline_median": one_median,
+            "one_thread_ratio": statistics.median(runs) / one_median,
+            "one_thread_baseline_runs": one_thread_runs[0],
+        }
+    emit(
+        result_record(
+            "latency",
+            args,
+            {"wait": wait, "samples_per_repeat": count},
+            "µs (median round trip)",
+            runs,
+            base_runs,
+            baseline.name,
+            TARGETS_US.get(args.context),
+            higher_is_better=False,
+            p90=statistics.median(p90s["offload"]),
+            baseline_p90=statistics.median(p90s["baseline"]),
+            p90_runs=p90s["offload"],
+            **extra,
+        )
+    )
 
 
 if __name__ == "__main__":
