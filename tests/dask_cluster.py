@@ -69,14 +69,27 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def stop(self) -> None:
-        """Terminate every process (kill what does not stop within 15 s)."""
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+    def stop(self) -> list[int]:
+        """Stop the workers, then the scheduler; return the pids killed.
+
+        Each process gets SIGTERM and 15 s to exit, then SIGKILL.  Workers
+        first: told to stop while the scheduler went too, a worker at times
+        (one stop in three, here) did not exit: its close failed on the lost
+        scheduler connection, and it was killed after the whole 15 s, which
+        cost the last test of a session 15 s.  Stopped before the scheduler,
+        workers exited within 0.5 s in 8 stops of 8.
+        """
+        killed = []
+        # The scheduler was started first.
+        for group in (self.processes[1:], self.processes[:1]):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=15)
+                    killed.append(process.pid)
+        return killed
