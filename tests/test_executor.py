@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 
 import pytest
 
@@ -11,13 +12,16 @@ import task_functions as tf
 from conftest import wait_done
 from offload.api import (
     CANCELLED,
+    CANCELLING,
     COMPLETED,
     EXECUTING,
     FAILED,
     RUNNING,
     STOPPED,
     STOPPING,
+    WAITING,
     AsyncioEventLoop,
+    MultiprocessingContext,
     MultithreadingContext,
     TraitsExecutor,
     submit_call,
@@ -71,6 +75,54 @@ def test_stop_cancels_and_stops_once_tasks_end(loop, offload_assistant, tmp_path
     offload_assistant.run_until(executor, "stopped", lambda e: e.stopped)
     assert future.state == CANCELLED
     assert states == [RUNNING, STOPPING, STOPPED]
+
+
+@pytest.mark.parametrize("context_class", [MultithreadingContext, MultiprocessingContext])
+def test_stop_withdraws_waiting_tasks_before_it_frees_a_worker(
+    context_class, loop, offload_assistant, tmp_path
+):
+    # Two workers run a and b; c waits.  Cancelling b lets its observer
+    # release a, whose worker is then free at once: had stop() not yet
+    # withdrawn c (it cancelled in submission order), that worker ran c,
+    # which a cancel cannot stop once it runs.
+    context = context_class()
+    try:
+        check_stop_withdraws_first(context, loop, offload_assistant, tmp_path)
+    finally:
+        context.close()
+
+
+def check_stop_withdraws_first(context, loop, offload_assistant, tmp_path):
+    executor = TraitsExecutor(context=context, event_loop=loop, max_workers=2)
+    release_a, release_c = str(tmp_path / "release-a"), str(tmp_path / "release-c")
+    c_started = tmp_path / "c-started"
+    a = submit_call(executor, tf.wait_for_file, release_a)
+    b = submit_call(executor, tf.wait_for_file, str(tmp_path / "release-b"))
+    c = submit_call(executor, tf.mark_then_wait, str(c_started), release_c)
+    for running in (a, b):
+        offload_assistant.run_until(
+            running, "state", lambda f: f.state == EXECUTING, timeout=30
+        )
+    assert c.state == WAITING
+
+    def free_a_worker(event):
+        if event.new == CANCELLING:
+            tf.touch(release_a)
+            # Long enough for a's worker to take c, if c were still queued.
+            deadline = time.monotonic() + 1.0
+            while not c_started.exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    b.observe(free_a_worker, "state")
+    try:
+        executor.stop()
+        assert not c_started.exists(), "a queued task ran after stop()"
+    finally:
+        tf.touch(release_c)
+        tf.touch(str(tmp_path / "release-b"))
+        executor.shutdown(timeout=20)
+    assert (a.state, b.state, c.state) == (CANCELLED, CANCELLED, CANCELLED)
+    assert not c_started.exists()
 
 
 def test_stop_twice_is_an_error(loop):

@@ -18,6 +18,7 @@ from offload._contexts.interface import IParallelContext, check_max_workers, che
 from offload._event_loops.interface import IEventLoop
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
+from offload._futures.states import WAITING
 from offload._routing.interface import IMessageRouter
 from offload._routing.protocol import CRASHED, TaskRunner, raised_message
 
@@ -280,7 +281,13 @@ class TraitsExecutor(HasStrictTraits):
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
         self._change_state(STOPPING)
-        for future in list(self._futures.values()):
+        # Waiting tasks first, newest first.  A running task told to stop
+        # frees its worker, which takes the next queued task: one that this
+        # loop had not withdrawn yet then ran, cancelled too late to be
+        # withdrawn (and ran on if it ignores cancellation).
+        futures = list(reversed(self._futures.values()))
+        futures.sort(key=_not_waiting)
+        for future in futures:
             future.cancel()
         if not self._futures:
             self._release()
@@ -389,6 +396,11 @@ class TraitsExecutor(HasStrictTraits):
         if self._owns_context:
             self._context.close()
         self._change_state(STOPPED)
+
+
+def _not_waiting(future: IFuture) -> bool:
+    # Futures registered with IFuture need not have a state.
+    return getattr(future, "state", None) != WAITING
 
 
 #: Why a task withdrawn from its pool before it ran ends (a cancelled
