@@ -169,6 +169,7 @@ def measure(
         extra = {
             "one_thread_baseline": "ThreadPoolExecutor(max_workers=1) + call_soon_threadsafe",
             "one_thread_baseline_median": one_median,
+            "one_thread_baseline_p90": statistics.median(p90s["one_thread"]),
             "one_thread_ratio": statistics.median(runs) / one_median,
             "one_thread_baseline_runs": one_thread_runs[0],
         }

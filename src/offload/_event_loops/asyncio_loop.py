@@ -47,6 +47,25 @@ class AsyncioEventLoop(IEventLoop):
         """The wrapped asyncio loop."""
         return self._loop
 
+    def _check_await_in(self, running: asyncio.AbstractEventLoop) -> None:
+        """Raise RuntimeError unless ``running`` is the wrapped loop.
+
+        Called by ``await future`` (see ``offload._futures.base``): awaited
+        in another asyncio loop, a future of this loop's executor would
+        never wake its awaiter.  The commonest way there is
+        ``AsyncioEventLoop()`` inside ``asyncio.run()``, which makes a loop
+        of its own.
+        """
+        if running is not self._loop:
+            raise RuntimeError(
+                "this future cannot be awaited in this asyncio loop: its "
+                "messages are delivered by another one, the loop of its "
+                "executor's AsyncioEventLoop (AsyncioEventLoop() with no "
+                "argument makes a new loop); await it in that loop, or make "
+                "the executor with "
+                "AsyncioEventLoop(event_loop=asyncio.get_running_loop())"
+            )
+
     def close(self) -> None:
         """Close the asyncio loop if this object made it; otherwise do nothing.
 

@@ -281,10 +281,10 @@ class TraitsExecutor(HasStrictTraits):
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
         self._change_state(STOPPING)
-        # Waiting tasks first, newest first.  A running task told to stop
-        # frees its worker, which takes the next queued task: one that this
-        # loop had not withdrawn yet then ran, cancelled too late to be
-        # withdrawn (and ran on if it ignores cancellation).
+        # Waiting tasks first, newest first, then the running ones.  A
+        # running task that ends on its cancel frees its worker, which takes
+        # the next queued task: had that one not been withdrawn yet, it ran
+        # (and ran on, if it ignores cancellation).
         futures = list(reversed(self._futures.values()))
         futures.sort(key=_not_waiting)
         for future in futures:

@@ -12,7 +12,6 @@ from traits.api import Any as AnyTrait
 from traits.api import Bool, HasStrictTraits, Property
 from traits.api import Callable as CallableTrait
 
-from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._futures.observing import add_or_remove
 from offload._futures.states import (
     CANCEL,
@@ -150,24 +149,18 @@ class BaseTask(abc.ABC):
 
 
 def _check_delivered_in(running: asyncio.AbstractEventLoop, handle: Any) -> None:
-    """Raise RuntimeError if a future's messages come through another loop.
+    """Let the future's event loop refuse an ``await`` it could never wake.
 
     ``handle`` is the future's cancel callable, the executor's handle of its
-    task, which names the executor's event loop.  Awaited in an asyncio loop
-    that is not the one delivering its messages, a future would never wake
-    its awaiter: the commonest way there is ``AsyncioEventLoop()`` inside
-    ``asyncio.run()``, which makes a loop of its own.  Other event loops
-    (Qt, wx) may drive an asyncio loop (qasync): not checked.
+    task, which names the executor's event loop.  An event loop that knows
+    which asyncio loop delivers its messages (``AsyncioEventLoop``) checks
+    that it is ``running``; others (Qt, wx, which may drive an asyncio loop
+    through qasync) have nothing to check.
     """
     event_loop = getattr(handle, "event_loop", None)
-    if isinstance(event_loop, AsyncioEventLoop) and event_loop.event_loop is not running:
-        raise RuntimeError(
-            "this future cannot be awaited in this asyncio loop: its messages "
-            "are delivered by another one, the loop of its executor's "
-            "AsyncioEventLoop (AsyncioEventLoop() with no argument makes a new "
-            "loop); await it in that loop, or make the executor with "
-            "AsyncioEventLoop(event_loop=asyncio.get_running_loop())"
-        )
+    check = getattr(event_loop, "_check_await_in", None)
+    if check is not None:
+        check(running)
 
 
 def _no_cancel() -> None:
