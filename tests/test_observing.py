@@ -7,6 +7,7 @@ same events, and every error is Traits' own.
 
 from __future__ import annotations
 
+import functools
 import gc
 
 import pytest
@@ -277,3 +278,70 @@ def test_keywords_as_traits_names_them():
     assert len(handler.events) == 1
     with pytest.raises(TypeError):
         future.observe(handler, "done", True)  # remove is keyword-only in Traits
+
+
+def _plain(event):
+    pass
+
+
+async def _coroutine(event):
+    pass
+
+
+class _Handlers:
+    def method(self, event):
+        pass
+
+    async def coroutine_method(self, event):
+        pass
+
+    def __call__(self, event):
+        pass
+
+
+def _marked():
+    """A plain function that inspect is told to take for a coroutine one."""
+    import inspect
+
+    def handler(event):
+        pass
+
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python >= 3.12
+    return mark(handler) if mark is not None else _coroutine
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        _plain,
+        _coroutine,
+        _Handlers().method,
+        _Handlers().coroutine_method,
+        _Handlers(),
+        functools.partial(_coroutine),
+        functools.partial(_plain),
+        _marked(),
+    ],
+    ids=["function", "coroutine", "method", "coroutine-method", "callable",
+         "partial-coroutine", "partial", "marked"],
+)
+def test_the_dispatch_is_plain_exactly_when_inspect_says_not_a_coroutine(handler):
+    import inspect
+
+    future = CallFuture()
+    future.observe(handler, "done")
+    dispatcher = handler_notifier(future, "done").dispatcher
+    if inspect.iscoroutinefunction(handler):
+        assert dispatcher is dispatch_same
+    else:
+        assert dispatcher is _PLAIN_DISPATCH
+
+
+def test_an_instance_trait_is_observed_by_the_short_path_too():
+    future, handler = CallFuture(), Recorder()
+    future.add_trait("extra", Int())
+    future.observe(handler, "extra")
+    future.extra = 3
+    future.observe(handler, "extra", remove=True)
+    future.extra = 4
+    assert handler.events == [(future, "extra", 0, 3)]

@@ -56,7 +56,8 @@ class MultithreadingContext(IParallelContext):
         return WorkerThreadPool(max_workers=max_workers)
 
     def event(self) -> ThreadCancelFlag:
-        check_open(self)
+        if self._closed:  # check_open, inline: one flag per task
+            check_open(self)
         return ThreadCancelFlag()
 
     def queue(self) -> queue.Queue:

@@ -24,6 +24,8 @@ from typing import Any
 EXIT_GRACE_PERIOD = 2.0
 
 _SHUTDOWN = object()
+#: The keyword arguments of a task submitted without any (never changed).
+_NO_KWARGS: dict = {}
 _pool_ids = itertools.count()
 _live_pools: weakref.WeakSet[WorkerThreadPool] = weakref.WeakSet()
 
@@ -62,19 +64,20 @@ class WorkerThreadPool(concurrent.futures.Executor):
         self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._submit(future, fn, args, kwargs)
+        self._offload_submit(future, fn, args, kwargs)
         return future
 
-    def _offload_submit(self, handle: Any, fn: Callable[[], Any]) -> None:
-        """Run ``fn()``, with the executor's ``handle`` as its pool future.
+    def _offload_submit(
+        self, handle: Any, fn: Callable[..., Any], args: tuple = (), kwargs: dict = _NO_KWARGS
+    ) -> None:
+        """Run ``fn(*args, **kwargs)``, with ``handle`` as its pool future.
 
-        ``handle`` has the methods of ``concurrent.futures.Future`` that the
-        workers call; see ``offload._executor.executor._TaskHandle``.
+        The executor calls it with its ``handle`` of a task and the task's
+        runner (no arguments).  ``handle`` has the methods of
+        ``concurrent.futures.Future`` that the workers call; see
+        ``offload._executor.executor._TaskHandle``.
         """
-        self._submit(handle, fn, (), {})
-
-    def _submit(self, future: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-        item = (future, fn, args, kwargs)
+        item = (handle, fn, args, kwargs)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a worker pool after shutdown")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from offload._futures.base import BaseFuture, IFuture, ITaskSpecification
 
@@ -51,4 +51,4 @@ class FunctionSpecification(ITaskSpecification):
         return self.task_class(self.callable, self.args, self.kwargs)
 
     def future(self, cancel: Callable[[], None]) -> IFuture:
-        return cast(IFuture, self.future_class(_cancel=cancel))
+        return self.future_class(_cancel=cancel)  # type: ignore[return-value]

@@ -21,7 +21,8 @@ Any other expression, and anything unexpected, takes Traits' path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from inspect import iscoroutinefunction
+from inspect import CO_COROUTINE, iscoroutinefunction
+from types import FunctionType, MethodType
 from typing import Any
 
 from traits.api import Uninitialized  # type: ignore[attr-defined]
@@ -55,6 +56,19 @@ def _old_is_uninitialized(event: Any) -> bool:
     faster: it need not look the trait up again at every change (0.76 µs
     of the ~3 µs that an observer costs per progress message)."""
     return event.old is Uninitialized
+
+
+def _is_plain_function(handler: Any) -> bool:
+    """True for a function, or a method of one, that is not a coroutine
+    function: the commonest handlers, which ``inspect.iscoroutinefunction``
+    takes 0.65 µs to say False to.  False means "ask it"."""
+    function = handler.__func__ if handler.__class__ is MethodType else handler
+    return (
+        function.__class__ is FunctionType
+        and not function.__code__.co_flags & CO_COROUTINE
+        # inspect.markcoroutinefunction (Python 3.12) marks a function so.
+        and getattr(function, "_is_coroutine_marker", None) is None
+    )
 
 
 class _PlainDispatch:
@@ -197,7 +211,12 @@ def _direct_steps(
     name = node.name
     # object_has_named_trait, for the trait and for trait_added; a missing
     # one takes Traits' path, which reports it (or skips it, if optional).
-    if obj._trait(name, 0) is None or obj._trait("trait_added", 0) is None:
+    # A class trait is there: a dict lookup, not two calls of _trait (0.45
+    # µs each).
+    class_traits = obj.__class_traits__
+    if (name not in class_traits and obj._trait(name, 0) is None) or (
+        "trait_added" not in class_traits and obj._trait("trait_added", 0) is None
+    ):
         return None
     observable = obj._trait(name, 2)
     notifier = node.get_notifier(handler=handler, target=obj, dispatcher=dispatcher)
@@ -225,7 +244,9 @@ def add_or_remove(obj: Any, handler: Callable[[Any], Any], expression: str, remo
         return False
     node, extras, _, direct = plan
     dispatcher: Callable[[Any, Any], None] = dispatch_same
-    if not remove and plan[2] and not iscoroutinefunction(handler):
+    if not remove and plan[2] and (
+        _is_plain_function(handler) or not iscoroutinefunction(handler)
+    ):
         dispatcher = _PLAIN_DISPATCH
     steps = _direct_steps if direct else _general_steps
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from offload._futures.call import BackgroundCall, CallFuture
 from offload._futures.iteration import BackgroundIteration, IterationFuture
@@ -53,7 +53,8 @@ def submit_call(
         ``result`` is the return value once the state is COMPLETED.
     """
     _check_callable("submit_call", callable)
-    return cast(CallFuture, executor.submit(BackgroundCall(callable, args, kwargs)))
+    # Not typing.cast: a Python call, on the path of every submission.
+    return executor.submit(BackgroundCall(callable, args, kwargs))  # type: ignore[return-value]
 
 
 def submit_iteration(
@@ -85,8 +86,8 @@ def submit_iteration(
     IterationFuture
     """
     _check_callable("submit_iteration", callable)
-    return cast(
-        IterationFuture, executor.submit(BackgroundIteration(callable, args, kwargs))
+    return executor.submit(  # type: ignore[return-value]
+        BackgroundIteration(callable, args, kwargs)
     )
 
 
@@ -119,6 +120,6 @@ def submit_progress(
     ProgressFuture
     """
     _check_callable("submit_progress", callable)
-    return cast(
-        ProgressFuture, executor.submit(BackgroundProgress(callable, args, kwargs))
+    return executor.submit(  # type: ignore[return-value]
+        BackgroundProgress(callable, args, kwargs)
     )
