@@ -213,7 +213,7 @@ def _direct_steps(
     # one takes Traits' path, which reports it (or skips it, if optional).
     # A class trait is there: a dict lookup, not two calls of _trait (0.45
     # µs each).
-    class_traits = obj.__class_traits__
+    class_traits = type(obj).__class_traits__
     if (name not in class_traits and obj._trait(name, 0) is None) or (
         "trait_added" not in class_traits and obj._trait("trait_added", 0) is None
     ):
