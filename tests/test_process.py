@@ -334,6 +334,25 @@ def test_close_releases_every_process_and_then_refuses_use(assistant):
     context.close()  # idempotent
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm to see segments")
+def test_a_context_dropped_without_close_frees_its_shared_memory_quietly(assistant):
+    import gc
+
+    context = MultiprocessingContext()
+    executor = TraitsExecutor(context=context, event_loop=assistant.event_loop)
+    future = submit_call(executor, pt.pid)
+    wait_done(assistant, future)
+    executor.shutdown(timeout=20)
+    names = [shm.name for shm in context._flags._segments]
+    assert names and all(os.path.exists(f"/dev/shm/{name}") for name in names)
+    # The cancel flags' segment went with the context, its views released
+    # first: its own __del__ would raise BufferError (an unraisable
+    # exception, an error here) and leave the name to the resource tracker.
+    del context, executor, future
+    gc.collect()
+    assert not any(os.path.exists(f"/dev/shm/{name}") for name in names)
+
+
 def test_close_kills_workers_still_busy(assistant, tmp_path):
     context = MultiprocessingContext()
     pool = context.worker_pool(max_workers=1)

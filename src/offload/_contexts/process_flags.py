@@ -45,20 +45,23 @@ _ATTACHED: dict[tuple[str, int], shared_memory.SharedMemory] = {}
 
 _attach_lock = threading.Lock()
 
-#: The open ``FlagSlots`` of this process, for the exit (see _unlink_at_exit).
+#: The open ``FlagSlots`` of this process, for the exit (see _close_at_exit).
 _live_slots: weakref.WeakSet[FlagSlots] = weakref.WeakSet()
 
 
 @atexit.register
-def _unlink_at_exit() -> None:
+def _close_at_exit() -> None:
     # An application that exits without closing its context: the resource
     # tracker would unlink the segments too, but warn of "leaked
-    # shared_memory objects" on the application's terminal.  Workers still
-    # running keep what they mapped.  Registered before the process pool's
-    # own exit handler (process_pool imports this module through
-    # process_worker), so it runs after that one has stopped the workers.
+    # shared_memory objects" on the application's terminal; and a segment
+    # left to the interpreter's last collection, its views still exported,
+    # would print a BufferError from its __del__.  So close them (flags
+    # still alive read as set).  Workers still running keep what they
+    # mapped.  Registered before the process pool's own exit handler
+    # (process_pool imports this module through process_worker), so it runs
+    # after that one has stopped the workers.
     for slots in list(_live_slots):
-        slots.unlink()
+        slots.close()
 
 
 def _int64_view(shm: shared_memory.SharedMemory) -> memoryview:
@@ -89,6 +92,15 @@ class FlagSlots:
         self._next_slot = SLOTS_PER_SEGMENT
         self._generations = itertools.count(1)
         self._lock = threading.Lock()
+        # Dropped without close() (a context nobody closed): release and
+        # unlink then.  The segments' own __del__ would raise BufferError
+        # (the views of them are still exported) and leave their names to
+        # the resource tracker, which warns at exit.  Not at exit:
+        # _close_at_exit runs then, once the workers are stopped.
+        release = weakref.finalize(
+            self, _release_segments, self._prefix, self._segments, self._views
+        )
+        release.atexit = False
 
     def new_flag(self) -> ProcessCancelFlag:
         """A fresh, unset flag.  Any thread; about a microsecond."""
@@ -105,27 +117,9 @@ class FlagSlots:
         """Release and unlink every segment.  Flags still alive read as set."""
         with self._lock:
             self._free = array.array("q")
-            for index, (shm, view) in enumerate(zip(self._segments, self._views, strict=True)):
-                _VIEWS.pop((self._prefix, index), None)
-                view.release()
-                shm.close()
-                try:
-                    shm.unlink()
-                except FileNotFoundError:
-                    pass
-            self._segments = []
-            self._views = []
+            _release_segments(self._prefix, self._segments, self._views)
             self._next_slot = SLOTS_PER_SEGMENT
         _live_slots.discard(self)
-
-    def unlink(self) -> None:
-        """Remove the segments' names, leaving them mapped (for the exit)."""
-        with self._lock:
-            for shm in self._segments:
-                try:
-                    shm.unlink()
-                except FileNotFoundError:
-                    pass
 
     def _allocate(self) -> tuple[memoryview, int, int]:
         with self._lock:
@@ -146,6 +140,22 @@ class FlagSlots:
             slot = self._next_slot
             self._next_slot += 1
             return self._views[segment], segment, slot
+
+
+def _release_segments(
+    prefix: str, segments: list[shared_memory.SharedMemory], views: list[memoryview]
+) -> None:
+    """Release, close and unlink ``segments``, emptying both lists."""
+    for index, (shm, view) in enumerate(zip(segments, views, strict=True)):
+        _VIEWS.pop((prefix, index), None)
+        view.release()
+        shm.close()
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+    segments.clear()
+    views.clear()
 
 
 class _FlagBase:
