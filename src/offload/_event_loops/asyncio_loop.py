@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -88,31 +91,134 @@ class AsyncioEventLoop(IEventLoop):
 
 
 class _AsyncioPingee(IPingee):
+    """Wakes the loop through a socket pair of its own, watched by ``add_reader``.
+
+    ``loop.call_soon_threadsafe`` also wakes it, and is what a loop without
+    ``add_reader`` (Windows' proactor loop) gets; but it makes a handle per
+    ping and writes to the loop's own wake-up socket, which the loop then
+    reads until empty, two reads per wake.  Measured in one process against
+    it, this pingee took 8-14% off the round trip of ``await future``
+    (benchmarks/README.md).
+
+    Pings are counted, and a byte is written only when the count leaves
+    zero: the socket never holds more than a byte or two, however long the
+    loop does not run, and each ping makes exactly one ``on_ping`` call.
+    """
+
     def __init__(
         self, loop: asyncio.AbstractEventLoop, on_ping: Callable[[], None]
     ) -> None:
         self._loop = loop
         self._on_ping = on_ping
         self._connected = False
+        # Guards the count and the sockets: a worker's ping must never
+        # write to a socket that disconnect() closed (by then its
+        # descriptor's number may be another file's).
+        self._lock = threading.Lock()
+        self._pending = 0
+        #: (reader, writer) while connected through them; None otherwise.
+        self._sockets: tuple[socket.socket, socket.socket] | None = None
+        self._close_sockets: Callable[[], None] | None = None
 
     def connect(self) -> None:
+        if self._connected:
+            return
+        self._sockets = self._watched_socket_pair()
         self._connected = True
 
+    def _watched_socket_pair(self) -> tuple[socket.socket, socket.socket] | None:
+        """A socket pair the loop watches, or None: use call_soon_threadsafe."""
+        try:
+            reader, writer = socket.socketpair()
+        except OSError:
+            return None
+        reader.setblocking(False)
+        writer.setblocking(False)
+        try:
+            self._loop.add_reader(reader.fileno(), self._readable)
+        except (NotImplementedError, RuntimeError):
+            # A proactor loop, or a closed one: call_soon_threadsafe says so.
+            reader.close()
+            writer.close()
+            return None
+        # The loop holds this pingee while it watches the reader.  If the
+        # loop is closed and dropped without a disconnect, the sockets are
+        # closed when the pingee goes.
+        self._close_sockets = weakref.finalize(self, _close, reader, writer)
+        return reader, writer
+
     def disconnect(self) -> None:
-        self._connected = False
+        with self._lock:
+            self._connected = False
+            self._pending = 0
+            sockets, self._sockets = self._sockets, None
+        if sockets is None:
+            return
+        # No ping touches the sockets any more.  Unwatched before closed, so
+        # that the loop never watches a number that a new file may reuse.
+        self._loop.remove_reader(sockets[0].fileno())
+        if self._close_sockets is not None:
+            self._close_sockets()
+            self._close_sockets = None
 
     def ping(self) -> None:
-        if not self._connected:
-            return
+        with self._lock:
+            if not self._connected:
+                return
+            sockets = self._sockets
+            if sockets is not None:
+                self._pending += 1
+                if self._pending == 1:
+                    try:
+                        sockets[1].send(b"\0")
+                    except OSError:  # pragma: no cover - a byte is there already
+                        pass
+                return
         try:
             self._loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:
             # The loop was closed under us (application exit): nothing to wake.
             pass
 
+    def _readable(self) -> None:
+        sockets = self._sockets
+        if sockets is None:  # pragma: no cover - unwatched at disconnect
+            return
+        try:
+            sockets[0].recv(64)
+        except OSError:  # nothing there: the count was taken with its byte
+            pass
+        with self._lock:
+            count, self._pending = self._pending, 0
+        while count and self._connected:
+            count -= 1
+            try:
+                self._on_ping()
+            except BaseException:
+                # The loop logs it (or stops, for KeyboardInterrupt); the
+                # other pings still come, each in its own turn as before.
+                self._give_back(count)
+                raise
+
+    def _give_back(self, count: int) -> None:
+        with self._lock:
+            if not (count and self._connected and self._sockets is not None):
+                return
+            self._pending += count
+            if self._pending == count:
+                try:
+                    self._sockets[1].send(b"\0")
+                except OSError:  # pragma: no cover - a byte is there already
+                    pass
+
     def _deliver(self) -> None:
         if self._connected:
             self._on_ping()
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 class _AsyncioEventLoopHelper(IEventLoopHelper):
