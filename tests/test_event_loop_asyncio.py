@@ -156,6 +156,29 @@ def test_disconnect_from_inside_a_call_back_stops_the_rest(loop):
     assert calls == [1]
 
 
+def test_a_ping_during_a_call_back_calls_back_again(loop):
+    # Its wake-up byte is read with the one that woke the loop: it must
+    # still come (the inbox pings itself this way when a slice runs out).
+    pingee: Any = None
+    calls = []
+
+    def on_ping() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            pingee.ping()
+            pingee.ping()
+
+    pingee = AsyncioEventLoop(event_loop=loop).pingee(on_ping)
+    pingee.connect()
+    try:
+        pingee.ping()
+        run_until(loop, lambda: len(calls) >= 5)
+        run_a_while(loop)
+    finally:
+        pingee.disconnect()
+    assert len(calls) == 5
+
+
 def test_a_call_back_that_raises_does_not_lose_the_other_pings(loop):
     calls = []
 
