@@ -138,3 +138,11 @@ def test_dask_embedded_prints_json() -> None:
     assert [r["mode"] for r in records] == ["helper", "in_process", "raw"]
     for record in records:
         assert record["rate_median"] > 0 and isinstance(record["rss_kept_mb"], float)
+
+
+def test_ab_latency_compares_with_a_revision_in_one_process() -> None:
+    (record,) = run_script("ab_latency", "--against", "HEAD")
+    assert record["benchmark"] == "ab_latency" and record["quick"] is True
+    for wait in ("await", "observe"):
+        assert record[f"this_{wait}"] > 0 and record[f"against_{wait}"] > 0
+        assert record[f"ratio_{wait}"] > 0

@@ -1,0 +1,208 @@
+"""Round trip of this tree against another revision, in one process.
+
+A change worth a few percent of a round trip is lost in this machine's
+noise between two runs (its speed changes by half from one minute to the
+next), but not between two blocks of samples a few milliseconds apart.  So
+this script loads the revision to compare with (``git archive REV
+src/offload``, renamed ``offload_ab``) beside the installed ``offload``,
+makes one executor of each on one asyncio loop, and alternates blocks of
+round trips between them (and a raw one-thread ``ThreadPoolExecutor``).
+The JSON line gives each one's median over the blocks, and the median of
+the per-block ratios of this tree to the revision: below 1 is faster.
+
+Usage: ``python benchmarks/ab_latency.py [--against REV] [--repeat R]
+[--quick]`` from a git checkout (default: ``HEAD``, which measures the
+working tree's uncommitted change); ``R`` × 6 blocks of 200 round trips
+each (default 5: 30).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import gc
+import importlib
+import io
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from _harness import Skip, close_loop, emit, environment, new_loop, run_main, run_until
+
+#: The revision's package, under this name.
+COPY = "offload_ab"
+
+BLOCK, QUICK_BLOCK = 200, 5
+#: Blocks of each per ``--repeat`` (default 5: 30 blocks).
+BLOCKS_PER_REPEAT = 6
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--against", default="HEAD", help="git revision to compare with")
+
+
+def load_revision(revision: str, into: str) -> Any:
+    """Import ``src/offload`` of ``revision`` as :data:`COPY`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        archive = subprocess.run(
+            ["git", "-C", os.path.dirname(here), "archive", revision, "src/offload"],
+            capture_output=True, check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        raise Skip(
+            f"cannot read revision {revision!r} of src/offload with git archive "
+            f"(run from a git checkout): {error} {detail.decode(errors='replace').strip()}"
+        ) from None
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+            tar.extractall(into, filter="data")
+        else:  # pragma: no cover - our own archive
+            tar.extractall(into)
+    package = os.path.join(into, COPY)
+    shutil.move(os.path.join(into, "src", "offload"), package)
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as file:
+                    text = file.read()
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(_renamed(text))
+    sys.path.insert(0, into)
+    return importlib.import_module(COPY + ".api")
+
+
+#: ``offload`` as the package's name in one of its import statements.
+_NAME = re.compile(r"\boffload(?=[.\s])")
+
+
+def _renamed(text: str) -> str:
+    """``text`` with its imports of ``offload`` made imports of :data:`COPY`."""
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith(("from ", "import ")):
+            lines[index] = _NAME.sub(COPY, line)
+    return "".join(lines)
+
+
+def round_trips(api: Any, loop: asyncio.AbstractEventLoop) -> tuple[Any, dict[str, Any]]:
+    """An executor of ``api`` on ``loop``, and its two samplers."""
+    executor = api.TraitsExecutor(event_loop=api.AsyncioEventLoop(event_loop=loop))
+    submit_call = api.submit_call
+
+    async def awaited() -> float:
+        start = time.perf_counter()
+        await submit_call(executor, _noop)
+        return time.perf_counter() - start
+
+    async def observed() -> float:
+        waiter = loop.create_future()
+
+        def on_done(event: Any) -> None:
+            if event.new and not waiter.done():
+                waiter.set_result(time.perf_counter())
+
+        start = time.perf_counter()
+        submit_call(executor, _noop).observe(on_done, "done")
+        return await waiter - start  # type: ignore[no-any-return]
+
+    return executor, {"await": awaited, "observe": observed}
+
+
+def _noop() -> None:
+    pass
+
+
+def raw_round_trip(
+    pool: concurrent.futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop
+) -> Callable[[], Awaitable[float]]:
+    """The raw one-thread pool, timed until its callback runs."""
+
+    async def one() -> float:
+        waiter = loop.create_future()
+
+        def on_done() -> None:
+            waiter.set_result(time.perf_counter())
+
+        def task() -> None:
+            loop.call_soon_threadsafe(on_done)
+
+        start = time.perf_counter()
+        pool.submit(task)
+        return await waiter - start  # type: ignore[no-any-return]
+
+    return one
+
+
+def main(args: argparse.Namespace) -> None:
+    import offload.api
+
+    block = QUICK_BLOCK if args.quick else BLOCK
+    blocks = 2 if args.quick else BLOCKS_PER_REPEAT * args.repeat
+    with tempfile.TemporaryDirectory() as scratch:
+        other = load_revision(args.against, scratch)
+        loop = new_loop()
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            this_executor, this = round_trips(offload.api, loop)
+            that_executor, that = round_trips(other, loop)
+            samplers: dict[str, Callable[[], Awaitable[float]]] = {"raw": raw_round_trip(pool, loop)}
+            for wait in ("await", "observe"):
+                samplers[f"this_{wait}"] = this[wait]
+                samplers[f"that_{wait}"] = that[wait]
+            medians = run_until(loop, asyncio.ensure_future(
+                _interleave(samplers, blocks, block), loop=loop))
+            this_executor.shutdown(timeout=60)
+            that_executor.shutdown(timeout=60)
+        finally:
+            pool.shutdown(wait=True)
+            close_loop(loop)
+            sys.path.remove(scratch)
+    record: dict[str, Any] = {
+        "benchmark": "ab_latency",
+        "against": args.against,
+        "unit": "µs (median round trip)",
+        "blocks": blocks,
+        "round_trips_per_block": block,
+        "raw_one_thread": statistics.median(medians["raw"]),
+        "quick": args.quick,
+    }
+    for wait in ("await", "observe"):
+        record[f"this_{wait}"] = statistics.median(medians[f"this_{wait}"])
+        record[f"against_{wait}"] = statistics.median(medians[f"that_{wait}"])
+        record[f"ratio_{wait}"] = statistics.median(
+            a / b for a, b in zip(medians[f"this_{wait}"], medians[f"that_{wait}"], strict=True)
+        )
+    emit({**record, **environment()})
+
+
+async def _interleave(
+    samplers: dict[str, Callable[[], Awaitable[float]]], blocks: int, block: int
+) -> dict[str, list[float]]:
+    """Median of each block, in µs; the order of the samplers alternates."""
+    names = list(samplers)
+    for sampler in samplers.values():  # warm up: threads started, caches primed
+        for _ in range(block):
+            await sampler()
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(blocks):
+        for name in names if index % 2 else names[::-1]:
+            gc.collect()
+            values = [await samplers[name]() for _ in range(block)]
+            medians[name].append(1e6 * statistics.median(values))
+    return medians
+
+
+if __name__ == "__main__":
+    run_main("ab_latency", __doc__.splitlines()[0], main, add_arguments)
