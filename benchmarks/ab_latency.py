@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import gc
 import importlib
 import io
@@ -32,11 +31,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from _baselines import ThreadBaseline
 from _harness import Skip, close_loop, emit, environment, new_loop, run_main, run_until
+from latency import offload_sampler
 
 #: The revision's package, under this name.
 COPY = "offload_ab"
@@ -96,53 +96,13 @@ def _renamed(text: str) -> str:
     return "".join(lines)
 
 
-def round_trips(api: Any, loop: asyncio.AbstractEventLoop) -> tuple[Any, dict[str, Any]]:
+def executor_and_samplers(api: Any, loop: asyncio.AbstractEventLoop) -> tuple[Any, dict]:
     """An executor of ``api`` on ``loop``, and its two samplers."""
     executor = api.TraitsExecutor(event_loop=api.AsyncioEventLoop(event_loop=loop))
-    submit_call = api.submit_call
-
-    async def awaited() -> float:
-        start = time.perf_counter()
-        await submit_call(executor, _noop)
-        return time.perf_counter() - start
-
-    async def observed() -> float:
-        waiter = loop.create_future()
-
-        def on_done(event: Any) -> None:
-            if event.new and not waiter.done():
-                waiter.set_result(time.perf_counter())
-
-        start = time.perf_counter()
-        submit_call(executor, _noop).observe(on_done, "done")
-        return await waiter - start  # type: ignore[no-any-return]
-
-    return executor, {"await": awaited, "observe": observed}
-
-
-def _noop() -> None:
-    pass
-
-
-def raw_round_trip(
-    pool: concurrent.futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop
-) -> Callable[[], Awaitable[float]]:
-    """The raw one-thread pool, timed until its callback runs."""
-
-    async def one() -> float:
-        waiter = loop.create_future()
-
-        def on_done() -> None:
-            waiter.set_result(time.perf_counter())
-
-        def task() -> None:
-            loop.call_soon_threadsafe(on_done)
-
-        start = time.perf_counter()
-        pool.submit(task)
-        return await waiter - start  # type: ignore[no-any-return]
-
-    return one
+    return executor, {
+        wait: offload_sampler(executor, loop, wait, api.submit_call)
+        for wait in ("await", "observe")
+    }
 
 
 def main(args: argparse.Namespace) -> None:
@@ -153,11 +113,11 @@ def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         other = load_revision(args.against, scratch)
         loop = new_loop()
-        pool = concurrent.futures.ThreadPoolExecutor(1)
+        raw = ThreadBaseline(loop, max_workers=1)
         try:
-            this_executor, this = round_trips(offload.api, loop)
-            that_executor, that = round_trips(other, loop)
-            samplers: dict[str, Callable[[], Awaitable[float]]] = {"raw": raw_round_trip(pool, loop)}
+            this_executor, this = executor_and_samplers(offload.api, loop)
+            that_executor, that = executor_and_samplers(other, loop)
+            samplers: dict[str, Callable[[], Awaitable[float]]] = {"raw": raw.round_trip}
             for wait in ("await", "observe"):
                 samplers[f"this_{wait}"] = this[wait]
                 samplers[f"that_{wait}"] = that[wait]
@@ -166,7 +126,7 @@ def main(args: argparse.Namespace) -> None:
             this_executor.shutdown(timeout=60)
             that_executor.shutdown(timeout=60)
         finally:
-            pool.shutdown(wait=True)
+            raw.close()
             close_loop(loop)
             sys.path.remove(scratch)
     record: dict[str, Any] = {

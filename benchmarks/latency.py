@@ -55,8 +55,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def offload_sampler(executor: Any, loop: Any, wait: str) -> Callable[[], Awaitable[float]]:
-    from offload.api import submit_call
+def offload_sampler(
+    executor: Any, loop: Any, wait: str, submit_call: Any = None
+) -> Callable[[], Awaitable[float]]:
+    """One round trip; ``submit_call`` of another copy of offload, or ours."""
+    if submit_call is None:
+        from offload.api import submit_call
 
     noop = _tasks.noop
 

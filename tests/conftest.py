@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -231,6 +232,21 @@ def make_executor(context: Any, assistant: OffloadAssistant) -> Iterator[Callabl
     yield make
     for executor in made:
         executor.shutdown(timeout=20)
+
+
+def ping_from_threads(pingee: Any, threads: int, each: int) -> None:
+    """Call ``pingee.ping()`` ``each`` times from each of ``threads`` threads."""
+
+    def work() -> None:
+        for _ in range(each):
+            pingee.ping()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=20)
+        assert not worker.is_alive()
 
 
 def wait_done(assistant: OffloadAssistant, future: Any, timeout: float = 20) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from conftest import ping_from_threads
 from offload.api import AsyncioEventLoop
 
 
@@ -62,19 +63,6 @@ def run_a_while(loop: asyncio.AbstractEventLoop, turns: int = 50) -> None:
             await asyncio.sleep(0)
 
     loop.run_until_complete(spin())
-
-
-def ping_from_threads(pingee: Any, threads: int, each: int) -> None:
-    def work() -> None:
-        for _ in range(each):
-            pingee.ping()
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=20)
-        assert not worker.is_alive()
 
 
 def open_descriptors() -> int:

@@ -21,7 +21,7 @@ import pytest
 from traits.api import Event, HasStrictTraits, Int, List
 
 import conftest
-from conftest import EVENT_LOOPS, load
+from conftest import EVENT_LOOPS, load, ping_from_threads
 from offload.api import MultithreadingContext, TraitsExecutor, submit_call, submit_progress
 from offload.testing import TestAssistant
 
@@ -73,19 +73,6 @@ def helper(gui_loop: Any) -> Iterator[Any]:
     helper.init()
     yield helper
     helper.dispose()
-
-
-def ping_from_threads(pingee: Any, threads: int, each: int) -> None:
-    def work() -> None:
-        for _ in range(each):
-            pingee.ping()
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=20)
-        assert not worker.is_alive()
 
 
 def test_every_ping_calls_back_once_on_main_thread(gui_loop, helper):
