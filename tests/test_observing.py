@@ -1,8 +1,11 @@
-"""``future.observe``: the short path must make exactly Traits' notifiers.
+"""``future.observe``: the shorter paths must behave as Traits' own.
 
-An observer added by offload's short path is removed by Traits' own
-``HasTraits.observe(..., remove=True)`` and the other way round, fires the
-same events, and every error is Traits' own.
+On an Event or Property trait, the lean path gives each handler Traits'
+events, filter, dispatch, weak references and errors through one notifier
+of offload's own; on any other trait (and on those, with the lean path
+turned off), the exact path makes exactly Traits' notifiers, so that an
+observer it adds is removed by Traits' own ``HasTraits.observe(...,
+remove=True)`` and the other way round.  Every error is Traits' own.
 """
 
 from __future__ import annotations
@@ -27,15 +30,26 @@ OBSERVED = [
 CASES = [(cls, name) for cls, names in OBSERVED for name in names]
 
 
-@pytest.fixture(autouse=True, params=["direct", "general"])
+#: Every path: the lean one (taken on Event and Property traits), the
+#: exact path's inline steps for Traits' own observers, and its steps
+#: through the observer interface (a Traits release with other observer
+#: types, where the lean path is not taken either).
+ALL_PATHS = pytest.mark.parametrize("steps", ["lean", "direct", "general"], indirect=True)
+#: The exact path's two ways (about the notifiers it makes).
+EXACT_PATHS = pytest.mark.parametrize("steps", ["direct", "general"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
 def steps(request, monkeypatch):
-    """Every test twice: with the short path's inline steps for Traits' own
-    observers, and with the steps through the observer interface that it
-    takes for any other (a Traits release with other observer types)."""
+    """Which path ``future.observe`` takes; the lean path unless a test is
+    parametrized with ALL_PATHS or EXACT_PATHS."""
+    path = getattr(request, "param", "lean")
     monkeypatch.setattr(observing, "_plans", {})
-    if request.param == "general":
+    if path != "lean":
+        monkeypatch.setattr(observing, "_lean", False)
+    if path == "general":
         monkeypatch.setattr(observing, "_direct_types", None)
-    return request.param
+    return path
 
 
 def traits_observe(obj, handler, expression, **kwargs):
@@ -63,6 +77,7 @@ class Recorder:
         self.events.append((event.object, event.name, event.old, event.new))
 
 
+@ALL_PATHS
 @pytest.mark.parametrize(("cls", "name"), CASES)
 def test_the_short_path_is_taken_for_one_trait_name(cls, name):
     # If a Traits release changes its observers so that the short path no
@@ -70,12 +85,14 @@ def test_the_short_path_is_taken_for_one_trait_name(cls, name):
     assert add_or_remove(cls(), Recorder(), name, False) is True
 
 
+@EXACT_PATHS
 @pytest.mark.parametrize(("cls", "name"), CASES)
 def test_the_inline_steps_are_taken_for_traits_own_observers(cls, name, steps):
     add_or_remove(cls(), Recorder(), name, False)
     assert observing._plans[name][3] is (steps == "direct")
 
 
+@EXACT_PATHS
 @pytest.mark.parametrize(("cls", "name"), CASES)
 def test_same_notifiers_as_traits_makes(cls, name):
     ours, theirs = cls(), cls()
@@ -85,6 +102,7 @@ def test_same_notifiers_as_traits_makes(cls, name):
     assert notifier_layout(ours, name) != notifier_layout(cls(), name)
 
 
+@EXACT_PATHS
 @pytest.mark.parametrize(("cls", "name"), CASES)
 def test_added_here_removed_by_traits_and_the_other_way(cls, name):
     untouched = notifier_layout(cls(), name)
@@ -98,6 +116,7 @@ def test_added_here_removed_by_traits_and_the_other_way(cls, name):
         assert notifier_layout(future, name) == untouched
 
 
+@ALL_PATHS
 def test_events_are_traits_events_in_order_with_other_observers():
     future, first, second = CallFuture(), Recorder(), Recorder()
     traits_observe(future, first, "done")
@@ -110,6 +129,7 @@ def test_events_are_traits_events_in_order_with_other_observers():
     assert order == ["third", "fourth"]
 
 
+@ALL_PATHS
 def test_the_same_handler_twice_needs_two_removals():
     future, handler = CallFuture(), Recorder()
     future.observe(handler, "done")
@@ -124,6 +144,7 @@ def test_the_same_handler_twice_needs_two_removals():
         future.observe(handler, "done", remove=True)
 
 
+@ALL_PATHS
 def test_removing_what_was_never_added_is_traits_error_and_changes_nothing():
     future, kept = CallFuture(), Recorder()
     future.observe(kept, "done")
@@ -135,6 +156,7 @@ def test_removing_what_was_never_added_is_traits_error_and_changes_nothing():
     assert len(kept.events) == 1
 
 
+@ALL_PATHS
 def test_an_unknown_trait_is_traits_error():
     with pytest.raises(ValueError, match="Trait named 'dnoe' not found"):
         CallFuture().observe(Recorder(), "dnoe")
@@ -142,11 +164,13 @@ def test_an_unknown_trait_is_traits_error():
         traits_observe(CallFuture(), Recorder(), "dnoe")
 
 
+@ALL_PATHS
 def test_a_bad_dispatch_is_traits_error():
     with pytest.raises(KeyError):
         CallFuture().observe(Recorder(), "done", dispatch="sometime")
 
 
+@ALL_PATHS
 @pytest.mark.parametrize(
     "expression",
     ["[state, done]", trait("done"), ["state", "done"], "state,done".split(",")],
@@ -161,6 +185,7 @@ def test_other_expressions_take_traits_path_and_work(expression):
     assert handler.events == [(future, "done", "old", "new")]
 
 
+@ALL_PATHS
 def test_a_badly_formed_expression_is_traits_error():
     with pytest.raises(Exception) as ours:
         CallFuture().observe(Recorder(), "done..")
@@ -169,6 +194,7 @@ def test_a_badly_formed_expression_is_traits_error():
     assert type(ours.value) is type(theirs.value)
 
 
+@ALL_PATHS
 def test_a_method_handler_is_held_weakly_as_traits_does():
     future = CallFuture()
 
@@ -203,6 +229,7 @@ def handler_notifier(obj, name):
     return notifier
 
 
+@EXACT_PATHS
 @pytest.mark.parametrize(("cls", "name"), CASES)
 def test_event_and_property_traits_get_the_cheaper_filter_and_dispatch(cls, name):
     # The speed-ups of observed progress messages: fails if they are gone.
@@ -213,6 +240,7 @@ def test_event_and_property_traits_get_the_cheaper_filter_and_dispatch(cls, name
     assert notifier.dispatcher is _PLAIN_DISPATCH
 
 
+@ALL_PATHS
 @pytest.mark.parametrize("observe", ["short", "traits"])
 def test_changes_dropped_and_kept_as_traits_does(observe):
     future, handler = CountingFuture(), Recorder()
@@ -231,6 +259,7 @@ def test_changes_dropped_and_kept_as_traits_does(observe):
     ]
 
 
+@ALL_PATHS
 def test_an_event_fires_for_every_value_even_equal_ones():
     future, handler = ProgressFuture(), Recorder()
     future.observe(handler, "progress")
@@ -239,6 +268,7 @@ def test_an_event_fires_for_every_value_even_equal_ones():
     assert [event[3] for event in handler.events] == [1, 1]
 
 
+@ALL_PATHS
 def test_an_async_handler_is_run_as_a_task_as_traits_does():
     import asyncio
 
@@ -249,7 +279,6 @@ def test_an_async_handler_is_run_as_a_task_as_traits_does():
 
     async def main():
         future.observe(handler, "done")
-        assert handler_notifier(future, "done").dispatcher is dispatch_same
         fire(future, "done")
         assert seen == []  # scheduled, not yet run
         for _ in range(100):
@@ -261,6 +290,7 @@ def test_an_async_handler_is_run_as_a_task_as_traits_does():
     assert seen == ["new"]
 
 
+@ALL_PATHS
 def test_a_non_callable_handler_is_traits_error_and_adds_nothing():
     future = CallFuture()
     untouched = notifier_layout(future, "done")
@@ -269,6 +299,7 @@ def test_a_non_callable_handler_is_traits_error_and_adds_nothing():
     assert notifier_layout(future, "done") == untouched
 
 
+@ALL_PATHS
 def test_keywords_as_traits_names_them():
     future, handler = CallFuture(), Recorder()
     future.observe(handler=handler, expression="done")
@@ -310,6 +341,7 @@ def _marked():
     return mark(handler) if mark is not None else _coroutine
 
 
+@EXACT_PATHS
 @pytest.mark.parametrize(
     "handler",
     [
@@ -337,6 +369,7 @@ def test_the_dispatch_is_plain_exactly_when_inspect_says_not_a_coroutine(handler
         assert dispatcher is _PLAIN_DISPATCH
 
 
+@ALL_PATHS
 def test_an_instance_trait_is_observed_by_the_short_path_too():
     future, handler = CallFuture(), Recorder()
     future.add_trait("extra", Int())
@@ -345,3 +378,143 @@ def test_an_instance_trait_is_observed_by_the_short_path_too():
     future.observe(handler, "extra", remove=True)
     future.extra = 4
     assert handler.events == [(future, "extra", 0, 3)]
+
+
+# The lean path ---------------------------------------------------------------
+
+
+def lean_handlers(obj, name):
+    """The lean path's notifiers on ``name``: none, or one."""
+    return [
+        n for n in obj._trait(name, 2)._notifiers(True)
+        if isinstance(n, observing._Handlers)
+    ]
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_the_lean_path_puts_one_notifier_of_its_own_and_nothing_else(cls, name):
+    future, first, second = cls(), Recorder(), Recorder()
+    untouched = notifier_layout(future, name)
+    future.observe(first, name)
+    future.observe(second, name)
+    (handlers,) = lean_handlers(future, name)
+    assert [entry.handler for entry in handlers.entries] == [first, second]
+    # No trait_added maintainer, no Traits notifier.
+    assert notifier_layout(future, name)[1] == untouched[1]
+    assert len(notifier_layout(future, name)[0]) == len(untouched[0]) + 1
+    fire(future, name)
+    assert first.events == second.events == [(future, name, "old", "new")]
+    future.observe(first, name, remove=True)
+    future.observe(second, name, remove=True)
+    assert notifier_layout(future, name) == untouched
+
+
+@pytest.mark.parametrize(("cls", "name"), CASES)
+def test_added_by_traits_removed_by_the_future_but_not_the_other_way(cls, name):
+    future, handler = cls(), Recorder()
+    untouched = notifier_layout(future, name)
+    traits_observe(future, handler, name)
+    future.observe(handler, name, remove=True)
+    assert notifier_layout(future, name) == untouched
+    # Traits' own path does not see the lean path's handlers (documented):
+    # it says so and changes nothing.
+    future.observe(handler, name)
+    with pytest.raises(NotifierNotFound):
+        traits_observe(future, handler, name, remove=True)
+    fire(future, name)
+    assert handler.events == [(future, name, "old", "new")]
+
+
+def test_the_lean_path_runs_through_the_future_state_machine():
+    from offload._routing.protocol import RETURNED, STARTED
+
+    future, states, done = CallFuture(), Recorder(), Recorder()
+    future.observe(states, "state")
+    future.observe(done, "done")
+    future.receive((STARTED, None))
+    future.receive((RETURNED, 42))
+    assert [event[2:] for event in states.events] == [
+        ("waiting", "executing"), ("executing", "completed"),
+    ]
+    assert done.events == [(future, "done", False, True)]
+
+
+@ALL_PATHS
+@pytest.mark.parametrize("reraise", [False, True])
+def test_an_error_in_a_handler_goes_to_traits_exception_handler(reraise):
+    from traits.observation.api import pop_exception_handler, push_exception_handler
+
+    future, after = CallFuture(), Recorder()
+
+    def broken(event):
+        raise ZeroDivisionError("from a handler")
+
+    future.observe(broken, "done")
+    future.observe(after, "done")
+    seen = []
+    push_exception_handler(handler=seen.append, reraise_exceptions=reraise)
+    try:
+        if reraise:
+            with pytest.raises(ZeroDivisionError, match="from a handler"):
+                fire(future, "done")
+        else:
+            fire(future, "done")
+    finally:
+        pop_exception_handler()
+    assert [(event.object, event.name, event.new) for event in seen] == [(future, "done", "new")]
+    # Traits goes on to the next handler unless told to re-raise.
+    assert len(after.events) == (0 if reraise else 1)
+
+
+@ALL_PATHS
+def test_handlers_added_or_removed_during_a_change_count_from_the_next():
+    future, late, removed = CallFuture(), Recorder(), Recorder()
+
+    def changer(event):
+        future.observe(late, "done")
+        future.observe(removed, "done", remove=True)
+
+    future.observe(changer, "done")
+    future.observe(removed, "done")
+    fire(future, "done")
+    # As Traits: the change in progress calls the handlers as they were.
+    assert (len(late.events), len(removed.events)) == (0, 1)
+    future.observe(changer, "done", remove=True)
+    fire(future, "done")
+    assert (len(late.events), len(removed.events)) == (1, 1)
+
+
+def test_a_change_from_an_uninitialized_value_is_dropped_as_traits_does():
+    future, handler = CallFuture(), Recorder()
+    future.observe(handler, "state")
+    future.trait_property_changed("state", Uninitialized, "x")
+    future.trait_property_changed("state", "x", "x")
+    assert handler.events == [(future, "state", "x", "x")]
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [_plain, _coroutine, _Handlers().method, _Handlers().coroutine_method, _Handlers(),
+     functools.partial(_coroutine), functools.partial(_plain), _marked()],
+    ids=["function", "coroutine", "method", "coroutine-method", "callable",
+         "partial-coroutine", "partial", "marked"],
+)
+def test_the_lean_path_calls_directly_exactly_when_inspect_says_not_a_coroutine(handler):
+    import inspect
+
+    future = CallFuture()
+    future.observe(handler, "done")
+    ((entry,),) = [handlers.entries for handlers in lean_handlers(future, "done")]
+    assert entry.plain is not inspect.iscoroutinefunction(handler)
+
+
+def test_a_lean_observed_future_is_freed_once_dropped():
+    import weakref
+
+    future = CallFuture()
+    future.observe(lambda event: None, "done")
+    future.observe(Recorder(), "state")
+    gone = weakref.ref(future)
+    del future
+    gc.collect()
+    assert gone() is None
