@@ -144,48 +144,47 @@ def test_disconnect_from_inside_a_call_back_stops_the_rest(loop):
     assert calls == [1]
 
 
+def ping_and_run(loop, on_ping, pings, until) -> None:
+    """Connect a pingee that calls ``on_ping(pingee)``, ping it ``pings``
+    times, run the loop until ``until()`` and a while longer, disconnect."""
+    pingee: Any = None
+    pingee = AsyncioEventLoop(event_loop=loop).pingee(lambda: on_ping(pingee))
+    pingee.connect()
+    try:
+        for _ in range(pings):
+            pingee.ping()
+        run_until(loop, until)
+        run_a_while(loop)
+    finally:
+        pingee.disconnect()
+
+
 def test_a_ping_during_a_call_back_calls_back_again(loop):
     # Its wake-up byte is read with the one that woke the loop: it must
     # still come (the inbox pings itself this way when a slice runs out).
-    pingee: Any = None
     calls = []
 
-    def on_ping() -> None:
+    def on_ping(pingee) -> None:
         calls.append(1)
         if len(calls) < 3:
             pingee.ping()
             pingee.ping()
 
-    pingee = AsyncioEventLoop(event_loop=loop).pingee(on_ping)
-    pingee.connect()
-    try:
-        pingee.ping()
-        run_until(loop, lambda: len(calls) >= 5)
-        run_a_while(loop)
-    finally:
-        pingee.disconnect()
+    ping_and_run(loop, on_ping, pings=1, until=lambda: len(calls) >= 5)
     assert len(calls) == 5
 
 
 def test_a_call_back_that_raises_does_not_lose_the_other_pings(loop):
     calls = []
 
-    def on_ping() -> None:
+    def on_ping(pingee) -> None:
         calls.append(1)
         if len(calls) == 2:
             raise ValueError("an observer's trouble")
 
     errors: list[Any] = []
     loop.set_exception_handler(lambda loop, context: errors.append(context["exception"]))
-    pingee = AsyncioEventLoop(event_loop=loop).pingee(on_ping)
-    pingee.connect()
-    try:
-        for _ in range(5):
-            pingee.ping()
-        run_until(loop, lambda: len(calls) >= 5)
-        run_a_while(loop)
-    finally:
-        pingee.disconnect()
+    ping_and_run(loop, on_ping, pings=5, until=lambda: len(calls) >= 5)
     assert len(calls) == 5
     assert [type(error) for error in errors] == [ValueError]
 
