@@ -5,7 +5,7 @@ something for those hooks to do is made the ordinary way."""
 from __future__ import annotations
 
 import pytest
-from traits.api import HasTraits, Int, observe, on_trait_change
+from traits.api import DelegatesTo, HasTraits, Instance, Int, Property, observe, on_trait_change
 
 from offload._futures.base import new_future
 from offload._routing.protocol import RETURNED, STARTED
@@ -92,6 +92,48 @@ class NewFuture(CallFuture):
         future = super().__new__(cls)
         future.seen = 100
         return future
+
+
+class Source(HasTraits):
+    value = Int(0)
+
+
+class PropertyObservingFuture(CallFuture):
+    seen = Int(0)
+    doubled = Property(Int, observe="seen")
+
+    def _get_doubled(self):
+        return 2 * self.seen
+
+
+class DependsOnFuture(CallFuture):
+    seen = Int(0)
+    doubled = Property(Int, depends_on="seen")
+
+    def _get_doubled(self):
+        return 2 * self.seen
+
+
+class DelegatingFuture(CallFuture):
+    source = Instance(Source, ())
+    value = DelegatesTo("source")
+
+
+@pytest.mark.parametrize("cls", [PropertyObservingFuture, DependsOnFuture])
+def test_a_subclass_with_a_property_that_depends_on_a_trait_still_notifies(cls):
+    future = new_future(cls, lambda: None)
+    changes = []
+    future.observe(lambda event: changes.append(event.new), "doubled")
+    future.seen = 3
+    assert changes == [6]
+
+
+def test_a_subclass_with_a_delegate_still_follows_its_source():
+    future = new_future(DelegatingFuture, lambda: None)
+    changes = []
+    future.observe(lambda event: changes.append(event.new), "value")
+    future.source.value = 7
+    assert (changes, future.value) == ([7], 7)
 
 
 @pytest.mark.parametrize(
