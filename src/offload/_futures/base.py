@@ -499,13 +499,15 @@ def _init_is_plain(cls: type) -> bool:
 
 
 def new_future(cls: type[BaseFuture], cancel: Callable[[], None]) -> BaseFuture:
-    """``cls(_cancel=cancel)``, in a seventh of the time when it may be.
+    """``cls(_cancel=cancel)``, in 1.2 µs instead of 4.2 when it may be.
 
     ``HasTraits.__init__`` costs 2.6 µs for a class with nothing to set up,
     almost all of it four Python hooks that find nothing to do (a tenth of
     the main thread's share of a round trip).  A class with ``@observe`` or
-    ``on_trait_change`` methods, its own ``__init__`` or ``traits_init``
-    (a user's subclass, say) is made the ordinary way.
+    ``on_trait_change`` methods (a ``Property`` that observes or depends
+    on a trait, a delegate), its own ``__init__``, ``__new__`` or
+    ``traits_init``, or a metaclass with its own ``__call__`` (a user's
+    subclass, say) is made the ordinary way.
     """
     try:
         plain = _PLAIN_INIT[cls]
