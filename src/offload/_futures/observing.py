@@ -15,7 +15,8 @@ made for them.  For an expression that names one trait with no children
   that trait of that future, calls every handler observed through it, in
   the order they came, with the very event, filter, dispatch, weak
   reference to a method and error handling that Traits' notifier gives
-  (~2 µs to add instead of ~12; cheaper to fire and to free).  Adding a
+  (~5 µs to add on a fresh future instead of ~10; cheaper to fire and to
+  free).  Adding a
   handler already there counts it, as Traits does; removal finds it here.
   What differs from Traits: Traits' *own* path cannot see these handlers,
   so ``HasTraits.observe(future, handler, "done", remove=True)``, called
@@ -320,7 +321,9 @@ def _lean_name(obj: Any, plan: tuple) -> str | None:
     if not (_lean and plan[3]) or _ctrait_prevent_event is None or node.optional:
         return None
     name = node.name
-    trait = obj._trait(name, 0)
+    # A class trait by a dict lookup (a _trait call costs 0.45 µs); an
+    # instance trait of that name is its clone, of the same kind.
+    trait = type(obj).__class_traits__.get(name) or obj._trait(name, 0)
     if trait is None or trait.type not in _NEVER_EQUAL_KINDS:
         return None
     return name
