@@ -394,24 +394,21 @@ class BaseFuture(HasStrictTraits):
         if new is old:
             return
         self._internal_state = new
-        old_public, new_public = PUBLIC_STATE[old], PUBLIC_STATE[new]
-        if old_public is new_public:
+        change = _PUBLIC_CHANGES[old, new]
+        if change is None:
             return
+        old_public, new_public, cancellable, done = change
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("future %#x: %s -> %s", id(self), old_public, new_public)
-        if new_public in DONE_STATES:
+        if done:
             # Nothing can be cancelled any more: drop the reference to it.
             self._cancel = _no_cancel
         notify = _trait_property_changed
         notify(self, "state", old_public, new_public)
-        old_cancellable = old_public in CANCELLABLE_STATES
-        new_cancellable = new_public in CANCELLABLE_STATES
-        if old_cancellable is not new_cancellable:
-            notify(self, "cancellable", old_cancellable, new_cancellable)
-        old_done = old_public in DONE_STATES
-        new_done = new_public in DONE_STATES
-        if old_done is not new_done:
-            notify(self, "done", old_done, new_done)
+        if cancellable:
+            notify(self, "cancellable", not cancellable[0], cancellable[0])
+        if done:
+            notify(self, "done", False, True)
             callbacks = self._done_callbacks
             if callbacks:
                 self._done_callbacks = None
@@ -447,6 +444,30 @@ _WHY_NO_EXCEPTION = {
     CANCELLING: "it is being cancelled; any exception will be discarded",
     CANCELLED: "it was cancelled; any exception was discarded",
     FAILED: "",
+}
+
+def _public_change(old: str, new: str) -> tuple | None:
+    """What a change of internal state from ``old`` to ``new`` notifies.
+
+    None if the public state stays; else ``(old public state, new public
+    state, (new cancellable,) if cancellable changes else (), whether
+    done becomes True)``.  Done never goes back to False.
+    """
+    old_public, new_public = PUBLIC_STATE[old], PUBLIC_STATE[new]
+    if old_public is new_public:
+        return None
+    new_cancellable = new_public in CANCELLABLE_STATES
+    cancellable = (
+        (new_cancellable,) if (old_public in CANCELLABLE_STATES) is not new_cancellable else ()
+    )
+    done = new_public in DONE_STATES and old_public not in DONE_STATES
+    return old_public, new_public, cancellable, done
+
+
+#: (old internal state, new internal state) -> :func:`_public_change`, for
+#: every pair: worked out once, not at each of a round trip's two changes.
+_PUBLIC_CHANGES = {
+    (old, new): _public_change(old, new) for old in PUBLIC_STATE for new in PUBLIC_STATE
 }
 
 #: (future class, message kind) -> unbound ``_process_<kind>`` method.

@@ -70,6 +70,25 @@ except ImportError:  # another Traits layout: keep whatever Traits gives
 #: for plain traits.
 _NEVER_EQUAL_KINDS = frozenset({"event", "property"})
 
+_new_object = object.__new__
+
+
+def _event_is_its_attributes() -> bool:
+    """Is Traits' ``TraitChangeEvent`` its four attributes and nothing else,
+    so that one made by setting them is the one its ``__init__`` makes?"""
+    values = {"object": 1, "name": "n", "old": 2, "new": 3}
+    try:
+        made = TraitChangeEvent(**values)
+        by_attributes = _new_object(TraitChangeEvent)
+        for key, value in values.items():
+            setattr(by_attributes, key, value)
+        return vars(made) == values == vars(by_attributes)
+    except Exception:  # noqa: BLE001 - any doubt: its own __init__
+        return False
+
+
+_EVENT_BY_ATTRIBUTES = _event_is_its_attributes()
+
 
 def _old_is_uninitialized(event: Any) -> bool:
     """``ctrait_prevent_event`` for an Event or Property trait, 4 times
@@ -288,7 +307,16 @@ class _Handlers:
     def __call__(self, object: Any, name: str, old: Any, new: Any) -> None:
         if old is Uninitialized:
             return
-        event = TraitChangeEvent(object=object, name=name, old=old, new=new)
+        if _EVENT_BY_ATTRIBUTES:
+            # Traits' event, made without its keyword-only __init__ (0.2 µs
+            # instead of 0.6 for each observed change, progress too).
+            event = _new_object(TraitChangeEvent)
+            event.object = object
+            event.name = name
+            event.old = old
+            event.new = new
+        else:  # pragma: no cover - another Traits release's event
+            event = TraitChangeEvent(object=object, name=name, old=old, new=new)
         for entry in tuple(self.entries):
             handler = entry.handler
             if entry.weak:
