@@ -30,7 +30,14 @@ from offload._futures.states import (
     WAITING,
     FutureState,
 )
-from offload._routing.protocol import CONTROL_NAMES, CRASHED, FINAL_KINDS, RAISED, RETURNED
+from offload._routing.protocol import (
+    CONTROL_NAMES,
+    CRASHED,
+    FINAL_KINDS,
+    RAISED,
+    RETURNED,
+    STARTED,
+)
 
 logger = logging.getLogger("offload.futures")
 
@@ -286,6 +293,15 @@ class BaseFuture(HasStrictTraits):
             if state is CANCELLING_AFTER_START:
                 return False
             self._protocol_error(kind)
+            return False
+        # The two messages of every task that runs, first: no table to
+        # look in, on the main thread's critical path of a round trip.
+        if kind == RETURNED and state is EXECUTING:
+            self._result = arg
+            self._set_internal_state(COMPLETED)
+            return True
+        if kind == STARTED and state is WAITING:
+            self._set_internal_state(EXECUTING)
             return False
         if kind == CRASHED and state is WAITING:
             self._set_internal_state(EXECUTING)

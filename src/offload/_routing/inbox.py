@@ -46,7 +46,7 @@ class Inbox(IMessageRouter):
         self._armed = True
         self._receivers: dict[int, Receiver] = {}
         self._time_slice = time_slice
-        self._pingee = event_loop.pingee(self._on_ping)
+        self._pingee = event_loop.pingee(self._deliver)
         # Set for deliver_blocking only, and only while it waits: a
         # threading.Event is pure Python and cost producers ~2 µs per wake.
         self._arrived = threading.Event()
@@ -133,10 +133,11 @@ class Inbox(IMessageRouter):
     def outstanding(self) -> int:
         return len(self._receivers)
 
-    def _on_ping(self) -> None:
-        self._deliver(self._time_slice)
-
-    def _deliver(self, time_slice: float) -> None:
+    def _deliver(self, time_slice: float | None = None) -> None:
+        """Deliver what waits, for up to ``time_slice`` seconds (by default
+        the inbox's own); the pingee's ``on_ping``.  One function, not
+        three: it runs first thing after the main thread wakes, when every
+        call costs cache misses."""
         # Disarmed while delivering: producers only append, and this loop
         # sees what they append.  Had they pinged, each slice would end
         # with a wake already posted, and a toolkit that handles posted
@@ -147,9 +148,53 @@ class Inbox(IMessageRouter):
         items = self._items
         popleft = items.popleft
         receivers = self._receivers
+        if time_slice is None:
+            time_slice = self._time_slice
         deadline = time.perf_counter() + time_slice
+        count = 0
         try:
-            self._drain(items, popleft, receivers, deadline)
+            while True:
+                while items:
+                    task_id, message = popleft()
+                    receiver = receivers.get(task_id)
+                    if receiver is None:
+                        # Already finished (e.g. a failure injected after the end).
+                        continue
+                    try:
+                        final = receiver(message)
+                    except Exception:
+                        # A user's observer raised (Traits re-raises when
+                        # told to).  Never let it stop delivery to other
+                        # futures; the future changed state before
+                        # notifying, so a final kind is final.
+                        logger.exception("error delivering a message to task %s", task_id)
+                        final = message[0] in FINAL_KINDS
+                    if final:
+                        del receivers[task_id]
+                        self._on_finished(task_id)  # type: ignore[misc]
+                    count += 1
+                    if count % _CHECK_EVERY:
+                        continue
+                    if self._producer_waiting and len(items) <= self._backlog_target:
+                        self._backlog_low.set()
+                    if time.perf_counter() > deadline:
+                        # Yield to the event loop and come back for the
+                        # rest.  From the main thread, the ping is a
+                        # zero-delay timer (or call_soon): due timers and
+                        # input go first.
+                        self._pingee.ping()
+                        break
+                else:
+                    # Drained.  Arm, then look again: an item appended
+                    # between the last pop and the arming pinged nobody,
+                    # so deliver it now.
+                    self._armed = True
+                    if items:
+                        self._armed = False
+                        continue
+                    if self._producer_waiting:
+                        self._backlog_low.set()
+                break
         except BaseException:
             # Whatever stopped this delivery (still disarmed), the rest
             # must still come.
@@ -159,48 +204,6 @@ class Inbox(IMessageRouter):
             # A dict never shrinks: after a burst of 20,000 futures its
             # table (576 KiB) would stay for good.  A fresh one is free.
             self._receivers = {}
-
-    def _drain(self, items: deque, popleft: Callable[[], tuple],
-               receivers: dict[int, Receiver], deadline: float) -> None:
-        count = 0
-        while True:
-            while items:
-                task_id, message = popleft()
-                receiver = receivers.get(task_id)
-                if receiver is None:
-                    # Already finished (e.g. a failure injected after the end).
-                    continue
-                try:
-                    final = receiver(message)
-                except Exception:
-                    # A user's observer raised (Traits re-raises when told
-                    # to).  Never let it stop delivery to other futures; the
-                    # future changed state before notifying, so a final kind
-                    # is final.
-                    logger.exception("error delivering a message to task %s", task_id)
-                    final = message[0] in FINAL_KINDS
-                if final:
-                    del receivers[task_id]
-                    self._on_finished(task_id)  # type: ignore[misc]
-                count += 1
-                if count % _CHECK_EVERY:
-                    continue
-                if self._producer_waiting and len(items) <= self._backlog_target:
-                    self._backlog_low.set()
-                if time.perf_counter() > deadline:
-                    # Yield to the event loop and come back for the rest.
-                    # From the main thread, the ping is a zero-delay timer
-                    # (or call_soon): due timers and input go first.
-                    self._pingee.ping()
-                    return
-            # Drained.  Arm, then look again: an item appended between the
-            # last pop and the arming pinged nobody, so deliver it now.
-            self._armed = True
-            if not items:
-                if self._producer_waiting:
-                    self._backlog_low.set()
-                return
-            self._armed = False
 
     def deliver_blocking(self, timeout: float) -> None:
         # Order matters: announce the wait, then re-arm (a ping may be

@@ -52,12 +52,16 @@ class ThreadRouter(Inbox):
         items = self._items
         append = items.append
         yield_gil = time.sleep
+        ping = self._pingee.ping
 
         def send(task_id: int, message: tuple) -> None:
             append((task_id, message))
             if self._armed:
+                # Inbox._wake, inline: the first thing a woken worker does.
                 self._armed = False
-                self._wake()
+                if self._blocking:
+                    self._arrived.set()
+                ping()
             else:
                 backlog = len(items)
                 if (
