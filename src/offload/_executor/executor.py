@@ -108,6 +108,7 @@ class TraitsExecutor(HasStrictTraits):
     _handle_class = AnyTrait()
     _owns_worker_pool = Bool(False)
     _router = AnyTrait()
+    _sender = AnyTrait()
     _futures = AnyTrait()
     _task_ids = AnyTrait()
     _thread_id = AnyTrait()
@@ -176,6 +177,8 @@ class TraitsExecutor(HasStrictTraits):
         router: IMessageRouter = context.message_router(event_loop)
         router.connect(self._task_finished)
         self._router = router
+        # Looked up once: a property, on the path of every submission.
+        self._sender = router.sender
         #: task id -> future, for the futures not yet done.
         self._futures = {}
         self._task_ids = itertools.count()
@@ -214,7 +217,7 @@ class TraitsExecutor(HasStrictTraits):
         router = self._router
         handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
         future = task.future(handle)
-        runner = TaskRunner(task_id, task.task(), router.sender, cancel_flag)
+        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
         router.add_receiver(task_id, future.receive)
         self._futures[task_id] = future
         try:

@@ -40,6 +40,8 @@ from offload._routing.protocol import (
 )
 
 logger = logging.getLogger("offload.futures")
+_debug_enabled = logger.isEnabledFor
+_DEBUG = logging.DEBUG
 
 #: ``HasTraits.trait_property_changed``, unbound: looking a method up on a
 #: ``HasTraits`` object costs as much as calling it (~0.2 µs), and a round
@@ -414,7 +416,7 @@ class BaseFuture(HasStrictTraits):
         if change is None:
             return
         old_public, new_public, cancellable, done = change
-        if logger.isEnabledFor(logging.DEBUG):
+        if _debug_enabled(_DEBUG):
             logger.debug("future %#x: %s -> %s", id(self), old_public, new_public)
         if done:
             # Nothing can be cancelled any more: drop the reference to it.

@@ -119,16 +119,19 @@ class TaskRunner:
     def __call__(self) -> None:
         task_id = self.task_id
         send = self.send
-        if self.cancel_flag.is_set():
+        cancelled = self.cancel_flag.is_set
+        if cancelled():
             send(task_id, ABANDONED_MESSAGE)
             return
-        send(task_id, STARTED_MESSAGE)
 
         def task_send(message: tuple) -> None:
             send(task_id, message)
 
+        # Sent as close to the task as it can be: for a short task, the
+        # main thread that this message wakes finds the task's end queued.
+        send(task_id, STARTED_MESSAGE)
         try:
-            result = self.task(task_send, self.cancel_flag.is_set)
+            result = self.task(task_send, cancelled)
         except BaseException as exc:  # noqa: BLE001 - reported, never lost
             send(task_id, raised_message(exc))
         else:
