@@ -193,6 +193,17 @@ def test_closed_context_is_an_error(loop):
         TraitsExecutor(event_loop=loop, context=context)
 
 
+def test_thread_cancel_flags_start_unset_and_are_set_one_by_one():
+    with MultithreadingContext() as context:
+        flags = [context.event() for _ in range(3)]
+        assert [flag.is_set() for flag in flags] == [False, False, False]
+        flags[1].set()
+        flags[1].set()
+        assert [flag.is_set() for flag in flags] == [False, True, False]
+        # The unset value is the class's: setting one must not set the next.
+        assert not context.event().is_set()
+
+
 def test_user_pool_is_not_shut_down(loop, offload_assistant):
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         executor = TraitsExecutor(event_loop=loop, worker_pool=pool)

@@ -15,7 +15,7 @@ import gc
 
 import pytest
 from traits.api import HasStrictTraits, Int, Uninitialized
-from traits.observation.api import NotifierNotFound, dispatch_same, trait
+from traits.observation.api import NotifierNotFound, TraitChangeEvent, dispatch_same, trait
 
 from offload._futures import observing
 from offload._futures.observing import _PLAIN_DISPATCH, _old_is_uninitialized, add_or_remove
@@ -127,6 +127,25 @@ def test_events_are_traits_events_in_order_with_other_observers():
     fire(future, "done")
     assert first.events == second.events == [(future, "done", "old", "new")]
     assert order == ["third", "fourth"]
+
+
+@ALL_PATHS
+@pytest.mark.parametrize("by_attributes", [True, False])
+def test_the_event_is_the_one_traits_gives(by_attributes, monkeypatch):
+    monkeypatch.setattr(observing, "_EVENT_BY_ATTRIBUTES", by_attributes)
+    future, ours, theirs = CallFuture(), [], []
+    future.observe(ours.append, "done")
+    traits_observe(future, theirs.append, "done")
+    fire(future, "done")
+    ((event,), (expected,)) = ours, theirs
+    assert type(event) is TraitChangeEvent
+    assert vars(event) == vars(expected) == {
+        "object": future, "name": "done", "old": "old", "new": "new"}
+    assert repr(event) == repr(expected)
+
+
+def test_this_traits_event_may_be_made_by_its_attributes():
+    assert observing._event_is_its_attributes()
 
 
 @ALL_PATHS

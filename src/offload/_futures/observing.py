@@ -315,7 +315,7 @@ class _Handlers:
             event.name = name
             event.old = old
             event.new = new
-        else:  # pragma: no cover - another Traits release's event
+        else:  # another Traits release's event
             event = TraitChangeEvent(object=object, name=name, old=old, new=new)
         for entry in tuple(self.entries):
             handler = entry.handler
