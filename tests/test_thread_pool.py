@@ -144,6 +144,25 @@ def test_tasks_submitted_at_once_get_threads_while_some_are_idle():
         pool.shutdown(wait=True)
 
 
+def test_a_task_queued_while_an_idle_thread_is_woken_goes_to_the_next_idle_one():
+    # Two idle threads and no room for a third.  The first task is handed
+    # to one idle thread; the second, submitted before that thread is on
+    # its way, waits in the queue, and the woken thread must hand it to
+    # the other idle one: the two tasks wait for each other, so they only
+    # finish if they run at once.
+    pool = WorkerThreadPool(max_workers=2)
+    try:
+        for _ in range(20):
+            run_together(pool, 2)
+            deadline = time.monotonic() + 10
+            while len(pool._parked) < 2:
+                assert time.monotonic() < deadline, "the workers never went idle"
+                time.sleep(0.001)
+        assert len(pool._threads) == 2 and pool._coming == [0, 0]
+    finally:
+        pool.shutdown(wait=True)
+
+
 def test_a_burst_then_shutdown_runs_everything_submitted():
     pool = WorkerThreadPool(max_workers=3)
     done = []

@@ -48,10 +48,11 @@ class WorkerThreadPool(concurrent.futures.Executor):
         #: thread may pop its next one without it (see _work).
         self._queue: deque = deque()
         self._threads: list[threading.Thread] = []
-        #: The locks idle threads wait on, the last one to go idle on top.
-        self._parked: list[Any] = []
-        #: [idle threads woken and on their way (0 or 1: one at a time),
-        #: threads started and on their way].
+        #: The boxes ``[lock, handed task]`` of idle threads, each waiting
+        #: on its lock, the last one to go idle on top.
+        self._parked: list[list] = []
+        #: [an idle thread was handed a task and is on its way (0 or 1: one
+        #: at a time), threads started and on their way].
         self._coming = [0, 0]
         # A C lock: threading.Condition and Semaphore are pure Python and
         # cost more than the rest of a submit.
@@ -81,25 +82,31 @@ class WorkerThreadPool(concurrent.futures.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a worker pool after shutdown")
-            queue = self._queue
-            queue.append(item)
             coming = self._coming
             parked = self._parked
             if parked and not coming[0]:
-                # One idle thread at a time is woken; when it comes for its
-                # task it wakes the next if tasks are left (see _work).
-                # Waking one per task in a burst made a fifth of all tasks
-                # sleep and wake, and cost a fifth of the throughput.
-                parked.pop().release()
+                # Handed to the idle thread that went idle last, which runs
+                # it without taking the lock (the first thing it does once
+                # woken, on cold caches: 3-4 µs of a round trip on two
+                # CPUs).  One idle thread at a time is woken; it wakes the
+                # next if tasks are queued meanwhile (see _work).  Waking
+                # one per task in a burst made a fifth of all tasks sleep
+                # and wake, and cost a fifth of the throughput.
+                box = parked.pop()
+                box[1] = item
                 coming[0] = 1
+                box[0].release()
+                return
+            queue = self._queue
+            queue.append(item)
             threads = self._threads
             if (
-                len(queue) <= coming[0] + coming[1] + len(parked)
+                len(queue) <= coming[1] + len(parked)
                 or len(threads) >= self._max_workers
             ):
                 return
-            # More tasks wait than idle threads could take: tasks submitted
-            # together run together.
+            # More tasks wait than threads on their way or idle could take:
+            # tasks submitted together run together.
             thread = threading.Thread(
                 target=_work, args=(queue, self._lock, parked, coming),
                 name=f"{self._name}-{len(threads)}", daemon=True,
@@ -136,7 +143,8 @@ class WorkerThreadPool(concurrent.futures.Executor):
                 # After the tasks already queued, one end for each thread.
                 self._queue.extend([_SHUTDOWN] * len(self._threads))
                 while self._parked:
-                    self._parked.pop().release()
+                    # Woken with nothing handed: each takes an end.
+                    self._parked.pop()[0].release()
         # Outside the lock: a future's callbacks may call back into the pool.
         for item in withdrawn:
             item[0].cancel()
@@ -157,22 +165,23 @@ class WorkerThreadPool(concurrent.futures.Executor):
         return [thread for thread in self._threads if thread.ident is not None]
 
 
-def _work(queue: deque, lock: Any, parked: list[Any], coming: list[int]) -> None:
+def _work(queue: deque, lock: Any, parked: list[list], coming: list[int]) -> None:
     # The pool's state is read and changed under its lock, held for a few
     # operations and never while waiting (the thread keeps no reference to
     # the pool itself).  An idle thread waits on a lock of its own (held: it
-    # blocks until a submit releases it), pushed where submit takes the last
-    # one first.  So tasks that come one at a time
-    # keep running on one thread, on warm caches; waking the thread that
-    # had waited longest, as a shared queue does, made a round trip after a
-    # burst 40-50 µs slower on a 2-vCPU virtual machine.
+    # blocks until a submit releases it), in a box ``[lock, handed task]``
+    # pushed where submit takes the last one first.  So tasks that come one
+    # at a time keep running on one thread, on warm caches; waking the
+    # thread that had waited longest, as a shared queue does, made a round
+    # trip after a burst 40-50 µs slower on a 2-vCPU virtual machine.
     popleft = queue.popleft
     park = threading.Lock()
     park.acquire()
-    came = 1  # index in ``coming``: started by a submit
+    box: list = [park, None]
+    started = True  # counted in coming[1] until it first takes the lock
+    item = None
     while True:
-        item = None
-        if came < 0 and queue:
+        if item is None and not started and queue:
             # A busy thread goes on to the next task without the lock (a
             # deque's popleft is atomic; another thread may take it first).
             try:
@@ -181,27 +190,39 @@ def _work(queue: deque, lock: Any, parked: list[Any], coming: list[int]) -> None
                 pass
         if item is None:
             with lock:
-                if came == 0:
-                    coming[0] = 0
-                elif came == 1:
+                if started:
                     coming[1] -= 1
-                came = -1
+                    started = False
                 if queue:
-                    item = popleft()
-                    if queue and parked and not coming[0]:
-                        # Tasks are left: wake the next idle thread.
-                        parked.pop().release()
-                        coming[0] = 1
+                    try:
+                        item = popleft()
+                    except IndexError:  # emptied by a busy thread's lock-free pop
+                        parked.append(box)
+                    else:
+                        if queue and parked and not coming[0]:
+                            _hand_next(queue, parked, coming)
                 else:
-                    parked.append(park)
+                    # No exception raised and caught here: this runs after
+                    # the task's end was sent, while the main thread wakes.
+                    parked.append(box)
             if item is None:
                 park.acquire()
-                came = 0  # woken: by a submit, a thread or shutdown
-                continue
+                item = box[1]
+                if item is None:
+                    continue  # woken by shutdown: its end is queued
+                box[1] = None
+                # The gate opens again, without the lock.  A submit that
+                # found it shut has queued its task, or is queuing it under
+                # the lock: taken here if others are idle, to hand it on.
+                coming[0] = 0
+                if parked:
+                    with lock:
+                        if queue and parked and not coming[0]:
+                            _hand_next(queue, parked, coming)
         if item is _SHUTDOWN:
             return
         future, fn, args, kwargs = item
-        del item
+        item = None
         if future.set_running_or_notify_cancel():
             try:
                 result = fn(*args, **kwargs)
@@ -210,6 +231,19 @@ def _work(queue: deque, lock: Any, parked: list[Any], coming: list[int]) -> None
             else:
                 future.set_result(result)
         del future, fn, args, kwargs
+
+
+def _hand_next(queue: deque, parked: list[list], coming: list[int]) -> None:
+    """Hand the next queued task to the idle thread that went idle last.
+    Under the pool's lock, with tasks queued, idle threads and the gate open."""
+    try:
+        task = queue.popleft()
+    except IndexError:  # taken by a busy thread's lock-free pop
+        return
+    box = parked.pop()
+    box[1] = task
+    coming[0] = 1
+    box[0].release()
 
 
 @atexit.register
