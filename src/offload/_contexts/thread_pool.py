@@ -86,10 +86,10 @@ class WorkerThreadPool(concurrent.futures.Executor):
             parked = self._parked
             if parked and not coming[0]:
                 # Handed to the idle thread that went idle last, which runs
-                # it without taking the lock (the first thing it does once
-                # woken, on cold caches: 3-4 µs of a round trip on two
-                # CPUs).  One idle thread at a time is woken; it wakes the
-                # next if tasks are queued meanwhile (see _work).  Waking
+                # it without taking the lock (taking it there was the first
+                # thing a woken thread did, on cold caches: 4 µs of a round
+                # trip on two CPUs).  One idle thread at a time is woken; it
+                # hands on the next task queued meanwhile (see _work).  Waking
                 # one per task in a burst made a fifth of all tasks sleep
                 # and wake, and cost a fifth of the throughput.
                 box = parked.pop()

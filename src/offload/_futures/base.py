@@ -40,6 +40,8 @@ from offload._routing.protocol import (
 )
 
 logger = logging.getLogger("offload.futures")
+#: Bound once: asked at every change of state, the first thing the main
+#: thread does after a wake-up (a level set later is still seen).
 _debug_enabled = logger.isEnabledFor
 _DEBUG = logging.DEBUG
 
@@ -463,6 +465,7 @@ _WHY_NO_EXCEPTION = {
     CANCELLED: "it was cancelled; any exception was discarded",
     FAILED: "",
 }
+
 
 def _public_change(old: str, new: str) -> tuple | None:
     """What a change of internal state from ``old`` to ``new`` notifies.

@@ -57,7 +57,8 @@ class ThreadRouter(Inbox):
         def send(task_id: int, message: tuple) -> None:
             append((task_id, message))
             if self._armed:
-                # Inbox._wake, inline: the first thing a woken worker does.
+                # Inbox._wake, inline: a task's STARTED, early on the
+                # path of a worker just woken, comes here.
                 self._armed = False
                 if self._blocking:
                     self._arrived.set()
