@@ -146,10 +146,11 @@ def test_tasks_submitted_at_once_get_threads_while_some_are_idle():
 
 def test_a_task_queued_while_an_idle_thread_is_woken_goes_to_the_next_idle_one():
     # Two idle threads and no room for a third.  The first task is handed
-    # to one idle thread; the second, submitted before that thread is on
-    # its way, waits in the queue, and the woken thread must hand it to
-    # the other idle one: the two tasks wait for each other, so they only
-    # finish if they run at once.
+    # to one idle thread; the second, most often submitted before that
+    # thread is on its way, waits in the queue, and the woken thread must
+    # hand it to the other idle one (else the second submit hands it over
+    # itself): the two tasks wait for each other, so they only finish if
+    # they run at once.  Without the woken thread's hand-on, this fails.
     pool = WorkerThreadPool(max_workers=2)
     try:
         for _ in range(20):
