@@ -92,10 +92,7 @@ class WorkerThreadPool(concurrent.futures.Executor):
                 # hands on the next task queued meanwhile (see _work).  Waking
                 # one per task in a burst made a fifth of all tasks sleep
                 # and wake, and cost a fifth of the throughput.
-                box = parked.pop()
-                box[1] = item
-                coming[0] = 1
-                box[0].release()
+                _hand(item, parked, coming)
                 return
             queue = self._queue
             queue.append(item)
@@ -233,17 +230,23 @@ def _work(queue: deque, lock: Any, parked: list[list], coming: list[int]) -> Non
         del future, fn, args, kwargs
 
 
-def _hand_next(queue: deque, parked: list[list], coming: list[int]) -> None:
-    """Hand the next queued task to the idle thread that went idle last.
-    Under the pool's lock, with tasks queued, idle threads and the gate open."""
-    try:
-        task = queue.popleft()
-    except IndexError:  # taken by a busy thread's lock-free pop
-        return
+def _hand(item: tuple, parked: list[list], coming: list[int]) -> None:
+    """Hand ``item`` to the idle thread that went idle last, and wake it;
+    the gate is shut until it is on its way.  Under the pool's lock, with
+    idle threads and the gate open."""
     box = parked.pop()
-    box[1] = task
+    box[1] = item
     coming[0] = 1
     box[0].release()
+
+
+def _hand_next(queue: deque, parked: list[list], coming: list[int]) -> None:
+    """:func:`_hand` the next queued task, if a busy thread has not taken it."""
+    try:
+        item = queue.popleft()
+    except IndexError:  # taken by a busy thread's lock-free pop
+        return
+    _hand(item, parked, coming)
 
 
 @atexit.register

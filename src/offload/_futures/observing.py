@@ -110,6 +110,12 @@ def _is_plain_function(handler: Any) -> bool:
     )
 
 
+def _not_a_coroutine(handler: Any) -> bool:
+    """``not inspect.iscoroutinefunction(handler)``, asked of ``inspect``
+    only when :func:`_is_plain_function` cannot tell."""
+    return _is_plain_function(handler) or not iscoroutinefunction(handler)
+
+
 class _PlainDispatch:
     """``dispatch_same`` for a handler known not to be a coroutine function.
 
@@ -278,7 +284,7 @@ class _Entry:
         self.weak = handler.__class__ is MethodType
         self.handler: Any = weakref.WeakMethod(handler) if self.weak else handler
         #: Not a coroutine function: called directly, as dispatch_same would.
-        self.plain = _is_plain_function(handler) or not iscoroutinefunction(handler)
+        self.plain = _not_a_coroutine(handler)
         #: Times added, less times removed (Traits' reference count).
         self.count = 1
 
@@ -412,9 +418,7 @@ def add_or_remove(obj: Any, handler: Callable[[Any], Any], expression: str, remo
         # way (Traits' own path, say): the exact path finds it.
     node, extras, _, direct = plan
     dispatcher: Callable[[Any, Any], None] = dispatch_same
-    if not remove and plan[2] and (
-        _is_plain_function(handler) or not iscoroutinefunction(handler)
-    ):
+    if not remove and plan[2] and _not_a_coroutine(handler):
         dispatcher = _PLAIN_DISPATCH
     steps = _direct_steps if direct else _general_steps
     try:
