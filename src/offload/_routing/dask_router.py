@@ -200,6 +200,8 @@ class DaskRouter(Inbox):
         error = RuntimeError(
             f"the Dask worker {where}running this task was lost before the "
             "task ended (killed, out of memory, or its machine gone); the "
-            "task did not finish and is not re-run.  Submit it again to retry"
+            "task did not finish.  If Dask runs it again elsewhere, that run "
+            "is told it is cancelled and its result is ignored.  Submit it "
+            "again to retry"
         )
         return raised_message(error, CRASHED)
