@@ -38,7 +38,7 @@ _CONTEXT_SOURCES = {
         ("offload._contexts.process_context", "MultiprocessingContext"),
     ],
     "dask": [
-        ("offload._contexts.dask_context", "DaskContext"),
+        ("offload._backends.dask.context", "DaskContext"),
         ("offload.api", "DaskContext"),
     ],
 }

@@ -11,7 +11,7 @@ same run, repeats interleaved:
 ``log_event_coalesced``
     the same channel, but the task gathers its messages and sends one event
     (a list) every 5 ms, the last batch at once: what offload's Dask router
-    does (``offload/_routing/dask_outbox.py``).
+    does (``offload/_backends/dask/outbox.py``).
 ``queue``
     one ``distributed.Queue.put(i)`` per message; a client thread takes
     them with ``Queue.get(batch=True)``.

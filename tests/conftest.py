@@ -35,7 +35,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 CONTEXTS = {
     "thread": ("offload._contexts.thread_context", "MultithreadingContext"),
     "process": ("offload._contexts.process_context", "MultiprocessingContext"),
-    "dask": ("offload._contexts.dask_context", "DaskContext"),
+    "dask": ("offload._backends.dask.context", "DaskContext"),
 }
 
 #: name -> (module, class) of each event loop under test.

@@ -63,9 +63,9 @@ def report_then_block(started: str, progress: Any) -> str:
 
 def set_burst(client: Any, cluster: Any, burst: int) -> None:
     """Make the helper trim after bursts of ``burst`` tasks."""
-    from offload._contexts import dask_pool
+    from offload._backends.dask import helper_main
 
-    dask_pool.BURST = burst
+    helper_main.BURST = burst
 
 
 def key_split_cache_size(client: Any, cluster: Any) -> int:

@@ -334,7 +334,7 @@ def test_the_end_of_a_burst_empties_the_key_split_cache(
     # never emptied it however many tasks it ran.
     from dask.utils import key_split
 
-    from offload._contexts import dask_pool
+    from offload._backends.dask import pool as dask_pool
 
     monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
     with DaskContext(n_workers=1, processes=False, timeout=30, in_process=in_process
@@ -370,7 +370,7 @@ def test_the_end_of_a_burst_trims_the_embedded_schedulers_span_metadata(
     # Every client.submit appends {"type": "Future"} to the default span's
     # metadata, which Dask never trims: three blocks per task, for the
     # life of the embedded scheduler.
-    from offload._contexts import dask_pool
+    from offload._backends.dask import pool as dask_pool
 
     monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)
     with DaskContext(n_workers=1, processes=False, timeout=30, in_process=in_process

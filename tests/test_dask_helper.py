@@ -239,7 +239,7 @@ def test_a_message_that_does_not_pickle_is_dropped_alone(caplog):
     import pickle
     import threading
 
-    from offload._contexts.dask_helper import _pickled_batch
+    from offload._backends.dask.wire import pickled_batch as _pickled_batch
 
     batch = [("event", "a", (1.0, b"x")), ("event", "all", threading.Lock()),
              ("done", "k", "finished", None)]

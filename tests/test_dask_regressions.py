@@ -56,8 +56,8 @@ def test_a_dask_task_cancelled_as_it_starts_is_not_cancelled_before_it_ends(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("distributed")
-    from offload._contexts.dask_context import DaskContext
-    from offload._routing import dask_outbox
+    from offload._backends.dask import outbox as dask_outbox
+    from offload._backends.dask.context import DaskContext
 
     # Messages wait half a second in the worker's outbox: the client learns
     # that the task started long after it did.
@@ -97,7 +97,7 @@ def test_a_dask_task_cancelled_as_it_starts_is_not_cancelled_before_it_ends(
 
 def test_a_dask_payload_that_cannot_be_unpickled_fails_only_its_own_future() -> None:
     pytest.importorskip("distributed")
-    from offload._contexts.dask_context import DaskContext
+    from offload._backends.dask.context import DaskContext
 
     event_loop = AsyncioEventLoop()
     assistant = OffloadAssistant(event_loop)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from offload._contexts.dask_context import DaskContext
+from offload._backends.dask.context import DaskContext
 from offload._contexts.interface import IParallelContext
 from offload._contexts.process_context import MultiprocessingContext
 from offload._contexts.thread_context import MultithreadingContext

@@ -33,20 +33,19 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from offload._backends.dask.cluster import CLUSTER_CLOSE_GRACE
+from offload._backends.dask.wire import EXIT_GRACE, Writer, hang_up
+from offload._backends.dask.worker import run_task
 from offload._contexts.process_pool import describe_exit
 from offload._routing.process_pickling import describe_unpicklable, dumps
 
@@ -56,105 +55,8 @@ logger = logging.getLogger("offload.contexts.dask")
 #: imports Dask, then spawns the workers, which import it too).
 STARTUP_TIMEOUT = 120.0
 
-#: Seconds, beyond the close timeouts, that closing waits for the helper to
-#: exit before killing it (its workers go with it).
-EXIT_GRACE = 10.0
-
-
-def _run_task() -> Any:
-    """``dask_pool._run_task``, which returns None (imported when first used:
-    dask_pool imports this module)."""
-    global _RUN_TASK
-    if _RUN_TASK is None:
-        from offload._contexts.dask_pool import _run_task as run_task
-
-        _RUN_TASK = run_task
-    return _RUN_TASK
-
-
-_RUN_TASK: Any = None
-
-
 class HelperLost(RuntimeError):
     """The helper process ended while a task or a request was pending."""
-
-
-def run_pickled(data: bytes) -> bytes | None:
-    """Run a pickled ``(function, args, kwargs)`` (on a Dask worker).
-
-    Returns the pickled result (None for None), which the helper passes on
-    without unpickling it.
-    """
-    function, args, kwargs = pickle.loads(data)
-    result = function(*args, **kwargs)
-    return None if result is None else dumps(result)
-
-
-class _Writer:
-    """Sends what is put, in order, from a thread of its own, in batches."""
-
-    def __init__(self, connection: Connection, name: str) -> None:
-        self._connection = connection
-        self._queue: deque[Any] = deque()
-        self._wake = threading.Event()
-        self._stopping = False
-        self.broken = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def put(self, message: Any) -> None:
-        """Queue ``message`` (any thread); never blocks."""
-        self._queue.append(message)
-        self._wake.set()
-
-    def stop(self, timeout: float) -> None:
-        """Send what is queued, then stop."""
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            while queue:
-                batch = [queue.popleft() for _ in range(len(queue))]
-                if self.broken:
-                    continue
-                try:
-                    self._connection.send_bytes(_pickled_batch(batch))
-                except (OSError, ValueError):
-                    # The other end is gone: nothing more to do.
-                    self.broken = True
-                    logger.debug("offload: the Dask helper connection broke", exc_info=True)
-            if self._stopping and not queue:
-                return
-
-
-def _pickled_batch(batch: list[Any]) -> bytes:
-    """``batch`` pickled; a message that does not pickle is left out, logged.
-
-    offload's own messages always pickle (bytes, strings, numbers); what
-    might not is a Dask event forwarded as it came.
-    """
-    try:
-        return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - find the culprit below
-        pass
-    kept = []
-    for message in batch:
-        try:
-            pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - whatever pickling raises
-            logger.error("offload: a %r message to or from the Dask helper could "
-                         "not be pickled and was dropped", message[0], exc_info=True)
-            continue
-        kept.append(message)
-    return pickle.dumps(kept, pickle.HIGHEST_PROTOCOL)
-
-
-# Application side ---------------------------------------------------------------
 
 
 #: Orders a future's end with the adding of its done callbacks.
@@ -238,7 +140,7 @@ class HelperClient:
         self._request_numbers = iter(range(1, sys.maxsize))
         self._shut = False
         self._lock = threading.Lock()
-        self._writer = _Writer(connection, "offload-dask-helper-writer")
+        self._writer = Writer(connection, "offload-dask-helper-writer")
         self._reader = threading.Thread(
             target=self._read, name="offload-dask-helper-reader", daemon=True
         )
@@ -266,7 +168,7 @@ class HelperClient:
         # A task runner reports its outcome itself and returns None:
         # fetching that None would cost the helper a round trip to the
         # worker per task, which at 100,000 tasks left it minutes behind.
-        wants_result = function is not _run_task()
+        wants_result = function is not run_task
         future = HelperFuture(key)
         with self._lock:
             # Under the lock that _lost takes: a future registered here is
@@ -315,8 +217,6 @@ class HelperClient:
         self._writer.put(("close", timeout))
         # The helper closes its client and then its cluster, each within
         # ``timeout``, and may give the cluster its close grace on top.
-        from offload._contexts.dask_context import CLUSTER_CLOSE_GRACE
-
         limit = 2 * timeout + max(timeout, CLUSTER_CLOSE_GRACE) + EXIT_GRACE
         try:
             self._process.wait(limit)
@@ -445,7 +345,7 @@ class HelperClient:
         self._shut = True
         atexit.unregister(self._at_exit)
         self._writer.stop(1.0)
-        _hang_up(self._connection)  # wakes the reader, if it still waits
+        hang_up(self._connection)  # wakes the reader, if it still waits
         self._reader.join(EXIT_GRACE)
         self._connection.close()
         self.status = "closed"
@@ -457,27 +357,11 @@ class HelperClient:
         """
         if self._process.poll() is None:
             self.status = "closing"  # the pending tasks' loss is expected now
-            _hang_up(self._connection)
+            hang_up(self._connection)
             try:
                 self._process.wait(EXIT_GRACE)
             except subprocess.TimeoutExpired:
                 self._kill()
-
-
-def _hang_up(connection: Connection) -> None:
-    """End the socket both ways, for the helper and for our reader thread.
-
-    Both see end of file at once.  Closing the connection instead does
-    neither while the reader is blocked in ``recv``: the kernel keeps the
-    socket open until that call returns, so the helper would not notice
-    (and the application waited its whole exit grace for it), and the
-    reader, once woken, would read from a closed handle.
-    """
-    try:
-        with socket.socket(fileno=os.dup(connection.fileno())) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed, or the helper's end is gone
-        pass
 
 
 def _picklable_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -517,7 +401,7 @@ def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> H
     try:
         process = subprocess.Popen(
             [sys.executable, "-c",
-             "from offload._contexts.dask_helper import main; main()",
+             "from offload._backends.dask.helper_main import main; main()",
              str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
         )
@@ -552,218 +436,3 @@ def start_helper(options: dict[str, Any], timeout: float = STARTUP_TIMEOUT) -> H
         process.wait(EXIT_GRACE)
         raise pickle.loads(reply[1])
     return HelperClient(process, connection, reply[1], reply[2])
-
-
-# Helper side --------------------------------------------------------------------
-
-
-class _Helper:
-    """The helper process: a cluster, a client, and the socket's two threads."""
-
-    def __init__(self, connection: Connection, settings: dict[str, Any]) -> None:
-        from offload._contexts import dask_context, dask_pool
-
-        self._context = dask_context
-        self._pool = dask_pool
-        self._connection = connection
-        cluster_kwargs = settings["cluster_kwargs"]
-        self.cluster = dask_context._start_cluster(
-            settings["n_workers"], settings["threads_per_worker"],
-            settings["processes"], settings["security"], cluster_kwargs,
-        )
-        try:
-            self.client = dask_context._distributed().Client(
-                self.cluster, security=settings["security"],
-                timeout=settings["timeout"], set_as_default=False,
-            )
-        except BaseException:
-            self.cluster.close()
-            raise
-        self._futures: dict[str, Any] = {}
-        self._since_trim = 0
-        self._lock = threading.Lock()
-        self._writer = _Writer(connection, "offload-dask-helper-writer")
-        self._jobs: deque[tuple] = deque()
-        self._job_wake = threading.Event()
-        self._runner = threading.Thread(target=self._run_jobs, name="offload-dask-run",
-                                        daemon=True)
-        self._runner.start()
-
-    def ready(self) -> None:
-        self._writer.put(("ready", self.cluster.scheduler_address,
-                          self.cluster.dashboard_link))
-
-    def serve(self) -> None:
-        """Handle the application's messages until it closes us or goes."""
-        connection = self._connection
-        while True:
-            try:
-                batch = connection.recv()
-            except (EOFError, OSError):
-                self._abandoned()
-                return
-            for message in batch:
-                kind = message[0]
-                if kind == "submit":
-                    self._submit(*message[1:])
-                elif kind == "close":
-                    self._close(message[1])
-                    return
-                else:
-                    self._handle(message)
-
-    def _submit(self, key: str, data: bytes, wants_result: bool) -> None:
-        try:
-            future = self.client.submit(run_pickled, data, key=key, pure=False)
-        except Exception as exc:  # noqa: BLE001 - report it as the task's end
-            self._writer.put(("done", key, "error", _pickled_error(exc)))
-            return
-        with self._lock:
-            self._futures[key] = future
-            self._since_trim += 1
-        future.add_done_callback(self._done if wants_result else self._done_no_result)
-
-    def _done_no_result(self, future: Any) -> None:
-        self._done(future, wants_result=False)
-
-    def _done(self, future: Any, wants_result: bool = True) -> None:
-        """A Dask future ended (Dask's callback thread): tell the application."""
-        key = future.key
-        status = future.status
-        try:
-            if status == "finished":
-                data = future.result() if wants_result else None
-            elif status == "cancelled":
-                data = None
-            else:
-                status = "error"
-                data = _pickled_error(future.exception())
-        except Exception as exc:  # noqa: BLE001 - never leave it pending
-            status, data = "error", _pickled_error(exc)
-        self._writer.put(("done", key, status, data))
-        with self._lock:
-            self._futures.pop(key, None)
-            burst_ended = not self._futures and self._since_trim >= self._pool.BURST
-            if burst_ended:
-                self._since_trim = 0
-        if burst_ended:
-            self._trim()
-
-    def _trim(self) -> None:
-        """A burst ended: trim what Dask keeps per task (see dask_pool)."""
-        self._pool._forget_task_keys()
-        try:
-            self.cluster.loop.add_callback(
-                self._context._merge_span_metadata, self.cluster.scheduler
-            )
-        except Exception:  # noqa: BLE001 - a courtesy
-            logger.debug("could not trim the Dask scheduler's span metadata", exc_info=True)
-
-    def _handle(self, message: tuple) -> None:
-        kind = message[0]
-        client = self.client
-        if kind == "cancel":
-            with self._lock:
-                futures = [self._futures[key] for key in message[1] if key in self._futures]
-            if futures:
-                client.cancel(futures)
-        elif kind == "subscribe":
-            topic = message[1]
-            client.subscribe_topic(topic, lambda event: self._forward(topic, event))
-        elif kind == "unsubscribe":
-            client.unsubscribe_topic(message[1])
-        elif kind in ("run", "call"):
-            self._jobs.append(message)
-            self._job_wake.set()
-
-    def _forward(self, topic: str, event: Any) -> None:
-        self._writer.put(("event", topic, event))
-
-    def _run_jobs(self) -> None:
-        """``run`` and ``call`` requests, in order, off the reading thread."""
-        while True:
-            self._job_wake.wait()
-            self._job_wake.clear()
-            while self._jobs:
-                kind, number, data = self._jobs.popleft()
-                try:
-                    function, args = pickle.loads(data)
-                    if kind == "run":
-                        value = self.client.run(function, *args, on_error="ignore")
-                    else:
-                        value = function(self.client, self.cluster, *args)
-                    reply = ("reply", number, True, dumps(value))
-                except Exception as exc:  # noqa: BLE001 - the caller gets it
-                    reply = ("reply", number, False, _pickled_error(exc))
-                self._writer.put(reply)
-
-    def _close(self, timeout: float) -> None:
-        context = self._context
-        try:
-            client_closed = context._close_within(self.client, timeout, "client")
-        finally:
-            try:
-                context._close_cluster(self.cluster, timeout)
-            finally:
-                if not client_closed:
-                    context._finish_closing(self.client, timeout)
-                self._writer.stop(EXIT_GRACE)
-
-    def _abandoned(self) -> None:
-        """The application is gone: kill the workers, as fast as possible."""
-        for worker in list(getattr(self.cluster, "workers", {}).values()):
-            pid = getattr(worker, "pid", None)
-            if isinstance(pid, int) and pid > 0:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-
-
-def _pickled_error(error: BaseException | None) -> bytes:
-    """``error`` pickled, or a RuntimeError that describes it."""
-    if error is None:
-        error = RuntimeError("the Dask task failed without an exception")
-    try:
-        return pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - describe it instead
-        return pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
-
-
-def main() -> None:
-    """Entry point of the helper process: ``python -c ... <fd>``."""
-    # A Ctrl-C at the terminal reaches every process of its group: the
-    # application decides what it means, and the helper ends when the
-    # application closes the context or goes.  (Its workers inherit this.)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    connection = Connection(int(sys.argv[1]))
-    settings = pickle.loads(connection.recv_bytes())
-    sys.path[:] = settings["sys_path"]
-    sys.argv[:] = ["offload-dask-helper"]
-    import dask
-
-    dask.config.update(dask.config.config, settings["dask_config"], priority="new")
-    try:
-        helper = _Helper(connection, settings)
-    except BaseException as exc:  # noqa: BLE001 - tell the application why
-        connection.send([("failed", _pickled_error(exc))])
-        connection.close()
-        return
-    helper.ready()
-    started = time.monotonic()
-    helper.serve()
-    logger.debug("offload: Dask helper served for %.1f s", time.monotonic() - started)
-    # Dask's own threads would keep a normal exit waiting, so the helper
-    # exits at once; but first it runs multiprocessing's exit finalizers,
-    # which unlink the semaphores of the nannies' queues.  Left to the
-    # resource tracker, they were unlinked too, with a "leaked semaphore
-    # objects" warning on the application's terminal.
-    import multiprocessing.util
-
-    try:
-        multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - the exit matters more
-        logger.debug("multiprocessing's finalizers failed", exc_info=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

@@ -23,25 +23,32 @@ is made, not before.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
-import math
 import os
-import signal
-import socket
-import sys
-import time
 import uuid
 from typing import Any
 
-from offload._contexts.dask_cancel import (
+from offload._backends.dask.cancel import (
     CancelPusher,
     DaskCancelFlag,
     forget_cancelled,
 )
-from offload._contexts.dask_helper import STARTUP_TIMEOUT, HelperClient, start_helper
-from offload._contexts.dask_pool import DaskWorkerPool
+from offload._backends.dask.cluster import (
+    close_cluster,
+    close_within,
+    connect,
+    embedded_config,
+    finish_closing,
+    forget_closed_servers,
+    import_distributed,
+    merge_span_metadata,
+    start_cluster,
+)
+from offload._backends.dask.helper import STARTUP_TIMEOUT, HelperClient, start_helper
+from offload._backends.dask.outbox import forget_topic
+from offload._backends.dask.pool import DaskWorkerPool
+from offload._backends.dask.router import DaskRouter
 from offload._contexts.interface import (
     IParallelContext,
     check_max_workers,
@@ -49,26 +56,7 @@ from offload._contexts.interface import (
     check_seconds,
 )
 from offload._event_loops.interface import IEventLoop
-from offload._routing.dask_outbox import forget_topic
-from offload._routing.dask_router import DaskRouter
 from offload._routing.interface import IMessageRouter
-
-
-def _distributed() -> Any:
-    """The ``distributed`` package, or an error that says how to install it.
-
-    Imported on first use, so that ``offload.api`` can name ``DaskContext``
-    without importing Dask (about a second).
-    """
-    try:
-        import distributed
-    except ImportError as error:
-        raise ImportError(
-            "DaskContext needs dask.distributed, which is not installed: "
-            "pip install 'offload[dask]'"
-        ) from error
-    return distributed
-
 
 logger = logging.getLogger("offload.contexts.dask")
 
@@ -168,7 +156,7 @@ class DaskContext(IParallelContext):
             raise TypeError("give DaskContext an address or a client, not both")
         check_seconds("DaskContext(timeout=...)", timeout)
         check_seconds("DaskContext(start_timeout=...)", start_timeout)
-        distributed = _distributed()
+        distributed = import_distributed()
         self._closed = False
         self._cluster: Any = None
         self._helper: HelperClient | None = None
@@ -183,9 +171,9 @@ class DaskContext(IParallelContext):
                     f"client must be a distributed.Client, got {client!r}"
                 )
         elif address is not None:
-            client = _connect(address, security, timeout)
+            client = connect(address, security, timeout)
         elif not in_process and os.name == "posix":
-            with _embedded_config():
+            with embedded_config():
                 client = self._helper = start_helper({
                     "n_workers": n_workers,
                     "threads_per_worker": threads_per_worker,
@@ -195,8 +183,8 @@ class DaskContext(IParallelContext):
                     "timeout": timeout,
                 }, start_timeout)
         else:
-            with _embedded_config():
-                self._cluster = _start_cluster(
+            with embedded_config():
+                self._cluster = start_cluster(
                     n_workers, threads_per_worker, processes, security, cluster_kwargs
                 )
                 try:
@@ -230,7 +218,7 @@ class DaskContext(IParallelContext):
             return self._client
         check_open(self)
         if self._user_client is None:
-            self._user_client = _connect(
+            self._user_client = connect(
                 self._helper.address, self._security, self._timeout
             )
         return self._user_client
@@ -258,7 +246,7 @@ class DaskContext(IParallelContext):
     def queue(self) -> Any:
         """A ``distributed.Queue`` (slow, about 3,000 items/s; fine for control)."""
         check_open(self)
-        return _distributed().Queue(
+        return import_distributed().Queue(
             f"{self._token}-queue-{next(self._router_numbers)}", client=self._client
         )
 
@@ -285,10 +273,10 @@ class DaskContext(IParallelContext):
         client = self._client
         client_closed = not self._owns_client
         user_client = self._user_client
-        if user_client is not None and not _close_within(
+        if user_client is not None and not close_within(
             user_client, self._timeout, "client"
         ):
-            _finish_closing(user_client, self._timeout)
+            finish_closing(user_client, self._timeout)
         # Each step runs whatever the one before did: a client that cannot
         # close in time (a scheduler swamped by 100,000 tasks, say) must
         # not leave the embedded cluster's processes running.
@@ -299,20 +287,20 @@ class DaskContext(IParallelContext):
             finally:
                 self._restore_all_handler()
                 if not client_closed:
-                    client_closed = _close_within(client, self._timeout, "client")
+                    client_closed = close_within(client, self._timeout, "client")
         finally:
             try:
                 if self._cluster is not None:
                     try:
-                        _close_cluster(self._cluster, self._timeout)
+                        close_cluster(self._cluster, self._timeout)
                     finally:
                         # Even if closing failed: what is closed can be freed.
-                        _forget_closed_servers()
+                        forget_closed_servers()
             finally:
                 if not client_closed:
                     # Its close timed out (on a busy scheduler, which has
                     # had time since, or is gone): its loop thread stayed.
-                    _finish_closing(client, self._timeout)
+                    finish_closing(client, self._timeout)
 
     @property
     def closed(self) -> bool:
@@ -330,14 +318,14 @@ class DaskContext(IParallelContext):
         """A pool's burst of tasks ended (Dask's callback thread).
 
         Asks the embedded scheduler, on its own event loop, to merge its
-        spans' metadata (see ``_merge_span_metadata``).  A cluster that is
+        spans' metadata (see ``merge_span_metadata``).  A cluster that is
         not this context's (``address``, ``client``) is left alone.
         """
         cluster = self._cluster
         if cluster is None or self._closed:
             return
         try:
-            cluster.loop.add_callback(_merge_span_metadata, cluster.scheduler)
+            cluster.loop.add_callback(merge_span_metadata, cluster.scheduler)
         except Exception:  # noqa: BLE001 - a courtesy; never fail a task
             logger.debug("could not trim the Dask scheduler's span metadata", exc_info=True)
 
@@ -373,260 +361,3 @@ class DaskContext(IParallelContext):
                 client.unsubscribe_topic(_ALL_TOPIC)
         except Exception:  # noqa: BLE001 - the client is closing
             logger.debug("could not unsubscribe from Dask events", exc_info=True)
-
-
-def _forget_closed_servers() -> None:
-    """Let the embedded cluster's closed scheduler (and in-process workers)
-    be garbage.
-
-    ``distributed.core._expects_comm`` caches, without limit, whether each
-    handler a server dispatched to takes a ``comm`` first; the handlers are
-    bound methods, so every scheduler and worker that ever ran in this
-    process stayed alive, with the workers and tasks it last knew.
-    ``distributed.utils.has_keyword`` keeps up to 1,000 such answers too.
-    Emptying both costs one signature inspection per handler the next time
-    a live server dispatches to it.  Both are Dask internals: a Dask
-    without them is left alone.
-    """
-    for module_name, function_name in (
-        ("distributed.core", "_expects_comm"),
-        ("distributed.utils", "has_keyword"),
-    ):
-        module = sys.modules.get(module_name)
-        cache_clear = getattr(getattr(module, function_name, None), "cache_clear", None)
-        if cache_clear is not None:
-            cache_clear()
-
-
-def _merge_span_metadata(scheduler: Any) -> None:
-    """Drop repeats from the metadata of the scheduler's spans.
-
-    Every ``client.submit`` appends ``{"type": "Future"}`` to the
-    ``collections`` metadata of the span its task joins, the default span
-    unless the user opened one, and Dask never trims it: three blocks per
-    task for the scheduler's lifetime (100,000 tasks: ~17 MB), in the
-    application's process for the embedded cluster, and scattered through
-    the memory of the burst that made them, which they keep CPython from
-    giving back.  Each distinct entry is kept once, in order.  Runs on the
-    scheduler's event loop; a Dask whose spans look different is left
-    alone.
-    """
-    try:
-        extension = scheduler.extensions.get("spans")
-        spans = list(getattr(extension, "spans", {}).values())
-    except Exception:  # noqa: BLE001 - Dask internals; never break its loop
-        return
-    for span in spans:
-        metadata = getattr(span, "_metadata", None)
-        collections = metadata.get("collections") if isinstance(metadata, dict) else None
-        if not isinstance(collections, list) or len(collections) < 2:
-            continue
-        unique: list[Any] = []
-        for item in collections:
-            if item not in unique:
-                unique.append(item)
-        if len(unique) < len(collections):
-            collections[:] = unique
-
-
-def _connect(address: str, security: Any, timeout: float) -> Any:
-    """A client of the scheduler at ``address``, or a clear error."""
-    deadline = time.monotonic() + timeout
-    try:
-        _probe(address, deadline)
-        with _client_config():
-            return _distributed().Client(
-                address, security=security, timeout=max(0.1, deadline - time.monotonic()),
-                set_as_default=False,
-            )
-    except (OSError, TimeoutError) as exc:
-        raise ConnectionError(
-            f"could not connect to the Dask scheduler at {address!r} within "
-            f"{timeout} s ({type(exc).__name__}: {exc}); check that the "
-            "scheduler runs and the address and security settings are right, "
-            "or give DaskContext a longer timeout="
-        ) from exc
-
-
-def _probe(address: str, deadline: float) -> None:
-    """Wait until a TCP connection to ``address`` succeeds, or raise OSError.
-
-    A ``distributed.Client`` that fails to connect leaves its event-loop
-    thread running, so an absent scheduler is found out here first.  Only
-    ``tcp://`` and ``tls://`` addresses are probed.
-    """
-    scheme, _, location = address.rpartition("://")
-    if scheme not in ("tcp", "tls", ""):
-        return
-    host, _, port = location.rpartition(":")
-    if not port.isdigit():
-        return  # let Dask parse (and explain) what this is
-    host = host.strip("[]") or "127.0.0.1"
-    while True:
-        try:
-            with socket.create_connection((host, int(port)), timeout=1.0):
-                return
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.1)
-
-
-def _close_within(closable: Any, timeout: float, what: str) -> bool:
-    """``closable.close(timeout=timeout)``; False, logged, if it failed."""
-    try:
-        closable.close(timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - close the rest regardless
-        logger.warning(
-            "offload: the Dask %s did not close within %s s (%s: %s)",
-            what, timeout, type(exc).__name__, exc,
-        )
-        return False
-    return True
-
-
-#: Seconds a close of the embedded cluster that timed out may still take,
-#: once its workers are killed, before offload gives up on it: a scheduler
-#: (in this process) that was sent 100,000 tasks' releases just before
-#: must digest them before it can stop, ~20 s on a busy 2-core machine.
-CLUSTER_CLOSE_GRACE = 30.0
-
-
-def _finish_closing(client: Any, timeout: float) -> None:
-    """Finish closing a client whose ``close`` timed out.
-
-    It timed out waiting for a busy scheduler, and ``Client.close`` stops
-    the client's event-loop thread only when it returns in time; the close
-    itself goes on in that loop.  So: close it again if it is not closed
-    yet, then stop the loop thread (a no-op for a stopped one).
-    """
-    if getattr(client, "status", None) != "closed" and not _close_within(
-        client, timeout, "client, after its cluster,"
-    ):
-        return
-    stop = getattr(getattr(client, "_loop_runner", None), "stop", None)
-    if stop is None:
-        return
-    try:
-        stop()
-    except Exception:  # noqa: BLE001 - Dask internals; the rest is closed
-        logger.debug("could not stop the Dask client's event loop", exc_info=True)
-
-
-def _close_cluster(cluster: Any, timeout: float) -> None:
-    """Close the embedded cluster; if it will not, kill its worker processes.
-
-    ``LocalCluster.close`` retires each worker cleanly, and raises on
-    timeout while its close goes on.  Then the nannies are told not to
-    restart their workers, the worker processes (this process's children,
-    noted *before* the close, which forgets them as it retires them) are
-    killed, and the close under way gets
-    ``CLUSTER_CLOSE_GRACE`` more seconds to finish.
-    """
-    workers = list(getattr(cluster, "workers", {}).values())
-    pids = [getattr(worker, "pid", None) for worker in workers]
-    if _close_within(cluster, timeout, "cluster"):
-        return
-    for worker in workers:
-        # Tell each nanny not to restart its worker once it is killed: one
-        # that had not yet been told to close (its cluster's loop was busy)
-        # restarted it, and the close then waited for the new worker.
-        close_gracefully = getattr(worker, "close_gracefully", None)
-        if callable(close_gracefully):
-            try:
-                close_gracefully(reason="offload: the cluster did not close in time")
-            except Exception:  # noqa: BLE001 - Dask internals; kill anyway
-                logger.debug("could not tell a nanny to close", exc_info=True)
-    killed = []
-    for pid in pids:
-        if not isinstance(pid, int) or pid <= 0:
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            continue
-        killed.append(pid)
-    logger.warning(
-        "offload: killed the embedded Dask cluster's worker processes %s", killed
-    )
-    _close_within(
-        cluster, max(timeout, CLUSTER_CLOSE_GRACE), "cluster, after killing its workers,"
-    )
-
-
-#: ``distributed.comm.timeouts.tcp`` for the embedded cluster, unless the
-#: user set one (Dask's default is 30 s).
-EMBEDDED_TCP_TIMEOUT = "300s"
-
-#: ``distributed.admin.low-level-log-length`` for the embedded cluster and
-#: for the client of an ``address``, unless the user set one (Dask's
-#: default is 1,000).  Dask keeps that many of each connection's recent
-#: message *batches* for its developers, in the scheduler (which the
-#: embedded cluster runs in the application's process), the client and the
-#: workers.  A burst of tasks travels in big batches, so 1,000 of them held
-#: most of the burst's messages and pickled tasks (2.2 KB per task still
-#: alive after 5,000 tasks had ended, 0.6 KB with 10), and their scattered
-#: blocks kept CPython from giving memory back: with a scheduler in another
-#: process, 20,000 tasks left +165 MB resident in the client's, +68 MB
-#: with 10.
-EMBEDDED_LOG_LENGTH = 10
-
-
-def _embedded_config() -> Any:
-    """Dask config for the embedded cluster (see DaskContext).
-
-    Sockets read the TCP timeout when they connect, and the scheduler, the
-    client and the workers read the log length when they start; the
-    workers' nannies pass the config on to the worker processes.  A value
-    the user changed from Dask's default is left alone.
-    """
-    import dask
-
-    settings = _log_length_setting()
-    if str(dask.config.get("distributed.comm.timeouts.tcp", "30s")) in ("30s", "30"):
-        settings["distributed.comm.timeouts.tcp"] = EMBEDDED_TCP_TIMEOUT
-    return dask.config.set(settings) if settings else contextlib.nullcontext()
-
-
-def _client_config() -> Any:
-    """Dask config for the client of an ``address``: the log length only.
-
-    The client reads it when it connects; a remote cluster keeps its own.
-    """
-    import dask
-
-    settings = _log_length_setting()
-    return dask.config.set(settings) if settings else contextlib.nullcontext()
-
-
-def _log_length_setting() -> dict[str, Any]:
-    """``EMBEDDED_LOG_LENGTH``, unless the user changed Dask's default."""
-    import dask
-
-    if dask.config.get("distributed.admin.low-level-log-length", 1000) == 1000:
-        return {"distributed.admin.low-level-log-length": EMBEDDED_LOG_LENGTH}
-    return {}
-
-
-def _start_cluster(
-    n_workers: int | None,
-    threads_per_worker: int,
-    processes: bool,
-    security: Any,
-    cluster_kwargs: dict[str, Any],
-) -> Any:
-    """Start the embedded ``LocalCluster``."""
-    import dask
-
-    # A free port: with None, Dask still serves HTTP on 8787, and warns (or,
-    # with warnings as errors, fails) when another cluster holds that port.
-    options = {"dashboard_address": ":0", **cluster_kwargs}
-    if security is not None:
-        options["security"] = security
-    with dask.config.set({"distributed.scheduler.worker-saturation": math.inf}):
-        return _distributed().LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=threads_per_worker,
-            processes=processes,
-            **options,
-        )

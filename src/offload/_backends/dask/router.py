@@ -20,8 +20,8 @@ import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from offload._backends.dask.outbox import DaskSender, Nested
 from offload._event_loops.interface import IEventLoop
-from offload._routing.dask_outbox import DaskSender, Nested
 from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
 from offload._routing.protocol import (
     CRASHED,

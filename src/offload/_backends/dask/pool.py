@@ -7,7 +7,7 @@ What runs where::
     pool.submit(runner)
       [max_workers reached: wait
        in a local queue]
-      client.submit(_run_task, ───────────────────────────▶ _run_task(runner)
+      client.submit(run_task, ───────────────────────────▶ run_task(runner)
                     runner)                                    bind the sender
                                                                runner()
                                     Dask future done:
@@ -35,57 +35,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from offload._contexts.dask_cancel import DaskCancelFlag, task_ended, task_starting
-from offload._contexts.dask_helper import HelperLost
-from offload._routing.dask_outbox import DaskSender
-from offload._routing.dask_router import TaskRecord
+from offload._backends.dask.cancel import DaskCancelFlag
+from offload._backends.dask.cluster import BURST, forget_task_keys
+from offload._backends.dask.helper import HelperLost
+from offload._backends.dask.outbox import DaskSender
+from offload._backends.dask.router import TaskRecord
+from offload._backends.dask.worker import run_task
 from offload._routing.protocol import TaskRunner
 
 logger = logging.getLogger("offload.contexts.dask")
 
 #: Seconds ``shutdown(wait=True)`` waits for Dask futures before giving up.
 SHUTDOWN_TIMEOUT = 30.0
-
-#: Tasks handed to Dask since the key cache was last emptied, from which a
-#: pool that has nothing pending any more empties it (see ``_done``).
-BURST = 1_000
-
-
-def _forget_task_keys() -> None:
-    """Empty the cache of ``dask.utils.key_split`` in this process.
-
-    The scheduler and the client call it on every task key, and it keeps
-    the last 100,000 keys it saw with their results.  offload's keys are
-    unique per task, so after a burst the cache holds the burst's keys for
-    good (~200 B a task), allocated all through the burst's memory, which
-    CPython then cannot give back.
-    """
-    from dask.utils import key_split
-
-    cache_clear = getattr(key_split, "cache_clear", None)
-    if cache_clear is not None:
-        cache_clear()
-
-
-def _run_task(runner: TaskRunner) -> None:
-    """Run one task on a Dask worker (the worker's task thread)."""
-    from distributed import get_worker
-
-    send = runner.send
-    if type(send) is DaskSender:
-        runner.send = send.bind(get_worker())
-    key = getattr(runner.cancel_flag, "key", None)
-    if key is None:
-        runner()
-        return
-    # While the runner runs, a cancellation of it leaves its Dask future
-    # alone (see dask_cancel.mark_cancelled).
-    task_starting(key)
-    try:
-        runner()
-    finally:
-        task_ended(key)
-
 
 class _Job:
     __slots__ = ("pool_future", "function", "args", "kwargs", "flag", "record", "router")
@@ -230,7 +191,7 @@ class DaskWorkerPool(concurrent.futures.Executor):
         try:
             if record is not None:
                 dask_future = self._client.submit(
-                    _run_task, job.function, key=record.dask_key, pure=False
+                    run_task, job.function, key=record.dask_key, pure=False
                 )
             else:
                 dask_future = self._client.submit(
@@ -256,7 +217,7 @@ class DaskWorkerPool(concurrent.futures.Executor):
         pending.pop(dask_future, None)
         if not pending and self._since_forget >= BURST:
             self._since_forget = 0
-            _forget_task_keys()
+            forget_task_keys()
             if self._after_burst is not None:
                 self._after_burst()
         self._forget(job)
