@@ -195,13 +195,13 @@ def test_closed_context_is_an_error(loop):
 
 def test_thread_cancel_flags_start_unset_and_are_set_one_by_one():
     with MultithreadingContext() as context:
-        flags = [context.event() for _ in range(3)]
+        flags = [context.cancel_flag() for _ in range(3)]
         assert [flag.is_set() for flag in flags] == [False, False, False]
         flags[1].set()
         flags[1].set()
         assert [flag.is_set() for flag in flags] == [False, True, False]
         # The unset value is the class's: setting one must not set the next.
-        assert not context.event().is_set()
+        assert not context.cancel_flag().is_set()
 
 
 def test_user_pool_is_not_shut_down(loop, offload_assistant):
