@@ -237,7 +237,7 @@ class TraitsExecutor(HasStrictTraits):
         from offload._futures.submit import submit_call
 
         warnings.warn(
-            "TraitsExecutor.submit_call is deprecated; use the function "
+            "TraitsExecutor.submit_call method is deprecated; use the function "
             "submit_call(executor, callable, ...)",
             DeprecationWarning,
             stacklevel=2,
@@ -249,7 +249,7 @@ class TraitsExecutor(HasStrictTraits):
         from offload._futures.submit import submit_iteration
 
         warnings.warn(
-            "TraitsExecutor.submit_iteration is deprecated; use the function "
+            "TraitsExecutor.submit_iteration method is deprecated; use the function "
             "submit_iteration(executor, callable, ...)",
             DeprecationWarning,
             stacklevel=2,
@@ -261,7 +261,7 @@ class TraitsExecutor(HasStrictTraits):
         from offload._futures.submit import submit_progress
 
         warnings.warn(
-            "TraitsExecutor.submit_progress is deprecated; use the function "
+            "TraitsExecutor.submit_progress method is deprecated; use the function "
             "submit_progress(executor, callable, ...)",
             DeprecationWarning,
             stacklevel=2,
@@ -334,7 +334,7 @@ class TraitsExecutor(HasStrictTraits):
         running = len(self._futures)
         message = (
             f"shutdown timed out after {timeout} seconds with {running} "
-            "task(s) still running; they ignore cancellation."
+            "tasks still running; they ignore cancellation."
         )
         terminate = getattr(self._worker_pool, "terminate", None)
         if self._owns_worker_pool and terminate is not None:
