@@ -126,6 +126,10 @@ def test_a_thread_event_is_a_threading_event():
         assert isinstance(context.event(), threading.Event)
 
 
+def _wait_and_note(event: Any, woke: list) -> None:
+    woke.append((event.wait(20), time.monotonic()))
+
+
 @pytest.mark.process
 def test_a_process_event_wakes_a_long_waiter_within_a_few_milliseconds():
     # The process event polls shared memory: its pause between looks grows
@@ -134,9 +138,8 @@ def test_a_process_event_wakes_a_long_waiter_within_a_few_milliseconds():
         latencies = []
         for _ in range(3):
             event = context.event()
-            woke = []
-            waiter = threading.Thread(target=lambda: woke.append(
-                (event.wait(20), time.monotonic())))
+            woke: list[tuple[bool, float]] = []
+            waiter = threading.Thread(target=_wait_and_note, args=(event, woke))
             waiter.start()
             time.sleep(0.3)  # not synchronisation: lets the pause grow to its bound
             set_at = time.monotonic()
