@@ -240,3 +240,21 @@ def test_a_registered_context_without_cancel_flag_works(offload_assistant):
     IParallelContext.register(Registered)
     _cancel_a_task_on(Registered(), offload_assistant)
 
+
+
+@pytest.mark.dask
+def test_the_event_of_the_embedded_dask_cluster_works_inside_tasks(offload_assistant):
+    # The embedded cluster's client is in a helper process: the event goes
+    # through the context's own client of that scheduler.
+    context = load(CONTEXTS, "dask")(n_workers=1)
+    executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+    try:
+        started, release = context.event(), context.event()
+        future = submit_call(executor, et.set_then_wait, started, release, 20)
+        assert started.wait(60) is True
+        release.set()
+        wait_done(offload_assistant, future, timeout=60)
+        assert future.result[0] is True
+    finally:
+        executor.shutdown(timeout=30)
+        context.close()
