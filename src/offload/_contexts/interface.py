@@ -37,8 +37,9 @@ class IParallelContext(abc.ABC):
 
     Threads: the executor calls these methods on the main thread.  What they
     make crosses over: the pool runs tasks in workers (threads, processes,
-    Dask workers), flags are set on the main thread and read in workers,
-    queues are put to by workers, and routers deliver on the main thread.
+    Dask workers), cancel flags are set on the main thread and read in
+    workers, events are set and waited for on either side, queues are put
+    to by workers, and routers deliver on the main thread.
     A context has no callbacks of its own.
     """
 
@@ -56,8 +57,7 @@ class IParallelContext(abc.ABC):
         as an argument (``submit_call(executor, event.wait, 5)``).  Setting
         it on either side wakes a ``wait`` on the other.  As Traits Futures
         documented it: an event for the application's own signalling.
-
-        Call it on the main thread (or any thread that owns the context).
+        Call it on the main thread.
         """
 
     def cancel_flag(self) -> ICancelFlag:
