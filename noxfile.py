@@ -18,6 +18,7 @@ import nox
 #: (and more) on 3.11; ``nox -s tests-3.11`` still runs it alone.
 nox.options.sessions = [
     "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "wx", "docs",
+    "traits_futures",
 ]
 nox.options.reuse_existing_virtualenvs = True
 #: uv makes the venvs and installs into them (``nox[uv]``, as the README's
@@ -164,6 +165,21 @@ def wx(session: nox.Session) -> None:
         *wrapper, *PYTEST, "-m", "not stress", *(session.posargs or WX_TESTS),
         external=True, env={"ETS_TOOLKIT": ""},
     )
+
+
+@nox.session(name="traits_futures", python=FULL_PYTHON)
+def traits_futures(session: nox.Session) -> None:
+    """Traits Futures 0.3.1's own tests of its public API, run on offload.
+
+    ``tools/traits_futures_suite.py`` downloads its sdist from PyPI (nothing
+    of it is kept here), changes the tests' imports as a migrating user
+    would, and runs them on Qt offscreen; the tests that cannot apply are
+    listed there with their reasons.
+    """
+    # pip: the script downloads the sdist with it (uv's venvs have none).
+    session.install("-e", ".[test,pyside6,traitsui]", "pip")
+    env = {"ETS_TOOLKIT": "qt", "QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6"}
+    session.run("python", "tools/traits_futures_suite.py", "--", *session.posargs, env=env)
 
 
 @nox.session(python=FULL_PYTHON)

@@ -78,3 +78,10 @@ def test_star_import_works_without_optional_packages_and_use_says_what_to_instal
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "offload[dask]" in out.stdout
+
+
+def test_the_public_names_of_api_are_exactly_all():
+    # Traits Futures' own test_api: its users' copies of it must pass too
+    # (under pytest, which adds names to the modules it rewrites).
+    public = {name for name in dir(offload.api) if not name.startswith("_")}
+    assert public == set(offload.api.__all__)

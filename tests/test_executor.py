@@ -195,13 +195,13 @@ def test_closed_context_is_an_error(loop):
 
 def test_thread_cancel_flags_start_unset_and_are_set_one_by_one():
     with MultithreadingContext() as context:
-        flags = [context.event() for _ in range(3)]
+        flags = [context.cancel_flag() for _ in range(3)]
         assert [flag.is_set() for flag in flags] == [False, False, False]
         flags[1].set()
         flags[1].set()
         assert [flag.is_set() for flag in flags] == [False, True, False]
         # The unset value is the class's: setting one must not set the next.
-        assert not context.event().is_set()
+        assert not context.cancel_flag().is_set()
 
 
 def test_user_pool_is_not_shut_down(loop, offload_assistant):
@@ -275,12 +275,13 @@ def test_thread_pool_argument_is_deprecated(loop):
 
 
 def test_deprecated_submit_methods_work_and_warn(loop, offload_assistant):
+    # The warnings keep Traits Futures' wording, which its users' tests check.
     executor = TraitsExecutor(event_loop=loop)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="submit_call method is deprecated"):
         call = executor.submit_call(tf.square, 5)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="submit_iteration method is deprecated"):
         iteration = executor.submit_iteration(tf.count_up, 2)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="submit_progress method is deprecated"):
         progress = executor.submit_progress(tf.report, 2)
     for future in (call, iteration, progress):
         wait_done(offload_assistant, future)
@@ -302,7 +303,8 @@ def test_shutdown_timeout_raises_and_stays_stopping(loop, tmp_path):
     executor = TraitsExecutor(event_loop=loop)
     release = str(tmp_path / "release")
     future = submit_call(executor, tf.wait_for_file, release)
-    with pytest.raises(RuntimeError, match="1 task"):
+    # "1 tasks still running": Traits Futures' wording, which its users' tests check.
+    with pytest.raises(RuntimeError, match="1 tasks still running"):
         executor.shutdown(timeout=0.2)
     assert executor.state == STOPPING
     tf.touch(release)

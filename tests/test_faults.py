@@ -203,7 +203,7 @@ def test_shutdown_with_a_task_ignoring_cancel_returns_or_raises_on_time(
             harness.executor.shutdown(timeout=timeout)
         except RuntimeError as error:
             elapsed = time.monotonic() - start
-            assert "1 task(s) still running" in str(error), str(error)
+            assert "1 tasks still running" in str(error), str(error)
         else:
             elapsed = time.monotonic() - start
         # On time: the timeout, plus what it takes to end stuck workers.

@@ -365,11 +365,11 @@ def make_machine(
             timeout = 0.3
             start = time.monotonic()
             if stuck:
-                with pytest.raises(RuntimeError, match=r"(\d+) task\(s\) still running") as info:
+                with pytest.raises(RuntimeError, match=r"(\d+) tasks still running") as info:
                     self.executor.shutdown(timeout=timeout)
                 assert self.executor.state == STOPPING
                 running = sum(1 for m in self.models if not m.future.done)
-                assert f" {running} task(s) still running" in str(info.value), (
+                assert f" {running} tasks still running" in str(info.value), (
                     running, str(info.value))
                 assert running >= len(stuck)
             else:

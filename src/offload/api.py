@@ -147,4 +147,8 @@ def _unavailable(name: str, error: ImportError) -> type:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    # The public names are exactly __all__ (Traits Futures' users test
+    # that): not the helpers imported here, nor what tools add (pytest's
+    # assertion rewriting adds "@py_builtins" to the modules of plugins).
+    private = {name for name in globals() if name.startswith("_")}
+    return sorted(private | set(__all__))

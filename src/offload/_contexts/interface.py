@@ -11,12 +11,21 @@ from offload._routing.interface import IMessageRouter
 
 
 class ICancelFlag(Protocol):
-    """What ``IParallelContext.event()`` returns: set on the main thread,
-    read by the task wherever it runs."""
+    """What ``IParallelContext.cancel_flag()`` returns: set on the main
+    thread, read by the task wherever it runs."""
 
     def set(self) -> None: ...
 
     def is_set(self) -> bool: ...
+
+
+class IEvent(ICancelFlag, Protocol):
+    """What ``IParallelContext.event()`` returns: the API of
+    ``threading.Event``, usable on the main thread and inside tasks."""
+
+    def clear(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class IParallelContext(abc.ABC):
@@ -28,8 +37,9 @@ class IParallelContext(abc.ABC):
 
     Threads: the executor calls these methods on the main thread.  What they
     make crosses over: the pool runs tasks in workers (threads, processes,
-    Dask workers), flags are set on the main thread and read in workers,
-    queues are put to by workers, and routers deliver on the main thread.
+    Dask workers), cancel flags are set on the main thread and read in
+    workers, events are set and waited for on either side, queues are put
+    to by workers, and routers deliver on the main thread.
     A context has no callbacks of its own.
     """
 
@@ -38,11 +48,30 @@ class IParallelContext(abc.ABC):
         """A new pool that runs tasks; the caller shuts it down."""
 
     @abc.abstractmethod
-    def event(self) -> Any:
-        """A new cancel flag (``set()`` / ``is_set()``) the workers can read.
+    def event(self) -> IEvent:
+        """A new event, with the API of ``threading.Event``, for your tasks.
 
-        Called once per task: it must be cheap.
+        ``set()``, ``clear()``, ``is_set()`` and ``wait(timeout=None)``
+        (which returns ``is_set()``, so False on a timeout) work on the main
+        thread and inside tasks wherever they run: pass the event to a task
+        as an argument (``submit_call(executor, event.wait, 5)``).  Setting
+        it on either side wakes a ``wait`` on the other.  As Traits Futures
+        documented it: an event for the application's own signalling.
+        Call it on the main thread.
         """
+
+    def cancel_flag(self) -> ICancelFlag:
+        """A new cancel flag for one task: the executor calls it per task.
+
+        The flag needs only ``set()`` (main thread, by ``future.cancel()``)
+        and ``is_set()`` (the task, wherever it runs), so a context can
+        make it much cheaper than an event: it is made once per submitted
+        task, on the submitting thread.  The default returns
+        :meth:`event`, so a context written for Traits Futures, which made
+        its cancel flags with ``event()``, keeps working; offload's
+        contexts return flags of their own.
+        """
+        return self.event()
 
     @abc.abstractmethod
     def queue(self) -> Any:

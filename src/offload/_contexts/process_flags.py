@@ -1,18 +1,32 @@
-"""Cancel flags in shared memory: set in the main process, read in workers.
+"""Cancel flags and events in shared memory, for worker processes.
 
 A flag is one int64 slot of a shared-memory segment and a generation number
-unique to the flag.  ``set()`` writes the generation into the slot;
-``is_set()`` compares them.  Both touch local memory only: no message, no
-helper process (Traits Futures asked a ``multiprocessing.Manager`` process,
-a round trip of about 2.5 ms per task).
+unique to the flag.  ``set()`` writes the generation into the slot,
+``clear()`` writes 0; ``is_set()`` compares.  All touch local memory only:
+no message, no helper process (Traits Futures asked a
+``multiprocessing.Manager`` process, a round trip of about 2.5 ms per task).
+``wait()`` polls the slot (see :meth:`_FlagBase.wait`).
 
-Slots are reused, safely:
+Two kinds share the segments:
 
-* a slot goes back to the free list only when the main process's flag
-  object is garbage collected, which happens after both the worker has
-  finished the task (the pool drops the task) and the future is done (it
-  drops its ``cancel``), so no running task still reads a reused slot;
+* the executor's cancel flags (:class:`ProcessCancelFlag`, one per task),
+  set only in the main process and read in the task's worker;
+* the events of ``context.event()`` (:class:`ProcessEvent`), which the
+  application's tasks may also set and clear in workers.
+
+The slot of a cancel flag is reused, safely:
+
+* it goes back to the free list only when the main process's flag object
+  is garbage collected, which happens after both the worker has finished
+  the task (the pool drops the task) and the future is done (it drops its
+  ``cancel``), so no running task still reads a reused slot;
 * a new flag gets a new generation, so an old ``set()`` never shows through.
+
+The slot of an event is never given back: a worker may still hold, and
+write through, a copy of an event that the main process has dropped (an
+event made inline in a ``submit_call``), and its ``clear()`` must not
+unset another task's cancel flag.  An event costs 8 bytes of shared memory
+until its context is closed.
 
 Segments of ``SLOTS_PER_SEGMENT`` slots are made as needed (one per that
 many tasks outstanding at once) and attached by workers by name on first
@@ -26,6 +40,7 @@ from __future__ import annotations
 import array
 import atexit
 import itertools
+import math
 import os
 import secrets
 import threading
@@ -36,6 +51,11 @@ from typing import Any
 
 #: Slots per shared-memory segment (8 bytes each).
 SLOTS_PER_SEGMENT = 8192
+
+#: First and longest pause (s) between two looks of ``wait()`` at its slot:
+#: the longest bounds how late a waiter sees ``set()``.
+FIRST_PAUSE = 0.0001
+LONGEST_PAUSE = 0.002
 
 #: (prefix, segment index) -> int64 view of that segment, in this process.
 _VIEWS: dict[tuple[str, int], memoryview] = {}
@@ -103,7 +123,7 @@ class FlagSlots:
         release.atexit = False
 
     def new_flag(self) -> ProcessCancelFlag:
-        """A fresh, unset flag.  Any thread; about a microsecond."""
+        """A fresh, unset cancel flag.  Any thread; about a microsecond."""
         try:
             segment, slot = divmod(self._free.pop(), SLOTS_PER_SEGMENT)
             view = self._views[segment]
@@ -112,6 +132,11 @@ class FlagSlots:
         return ProcessCancelFlag(
             view, self._prefix, segment, slot, next(self._generations), self._free
         )
+
+    def new_event(self) -> ProcessEvent:
+        """A fresh, unset event, whose slot is never reused.  Any thread."""
+        view, segment, slot = self._allocate()
+        return ProcessEvent(view, self._prefix, segment, slot, next(self._generations))
 
     def close(self) -> None:
         """Release and unlink every segment.  Flags still alive read as set."""
@@ -169,15 +194,24 @@ class _FlagBase:
     _slot: int
     _generation: int
 
+    def __init__(self, view: Any, prefix: str, segment: int, slot: int,
+                 generation: int) -> None:
+        self._view = view
+        self._prefix = prefix
+        self._segment = segment
+        self._slot = slot
+        self._generation = generation
+
     def __reduce__(self) -> tuple:
         return (_attach, (self._prefix, self._segment, self._slot, self._generation))
 
     def set(self) -> None:
-        """Ask for cancellation.  Any thread, any process."""
+        """Set the flag (for a cancel flag: ask for cancellation).  Any
+        thread, any process."""
         try:
             self._view[self._slot] = self._generation
         except ValueError:
-            pass  # the context is closed: there is nothing left to cancel
+            pass  # the context is closed: there is nothing left to signal
 
     def is_set(self) -> bool:
         """True once :meth:`set` was called.  Any thread, any process."""
@@ -187,22 +221,34 @@ class _FlagBase:
             return True  # the context is closed: stop
 
     def clear(self) -> None:
-        """Unset the flag."""
+        """Unset the flag.  Any thread, any process."""
         try:
             self._view[self._slot] = 0
         except ValueError:
             pass
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait (polling) until the flag is set; return :meth:`is_set`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.0005
-        while not self.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-        return True
+        """Wait until the flag is set, or ``timeout`` seconds; return
+        :meth:`is_set` (so False on a timeout).  Any thread, any process.
+
+        It polls the shared slot, pausing between looks: 0.1 ms at first,
+        doubling up to ``LONGEST_PAUSE`` (2 ms).  So a waiter wakes at most
+        about 2 ms (plus the system's scheduling delay) after ``set()``, and
+        a long wait costs some 500 looks a second, a fraction of a percent
+        of a core.  A flag whose context is closed reads as set.
+        """
+        if self.is_set():
+            return True
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        pause = FIRST_PAUSE
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.is_set()
+            time.sleep(min(pause, remaining))
+            if self.is_set():
+                return True
+            pause = min(pause * 2, LONGEST_PAUSE)
 
     def __repr__(self) -> str:
         return (
@@ -231,17 +277,17 @@ class ProcessCancelFlag(_FlagBase):
         self._free.append(self._segment * SLOTS_PER_SEGMENT + self._slot)
 
 
-class WorkerCancelFlag(_FlagBase):
-    """A flag unpickled in a worker (or anywhere else): never frees its slot."""
+class ProcessEvent(_FlagBase):
+    """The main process's event (``context.event()``): keeps its slot."""
 
     __slots__ = ()
 
-    def __init__(self, view: Any, prefix: str, segment: int, slot: int, generation: int) -> None:
-        self._view = view
-        self._prefix = prefix
-        self._segment = segment
-        self._slot = slot
-        self._generation = generation
+
+class WorkerCancelFlag(_FlagBase):
+    """A flag or event unpickled in a worker (or anywhere else): never
+    frees its slot."""
+
+    __slots__ = ()
 
 
 def _attach(prefix: str, segment: int, slot: int, generation: int) -> WorkerCancelFlag:

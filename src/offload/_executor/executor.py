@@ -102,6 +102,7 @@ class TraitsExecutor(HasStrictTraits):
 
     _state = AnyTrait(RUNNING)
     _context = AnyTrait()
+    _new_cancel_flag = AnyTrait()
     _owns_context = Bool(False)
     _event_loop = AnyTrait()
     _worker_pool = AnyTrait()
@@ -165,6 +166,9 @@ class TraitsExecutor(HasStrictTraits):
                 f"got {event_loop!r}"
             )
         self._context = context
+        # The context's cheap per-task flag; a context only registered with
+        # IParallelContext may lack cancel_flag(): its event() serves.
+        self._new_cancel_flag = getattr(context, "cancel_flag", context.event)
         self._event_loop = event_loop
         if worker_pool is None:
             worker_pool = context.worker_pool(max_workers=max_workers)
@@ -212,7 +216,7 @@ class TraitsExecutor(HasStrictTraits):
                 "TraitsExecutor (the main thread); from a worker thread, send "
                 "a message to the main thread and submit there"
             )
-        cancel_flag = self._context.event()
+        cancel_flag = self._new_cancel_flag()
         task_id = next(self._task_ids)
         router = self._router
         handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
@@ -233,7 +237,7 @@ class TraitsExecutor(HasStrictTraits):
         from offload._futures.submit import submit_call
 
         warnings.warn(
-            "TraitsExecutor.submit_call is deprecated; use the function "
+            "TraitsExecutor.submit_call method is deprecated; use the function "
             "submit_call(executor, callable, ...)",
             DeprecationWarning,
             stacklevel=2,
@@ -245,7 +249,7 @@ class TraitsExecutor(HasStrictTraits):
         from offload._futures.submit import submit_iteration
 
         warnings.warn(
-            "TraitsExecutor.submit_iteration is deprecated; use the function "
+            "TraitsExecutor.submit_iteration method is deprecated; use the function "
             "submit_iteration(executor, callable, ...)",
             DeprecationWarning,
             stacklevel=2,
@@ -257,7 +261,7 @@ class TraitsExecutor(HasStrictTraits):
         from offload._futures.submit import submit_progress
 
         warnings.warn(
-            "TraitsExecutor.submit_progress is deprecated; use the function "
+            "TraitsExecutor.submit_progress method is deprecated; use the function "
             "submit_progress(executor, callable, ...)",
             DeprecationWarning,
             stacklevel=2,
@@ -330,7 +334,7 @@ class TraitsExecutor(HasStrictTraits):
         running = len(self._futures)
         message = (
             f"shutdown timed out after {timeout} seconds with {running} "
-            "task(s) still running; they ignore cancellation."
+            "tasks still running; they ignore cancellation."
         )
         terminate = getattr(self._worker_pool, "terminate", None)
         if self._owns_worker_pool and terminate is not None:

@@ -42,6 +42,9 @@ class IterationTask(FunctionTask):
                 except StopIteration as stop:
                     return stop.value
                 send((GENERATED, item))
+                # Not held while the iterable makes the next item: once
+                # sent, an item is the application's alone to keep or free.
+                del item
             return None
         finally:
             # A cancelled generator is closed, running its finally blocks.

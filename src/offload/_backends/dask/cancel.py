@@ -21,6 +21,12 @@ from a thread of its own so that ``cancel()`` never blocks the GUI.  A task
 whose Dask future has not reported ``STARTED`` is also cancelled in Dask, so
 that a queued task never runs and ``executor.stop()`` does not have to wait
 for every queued task to be scheduled.
+
+The events of ``context.event()`` are another matter: the application's
+own signals, which tasks set and wait for as often as the main thread does.
+:class:`DaskEvent` is a ``distributed.Event``, kept by the scheduler, so a
+``set()`` anywhere wakes a ``wait()`` anywhere at once, for one round trip
+to the scheduler per call.
 """
 
 from __future__ import annotations
@@ -125,6 +131,59 @@ class DaskCancelFlag:
 
     def __reduce__(self) -> tuple:
         return (WorkerCancelFlag, (self.key,))
+
+
+class DaskEvent:
+    """``context.event()`` of a :class:`DaskContext`: a ``distributed.Event``
+    with the API of ``threading.Event``.
+
+    The scheduler keeps its state: ``set()``, ``clear()`` and ``is_set()``
+    are one round trip to it each, from the main thread or from a task on
+    a worker, and ``wait()`` returns as soon as the scheduler sees a
+    ``set()``.  It pickles to its name; on a worker it talks to the
+    scheduler through the worker's own client.
+
+    Parameters
+    ----------
+    name : str
+        The name the scheduler knows the event by.
+    client : distributed.Client, optional
+        The client to use; by default the worker's (``get_client()``).
+    """
+
+    __slots__ = ("name", "_event")
+
+    def __init__(self, name: str, client: Any = None) -> None:
+        from distributed import Event
+
+        self.name = name
+        self._event = Event(name, client=client)
+
+    def set(self) -> None:
+        """Set the event: every ``wait()`` returns True.  Any thread."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Unset the event.  Any thread."""
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        """True while the event is set.  Any thread."""
+        return bool(self._event.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the event is set, or ``timeout`` seconds; return
+        whether it is set (False on a timeout).  Any thread."""
+        if timeout is not None and timeout <= 0:
+            # Dask's zero timeout may expire before it looks at the event.
+            return self.is_set()
+        return bool(self._event.wait(timeout))
+
+    def __reduce__(self) -> tuple:
+        return (DaskEvent, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"<DaskEvent {self.name!r}>"
 
 
 class CancelPusher:

@@ -32,6 +32,7 @@ from typing import Any
 from offload._backends.dask.cancel import (
     CancelPusher,
     DaskCancelFlag,
+    DaskEvent,
     forget_cancelled,
 )
 from offload._backends.dask.cluster import (
@@ -239,7 +240,20 @@ class DaskContext(IParallelContext):
             after_burst=self._after_burst,
         )
 
-    def event(self) -> DaskCancelFlag:
+    def event(self) -> DaskEvent:
+        """A new event for your tasks, with the API of ``threading.Event``
+        (see :meth:`IParallelContext.event`): a ``distributed.Event``.
+
+        Each call of its methods is a round trip to the scheduler, from the
+        main thread (through :attr:`client`) or from a task; ``wait()``
+        wakes as soon as the scheduler sees a ``set()``.  It works while
+        the context is open.
+        """
+        check_open(self)
+        return DaskEvent(f"{self._token}-event-{next(self._flags)}", self.client)
+
+    def cancel_flag(self) -> DaskCancelFlag:
+        """A new cancel flag for one task: answered from worker memory."""
         check_open(self)
         return DaskCancelFlag(f"{self._token}:{next(self._flags)}", self._pusher)
 
