@@ -39,7 +39,7 @@ RUN_TIMEOUT = 50.0
 
 #: What ``--version`` must never import: toolkits and Dask are slow to
 #: import, and may be broken in the very installation being reported on.
-HEAVY_MODULES = ("PySide6", "PyQt5", "PyQt6", "wx", "pyface", "traitsui", "dask",
+HEAVY_MODULES = ("PySide6", "PyQt5", "PyQt6", "PySide2", "wx", "pyface", "traitsui", "dask",
                  "distributed", "cloudpickle")
 
 
