@@ -224,12 +224,20 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
 
 
+#: A user's module, type-checked against the installed wheel (no config
+#: file, so nothing hides a missing ``py.typed``).
+USER_MODULE = "from offload.api import submit_call\nreveal_type(submit_call)\n"
+
+
 @nox.session(python=FULL_PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy over the package."""
+    """mypy over the package; and a user's code sees its type hints."""
     install_wheel(session, "test")
     session.install("mypy>=1.10")
     session.run("mypy")
+    seen = session.run("mypy", "--config-file=", "-c", USER_MODULE, silent=True)
+    if "CallFuture" not in str(seen):
+        session.error(f"mypy does not see submit_call's types in the wheel:\n{seen}")
 
 
 @nox.session(python=CORE_PYTHONS)
