@@ -27,7 +27,7 @@ import pytest
 from packaging.version import Version
 
 import offload
-from offload._contexts.process_context import default_start_method
+from offload.api import MultiprocessingContext
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,7 +126,11 @@ def test_version_report_has_what_a_bug_report_needs():
         assert report["wxPython"] == "not installed"
     else:
         assert report["wxPython"] == _version_of("wxPython")
-    assert report["start method"].split()[0] == default_start_method()
+    context = MultiprocessingContext()
+    try:
+        assert report["start method"].split()[0] == context.start_method
+    finally:
+        context.close()
     assert report["ETS_TOOLKIT"] == "qt"
     assert report["QT_API"] == "not set"
 
