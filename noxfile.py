@@ -205,6 +205,12 @@ def install_wheel(session: nox.Session, extras: str) -> None:
     # A reused venv may hold this same version already (an earlier wheel, or
     # an editable install of the source tree): replace it with this wheel.
     session.install("--force-reinstall", "--no-deps", wheel)
+    # From the repository's root, as the tests run: offload must still come
+    # from the wheel, not from src/ (tests/test_packaging.py checks it too,
+    # in the sessions that run it).
+    location = session.run("python", "-c", "import offload; print(offload.__file__)", silent=True)
+    if location and os.path.abspath("src") in location:
+        session.error(f"offload is imported from the source tree, not the wheel: {location}")
     session.run("python", "-m", "offload", "--version")
 
 
