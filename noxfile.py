@@ -162,8 +162,11 @@ def _check_sdist(sdist: str) -> list[str]:
     return [f"{sdist}: missing {name}" for name in sorted(expected - names)]
 
 
-def _build(session: nox.Session) -> str:
-    """Build the sdist and the wheel into ``dist/``, check them; return the wheel."""
+def _build(session: nox.Session) -> str | None:
+    """Build the sdist and the wheel into ``dist/``, check them; return the wheel.
+
+    None under ``nox --no-install``, which skips the build with the installs.
+    """
     for old in glob.glob(os.path.join(DIST, "offload-*")):
         os.remove(old)
     # setuptools adds the file list of an earlier build's egg-info to the
@@ -171,16 +174,21 @@ def _build(session: nox.Session) -> str:
     # ship, and the check below would pass.
     for leftover in ["build", *glob.glob("src/*.egg-info")]:
         shutil.rmtree(leftover, ignore_errors=True)
-    # build makes an isolated environment for setuptools: with uv, in a
-    # second instead of pip's ten.
+    # build makes an isolated environment for setuptools; with uv where nox
+    # uses it.
     installer = ["--installer=uv"] if session.venv_backend == "uv" else []
     session.install("build[uv]>=1.2" if installer else "build>=1.2", "twine>=6.1")
     # The sdist first, then the wheel from the unpacked sdist: a file the
     # sdist forgets is then missing from the wheel too, and caught below.
-    session.run("python", "-m", "build", "--outdir", DIST, *installer)
-    [sdist] = glob.glob(os.path.join(DIST, "offload-*.tar.gz"))
-    [wheel] = glob.glob(os.path.join(DIST, "offload-*.whl"))
-    session.run("twine", "check", "--strict", sdist, wheel)
+    # (run_install: the sessions that install the wheel need it even under
+    # ``nox --install-only``.)
+    session.run_install("python", "-m", "build", "--outdir", DIST, *installer)
+    sdists = glob.glob(os.path.join(DIST, "offload-*.tar.gz"))
+    wheels = glob.glob(os.path.join(DIST, "offload-*.whl"))
+    if not wheels:
+        return None
+    [sdist], [wheel] = sdists, wheels
+    session.run_install("twine", "check", "--strict", sdist, wheel)
     problems = _check_wheel(wheel) + _check_sdist(sdist)
     if problems:
         session.error("the package is incomplete:\n  " + "\n  ".join(problems))
@@ -201,6 +209,8 @@ def install_wheel(session: nox.Session, extras: str) -> None:
         wheel = wheels[0]
     else:
         wheel = _build(session)
+        if wheel is None:
+            return
     session.install(f"{wheel}[{extras}]")
     # A reused venv may hold this same version already (an earlier wheel, or
     # an editable install of the source tree): replace it with this wheel.

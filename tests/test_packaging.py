@@ -61,7 +61,7 @@ def _report(output: str) -> dict[str, str]:
     """``--version``'s lines as {name: value} (two or more spaces between)."""
     rows = [re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in output.splitlines()]
     assert all(len(row) == 2 for row in rows), output
-    return dict(rows)  # type: ignore[arg-type]
+    return {name: value for name, value in rows}
 
 
 # -- The version ---------------------------------------------------------------
