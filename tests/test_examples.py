@@ -65,9 +65,6 @@ def _env(marker: str, toolkit: str) -> dict[str, str]:
             "QT_QPA_PLATFORM": "offscreen",
             "QT_API": env.get("QT_API") or "pyside6",
             "ETS_TOOLKIT": toolkit,
-            "PYTHONPATH": os.pathsep.join(
-                [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
-            ),
         }
     )
     return env
