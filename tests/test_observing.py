@@ -9,7 +9,17 @@ import gc
 import weakref
 
 import pytest
-from traits.api import HasStrictTraits, HasTraits, Instance, Int, List, observe
+from traits.api import (
+    DelegatesTo,
+    HasStrictTraits,
+    HasTraits,
+    Instance,
+    Int,
+    List,
+    Property,
+    observe,
+    on_trait_change,
+)
 from traits.observation.api import (
     NotifierNotFound,
     TraitChangeEvent,
@@ -276,6 +286,69 @@ def test_a_custom_futures_own_traits_and_observers_work():
     run_to_completion(future)
     assert handler.events == [(future, "count", 0, 5)]
     assert future.history == [EXECUTING, COMPLETED]
+
+
+class ListeningFuture(CallFuture):
+    seen = Int(0)
+
+    @on_trait_change("state")
+    def _count_state(self):
+        self.seen += 1
+
+
+class PostInitObservingFuture(CallFuture):
+    seen = Int(0)
+
+    @observe("state", post_init=True)
+    def _count_state(self, event):
+        self.seen += 1
+
+
+class TraitsInitFuture(CallFuture):
+    seen = Int(0)
+
+    def traits_init(self):
+        self.seen = 100
+
+
+@pytest.mark.parametrize(
+    ("cls", "expected_seen"),
+    [(ListeningFuture, 2), (PostInitObservingFuture, 2), (TraitsInitFuture, 100)],
+)
+def test_a_subclass_of_a_built_in_future_sets_itself_up(cls, expected_seen):
+    future = cls(_cancel=lambda: None)
+    assert future.traits_inited()
+    run_to_completion(future)
+    assert (future.state, future.seen) == (COMPLETED, expected_seen)
+
+
+class Source(HasTraits):
+    value = Int(0)
+
+
+class DependentFuture(CallFuture):
+    seen = Int(0)
+    doubled = Property(Int, observe="seen")
+    tripled = Property(Int, depends_on="seen")
+    source = Instance(Source, ())
+    value = DelegatesTo("source")
+
+    def _get_doubled(self):
+        return 2 * self.seen
+
+    def _get_tripled(self):
+        return 3 * self.seen
+
+
+def test_a_subclass_with_dependent_properties_and_a_delegate_notifies():
+    future, changes = DependentFuture(_cancel=lambda: None), Recorder()
+    for name in ["doubled", "tripled", "value"]:
+        future.observe(changes, name)
+    future.seen = 3
+    future.source.value = 7
+    assert sorted((event[1], event[3]) for event in changes.events) == [
+        ("doubled", 6), ("tripled", 9), ("value", 7),
+    ]
 
 
 def test_an_instance_trait_can_be_observed():
