@@ -17,7 +17,8 @@ import nox
 #: The default run.  ``tests-3.11`` is left out: ``full`` runs the same tests
 #: (and more) on 3.11; ``nox -s tests-3.11`` still runs it alone.
 nox.options.sessions = [
-    "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "wx", "docs",
+    "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "lowest", "wx",
+    "docs",
 ]
 nox.options.reuse_existing_virtualenvs = True
 #: uv makes the venvs and installs into them (``nox[uv]``, as the README's
@@ -28,6 +29,9 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 CORE_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 FULL_PYTHON = "3.11"
+#: The oldest supported Python: the lowest declared versions of the
+#: dependencies have wheels for it.
+LOWEST_PYTHON = "3.10"
 
 #: ``--durations``: the slowest tests, in CI's own log, for its time budget.
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--durations=15"]
@@ -103,6 +107,39 @@ def full(session: nox.Session) -> None:
     env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6"}
     session.run(
         *PYTEST, *IN_PARALLEL, "-m", "not stress", *(session.posargs or GUI_FIRST), env=env
+    )
+
+
+#: Prints the versions the ``lowest`` session tests, for its log.
+SHOW_VERSIONS = (
+    "from importlib.metadata import version as v; print(', '.join(f'{n} {v(n)}' for n in "
+    "['traits', 'pyface', 'traitsui', 'cloudpickle', 'dask', 'distributed', "
+    "'PySide6-Essentials', 'pytest', 'pytest-timeout', 'pytest-xdist', 'hypothesis', "
+    "'psutil', 'cryptography']))"
+)
+
+
+@nox.session(python=LOWEST_PYTHON)
+def lowest(session: nox.Session) -> None:
+    """The suite on the lowest version of each dependency pyproject.toml allows.
+
+    Every lower bound there is a promise: uv's ``--resolution
+    lowest-direct`` installs the lowest version that each requirement of
+    offload and of its extras allows (Traits, Pyface, TraitsUI, cloudpickle,
+    Dask/distributed, PySide6 and the test tools), and the newest of what
+    they pull in.  ``full`` tests the newest versions.  Qt runs offscreen.
+    """
+    if session.venv_backend != "uv":
+        message = "the lowest session needs uv: pip install 'nox[uv]'"
+        if os.environ.get("CI"):
+            session.error(message)
+        session.skip(message)
+    session.install("--resolution=lowest-direct", "-e", ".[test,pyside6,traitsui,dask]")
+    session.run("python", "-c", SHOW_VERSIONS)
+    env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6"}
+    session.run(
+        *PYTEST, *IN_PARALLEL, "-m", "not stress and not tooling",
+        *(session.posargs or GUI_FIRST), env=env,
     )
 
 
