@@ -2,7 +2,9 @@
 
 The core suite runs on Python 3.10-3.13; the full matrix (Qt offscreen,
 processes, Dask, the examples) runs on 3.11, the version the GUI stack is
-pinned for; the wx loop runs on Debian's wxPython under Xvfb (``wx``).
+pinned for, with the newest versions of the dependencies, and on 3.10 with
+the lowest versions pyproject.toml allows (``lowest``); the wx loop runs on
+Debian's wxPython under Xvfb (``wx``).
 """
 
 from __future__ import annotations
