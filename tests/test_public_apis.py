@@ -10,12 +10,20 @@ on:
 - an import of a module outside offload with a ``_``-prefixed part, or of
   ``traits.ctraits`` (Traits' C layer), or of a ``_``-prefixed name from a
   module outside offload;
-- an attribute ``._name`` read, written or looked up by name (``getattr``,
-  ``hasattr``, ``setattr``, ``delattr``) that offload does not define
+- an attribute ``._name`` read or written that offload does not define
   itself: a private attribute of someone else's module, class or object.
   Names offload defines (in a ``def``, a class body, an assignment to an
-  attribute, an import alias, a keyword argument) are its own business;
-  ``__dunder__`` names are Python's public protocols.
+  attribute, an import alias, a keyword argument, ``__slots__``) are its
+  own business; ``__dunder__`` names are Python's public protocols, except
+  Traits' class tables (``__class_traits__``, ``__listener_traits__``...);
+- a private name looked up by name (``getattr``, ``hasattr``, ``setattr``,
+  ``delattr``) on anything but ``self`` or ``cls``: probing an object for a
+  private name is how code reaches into a dependency's internals, even
+  where offload has an attribute of that name too.
+
+The syntax tree does not say whose object ``obj._name`` is: a private
+attribute of a dependency's object that shares its name with one of
+offload's own is missed (``getattr`` probing of it is not).
 
 ``ALLOWED`` lists the exceptions, each with its reason; an entry that no
 longer matches anything fails too, so the list cannot outlive its use.
