@@ -4,7 +4,9 @@
 both; every session that needs offload installs that wheel, as a user
 would, so a file missing from it fails CI.  The core suite runs on Python
 3.10-3.13; the full matrix (Qt offscreen, processes, Dask, the examples)
-runs on 3.11, the version the GUI stack is pinned for; the wx loop runs on
+runs on 3.11, the version the GUI stack is pinned for, with the newest
+versions of the dependencies, and on 3.10 with the lowest versions
+pyproject.toml allows (``lowest``); the wx loop runs on
 Debian's wxPython under Xvfb (``wx``).
 """
 
@@ -25,8 +27,8 @@ import nox
 #: The default run.  ``tests-3.11`` is left out: ``full`` runs the same tests
 #: (and more) on 3.11; ``nox -s tests-3.11`` still runs it alone.
 nox.options.sessions = [
-    "build", "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "wx", "docs",
-    "traits_futures",
+    "build", "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "lowest",
+    "wx", "docs", "traits_futures",
 ]
 nox.options.reuse_existing_virtualenvs = True
 #: uv makes the venvs and installs into them (``nox[uv]``, as the README's
@@ -37,6 +39,9 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 CORE_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 FULL_PYTHON = "3.11"
+#: The oldest supported Python: the lowest declared versions of the
+#: dependencies have wheels for it.
+LOWEST_PYTHON = "3.10"
 
 #: ``--durations``: the slowest tests, in CI's own log, for its time budget.
 PYTEST = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--durations=15"]
@@ -197,8 +202,10 @@ def _build(session: nox.Session) -> str | None:
     return wheel
 
 
-def install_wheel(session: nox.Session, extras: str) -> None:
+def install_wheel(session: nox.Session, extras: str, *install_options: str) -> None:
     """Install the built wheel with ``extras``, building it if missing or stale.
+
+    ``install_options`` go to the installer (``--resolution=lowest-direct``).
 
     ``nox -s build`` builds it once for a whole run; a session run alone
     (``nox -s full``) builds it when ``dist/`` has none newer than the
@@ -212,7 +219,7 @@ def install_wheel(session: nox.Session, extras: str) -> None:
         wheel = _build(session)
         if wheel is None:
             return
-    session.install(f"{wheel}[{extras}]")
+    session.install(*install_options, f"{wheel}[{extras}]")
     # A reused venv may hold this same version already (an earlier wheel, or
     # an editable install of the source tree): replace it with this wheel.
     session.install("--force-reinstall", "--no-deps", wheel)
@@ -279,6 +286,42 @@ def full(session: nox.Session) -> None:
            **WHEEL_ENV}
     session.run(
         *PYTEST, *IN_PARALLEL, "-m", "not stress", *(session.posargs or GUI_FIRST), env=env
+    )
+
+
+#: Prints the versions the ``lowest`` session tests, for its log.
+SHOW_VERSIONS = (
+    "from importlib.metadata import version as v; print(', '.join(f'{n} {v(n)}' for n in "
+    "['traits', 'pyface', 'traitsui', 'cloudpickle', 'dask', 'distributed', "
+    "'PySide6-Essentials', 'pytest', 'pytest-timeout', 'pytest-xdist', 'hypothesis', "
+    "'psutil', 'cryptography']))"
+)
+
+
+@nox.session(python=LOWEST_PYTHON)
+def lowest(session: nox.Session) -> None:
+    """The suite on the lowest version of each dependency pyproject.toml allows.
+
+    Every lower bound there is a promise: uv's ``--resolution
+    lowest-direct`` installs the lowest version that each requirement of
+    offload and of its extras allows (Traits, Pyface, TraitsUI, cloudpickle,
+    Dask/distributed, PySide6 and the test tools), and the newest of what
+    they pull in.  ``full`` tests the newest versions.  Qt runs offscreen.
+    """
+    if session.venv_backend != "uv":
+        message = "the lowest session needs uv: pip install 'nox[uv]'"
+        if os.environ.get("CI"):
+            session.error(message)
+        session.skip(message)
+    install_wheel(session, "test,pyside6,traitsui,dask", "--resolution=lowest-direct")
+    session.run("python", "-c", SHOW_VERSIONS)
+    env = {
+        "QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6",
+        **WHEEL_ENV,
+    }
+    session.run(
+        *PYTEST, *IN_PARALLEL, "-m", "not stress and not tooling",
+        *(session.posargs or GUI_FIRST), env=env,
     )
 
 

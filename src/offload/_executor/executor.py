@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
-import sys
 import threading
 import time
 import warnings
@@ -26,30 +25,6 @@ logger = logging.getLogger("offload.executor")
 
 #: Seconds ``shutdown`` waits for killed worker processes' tasks to end.
 _TERMINATE_TIMEOUT = 10.0
-
-#: CPython's method cache (4,096 entries) keeps a reference to the name of
-#: each attribute it looked up, and tells names apart by address.  Traits
-#: makes a fresh string for three of the names it looks up as it creates a
-#: ``HasTraits`` object, so after a burst of futures about 800 of these
-#: strings stay, allocated all through the burst, and pin its memory:
-#: CPython can return one of its 1 MiB arenas to the system only once
-#: every block in it is free.  Measured with 20,000 finished futures
-#: dropped (benchmarks/memory.py): 12 MB kept instead of 4.  So once the
-#: executor's futures of a burst (its table grew past the size for 1,000
-#: futures) are all done, it empties that cache, which refills as lookups
-#: happen (a few microseconds).
-_BURST_TABLE_SIZE = sys.getsizeof(dict.fromkeys(range(1_000)))
-
-
-def _forget_looked_up_names() -> None:
-    """Empty CPython's method cache, if this Python has one to empty."""
-    # Documented as deprecated since 3.13 in favour of _clear_internal_caches,
-    # which also drops the specialised code of every function; it does not
-    # warn (our tests run with warnings as errors on 3.13).  A global
-    # warnings filter around it would not be thread-safe.
-    clear = getattr(sys, "_clear_type_cache", None)
-    if clear is not None:
-        clear()
 
 
 def _default_event_loop() -> IEventLoop:
@@ -389,8 +364,6 @@ class TraitsExecutor(HasStrictTraits):
         futures = self._futures
         del futures[task_id]
         if not futures:
-            if sys.getsizeof(futures) > _BURST_TABLE_SIZE:
-                _forget_looked_up_names()
             # Dicts never shrink; drop the table a burst of tasks grew.
             self._futures = {}
             if self._state is STOPPING:
