@@ -298,9 +298,28 @@ SHOW_VERSIONS = (
 )
 
 
-@nox.session(python=LOWEST_PYTHON)
+
+def _requirements(extras: list[str]) -> list[str]:
+    """offload's requirements and those of ``extras``, from pyproject.toml."""
+    import tomllib  # Python 3.11+, which the lowest session's nox runs on in CI
+
+    with open("pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    found = list(project["dependencies"])
+    for extra in extras:
+        found += [
+            requirement for requirement in project["optional-dependencies"][extra]
+            if not requirement.startswith("offload")
+        ]
+    return found
+
+
+@nox.session(python=LOWEST_PYTHON, reuse_venv=False)
 def lowest(session: nox.Session) -> None:
     """The suite on the lowest version of each dependency pyproject.toml allows.
+
+    Its venv is made afresh each run: packages already installed there
+    would satisfy the requirements and stay, at newer versions.
 
     Every lower bound there is a promise: uv's ``--resolution
     lowest-direct`` installs the lowest version that each requirement of
@@ -313,7 +332,12 @@ def lowest(session: nox.Session) -> None:
         if os.environ.get("CI"):
             session.error(message)
         session.skip(message)
-    install_wheel(session, "test,pyside6,traitsui,dask", "--resolution=lowest-direct")
+    extras = ["test", "pyside6", "traitsui", "dask"]
+    # uv lowers only what it is asked for directly, and of a wheel only the
+    # wheel itself: offload's own requirements go on the command line too.
+    install_wheel(
+        session, ",".join(extras), "--resolution=lowest-direct", *_requirements(extras)
+    )
     session.run("python", "-c", SHOW_VERSIONS)
     env = {
         "QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6",
