@@ -268,7 +268,7 @@ if __name__ == "__main__":
     def outcome(future):
         if future.state == "completed":
             return future.result
-        return {"failed": future.exception[:2]} if future.state == "failed" else future.state
+        return {{"failed": future.exception[:2]}} if future.state == "failed" else future.state
 
     result = outcome(others["result"])
     report = {{

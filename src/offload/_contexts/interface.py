@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import logging
+import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from offload._event_loops.interface import IEventLoop
@@ -60,6 +63,40 @@ class IParallelContext(abc.ABC):
     @abc.abstractmethod
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
+
+
+class CloseNotices:
+    """Who an offload context tells as it closes: the executors using it.
+
+    An executor registers a bound method through the context's
+    ``_offload_on_close``; it is held weakly, so that an executor dropped
+    without ``shutdown()`` is not kept alive.  Contexts of other libraries
+    need not have ``_offload_on_close``: their executors learn that the
+    context is closed when a submit fails.
+    """
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: list[weakref.WeakMethod] = []
+
+    def add(self, callback: Callable[[], None]) -> None:
+        self._callbacks = [ref for ref in self._callbacks if ref() is not None]
+        self._callbacks.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        """Call each callback once (the thread that closes the context)."""
+        callbacks, self._callbacks = self._callbacks, []
+        for ref in callbacks:
+            callback = ref()
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - closing goes on regardless
+                logging.getLogger("offload.contexts").exception(
+                    "an executor failed to stop as its context closed"
+                )
 
 
 def check_open(context: IParallelContext) -> None:

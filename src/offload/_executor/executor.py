@@ -177,6 +177,10 @@ class TraitsExecutor(HasStrictTraits):
         router: IMessageRouter = context.message_router(event_loop)
         router.connect(self._task_finished)
         self._router = router
+        # offload's contexts tell their executors when they close.
+        on_close = getattr(context, "_offload_on_close", None)
+        if on_close is not None:
+            on_close(self._context_closed)
         # Looked up once: a property, on the path of every submission.
         self._sender = router.sender
         #: task id -> future, for the futures not yet done.
@@ -202,6 +206,12 @@ class TraitsExecutor(HasStrictTraits):
             than the one that made the executor.
         """
         if self._state is not RUNNING:
+            if self._context.closed:
+                raise RuntimeError(
+                    f"cannot submit to a TraitsExecutor in state {self._state!r}: "
+                    "its context was closed while it ran; shut the executor "
+                    "down before closing its context, and create a new executor"
+                )
             raise RuntimeError(
                 f"cannot submit to a TraitsExecutor in state {self._state!r}; "
                 "create a new executor"
@@ -379,6 +389,13 @@ class TraitsExecutor(HasStrictTraits):
             notify("running", old is RUNNING, new is RUNNING)
         if (old is STOPPED) != (new is STOPPED):
             notify("stopped", old is STOPPED, new is STOPPED)
+
+    def _context_closed(self) -> None:
+        """The context was closed under this executor: stop, since no task
+        can run any more (called by ``context.close()``, main thread)."""
+        if self._state is RUNNING and threading.get_ident() == self._thread_id:
+            logger.debug("executor %#x: its context was closed", id(self))
+            self.stop()
 
     def _task_finished(self, task_id: int) -> None:
         """Called by the router (main thread) after a task's final message."""
