@@ -55,9 +55,9 @@ def run_script(args: list[str], *, stdin: str | None = None, cwd: str | None = N
 
 
 def last_json(stdout: str) -> dict:
-    """The last line of ``stdout`` that is a JSON object (what the script reports)."""
+    """The last line of ``stdout`` that is JSON (what the script reports)."""
     for line in reversed(stdout.splitlines()):
-        if line.startswith("{"):
+        if line.startswith(("{", "[")):
             return json.loads(line)
     raise AssertionError(f"no report in the script's output:\n{stdout}")
 
@@ -381,3 +381,40 @@ def test_bound_names_of_a_missing_file_is_empty(tmp_path):
 
     assert bound_names(str(tmp_path / "gone.py")) == frozenset()
 
+
+
+DASK_STDIN_APP = """
+import asyncio, json
+from offload.api import AsyncioEventLoop, DaskContext, TraitsExecutor, submit_call
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with DaskContext(n_workers=1, in_process={in_process}) as context:
+        loop = asyncio.new_event_loop()
+        executor = TraitsExecutor(context=context, event_loop=AsyncioEventLoop(event_loop=loop))
+        futures = [submit_call(executor, square, 7), submit_call(executor, lambda: 5)]
+
+        async def wait():
+            while not all(future.done for future in futures):
+                await asyncio.sleep(0.01)
+
+        loop.run_until_complete(asyncio.wait_for(wait(), 120))
+        print(json.dumps([
+            future.result if future.state == "completed" else future.exception[1]
+            for future in futures
+        ]))
+        executor.shutdown(timeout=20)
+        loop.close()
+"""
+
+
+@pytest.mark.dask
+@pytest.mark.timeout(2 * SCRIPT_TIMEOUT)
+@pytest.mark.parametrize("in_process", [False, True], ids=["helper", "in-process"])
+def test_a_script_fed_on_stdin_runs_its_tasks_on_dask(tmp_path, in_process):
+    pytest.importorskip("distributed")
+    out = run_script(["-"], stdin=DASK_STDIN_APP.format(in_process=in_process), cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert last_json(out.stdout) == [49, 5], out.stderr

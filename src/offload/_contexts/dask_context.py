@@ -52,6 +52,7 @@ from offload._event_loops.interface import IEventLoop
 from offload._routing.dask_outbox import forget_topic
 from offload._routing.dask_router import DaskRouter
 from offload._routing.interface import IMessageRouter
+from offload._routing.process_main import spare_workers_a_missing_script
 
 
 def _distributed() -> Any:
@@ -195,6 +196,9 @@ class DaskContext(IParallelContext):
                     "timeout": timeout,
                 }, start_timeout)
         else:
+            # Its worker processes are spawned from this one: a script fed
+            # on standard input has no file for them to run.
+            spare_workers_a_missing_script()
             with _embedded_config():
                 self._cluster = _start_cluster(
                     n_workers, threads_per_worker, processes, security, cluster_kwargs
