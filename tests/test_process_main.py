@@ -418,3 +418,45 @@ def test_a_script_fed_on_stdin_runs_its_tasks_on_dask(tmp_path, in_process):
     out = run_script(["-"], stdin=DASK_STDIN_APP.format(in_process=in_process), cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert last_json(out.stdout) == [49, 5], out.stderr
+
+
+SLOW_MAIN_APP = """
+import asyncio, json, logging, time
+
+if __name__ == "__mp_main__":
+    time.sleep(3)  # a worker running this script is slow to be ready
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    from offload._contexts import process_pool
+    from offload.api import AsyncioEventLoop, MultiprocessingContext, TraitsExecutor, submit_call
+
+    logging.basicConfig(level=logging.WARNING)
+    process_pool.START_WARNING = 1.0
+    with MultiprocessingContext() as context:
+        loop = asyncio.new_event_loop()
+        executor = TraitsExecutor(context=context, event_loop=AsyncioEventLoop(event_loop=loop))
+        future = submit_call(executor, square, 7)
+
+        async def wait():
+            while not future.done:
+                await asyncio.sleep(0.01)
+
+        loop.run_until_complete(asyncio.wait_for(wait(), 60))
+        print(json.dumps([future.state, future.result]))
+        executor.shutdown(timeout=10)
+        loop.close()
+"""
+
+
+@pytest.mark.timeout(2 * SCRIPT_TIMEOUT)
+def test_a_worker_slow_to_run_the_main_script_is_logged_and_still_used(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(SLOW_MAIN_APP)
+    out = run_script([str(script)], cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert last_json(out.stdout) == ["completed", 49]
+    assert "has not started after 1 s" in out.stderr
+    assert str(script) in out.stderr and "__main__': guard" in out.stderr

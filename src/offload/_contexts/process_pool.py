@@ -55,6 +55,7 @@ from typing import Any
 from offload._contexts.process_queue import deliver
 from offload._contexts.process_worker import READY, worker_main
 from offload._routing.process_channel import DONE, QUEUE_PUT
+from offload._routing.process_main import main_script
 from offload._routing.process_pickling import describe_unpicklable, dumps_item, error_text
 from offload._routing.process_router import dispatch
 
@@ -62,6 +63,12 @@ logger = logging.getLogger("offload.contexts.process")
 
 #: Worker start failures in a row after which queued items fail.
 START_ATTEMPTS = 3
+
+#: Seconds after which a worker process that has not reported READY is
+#: logged as slow to start (it is still running the main script, perhaps
+#: the application itself: a script without a __main__ guard that enters
+#: its main loop before making a context).
+START_WARNING = 10.0
 
 #: Seconds a stopping worker gets to exit before it is terminated.
 STOP_GRACE_PERIOD = 2.0
@@ -98,7 +105,7 @@ class _Worker:
 
     __slots__ = (
         "process", "tasks", "results", "ready", "job", "poison", "stopping",
-        "writing", "exited",
+        "writing", "exited", "slow_at",
     )
 
     def __init__(self, process: Any, tasks: Any, results: Any) -> None:
@@ -117,6 +124,8 @@ class _Worker:
         self.writing = False
         #: The reader has reaped the process.
         self.exited = False
+        #: When (monotonic) to log that it is slow to start; None once done.
+        self.slow_at: float | None = time.monotonic() + START_WARNING
 
 
 class ProcessWorkerPool(concurrent.futures.Executor):
@@ -393,7 +402,10 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 elif time.monotonic() - stopping_since > STOP_GRACE_PERIOD:
                     for worker in list(self._by_results.values()):
                         _kill(worker.process)
-            ready = self._selector.select(None if stopping_since is None else 0.1)
+            timeout = self._until_slow_start()
+            if stopping_since is not None:
+                timeout = 0.1 if timeout is None else min(timeout, 0.1)
+            ready = self._selector.select(timeout)
             exited = []
             for key, _ in ready:
                 what, worker = key.data
@@ -411,6 +423,28 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             # comes first.
             for worker in exited:
                 self._on_exit(worker)
+
+    def _until_slow_start(self) -> float | None:
+        """Seconds until a starting worker is due to be logged as slow
+        (logging those that are due); None if no worker is starting."""
+        now = time.monotonic()
+        soonest = None
+        for worker in self._by_results.values():  # the reader alone changes it
+            due = worker.slow_at
+            if due is None or worker.ready:
+                continue
+            if due <= now:
+                worker.slow_at = None
+                logger.warning(
+                    "worker process %s has not started after %.0f s; a new "
+                    "worker runs the main script (%s) first, and a script "
+                    "without an if __name__ == '__main__': guard runs the "
+                    "whole application there",
+                    worker.process.pid, START_WARNING, main_script() or "none",
+                )
+            elif soonest is None or due - now < soonest:
+                soonest = due - now
+        return soonest
 
     def _start_worker(self) -> None:
         context = self._mp_context
