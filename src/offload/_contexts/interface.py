@@ -82,7 +82,7 @@ class CloseNotices:
 
     def add(self, callback: Callable[[], None]) -> None:
         self._callbacks = [ref for ref in self._callbacks if ref() is not None]
-        self._callbacks.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+        self._callbacks.append(weakref.WeakMethod(callback))
 
     def run(self) -> None:
         """Call each callback once (the thread that closes the context)."""

@@ -92,7 +92,9 @@ class _Job:
 
     __slots__ = ("future", "data", "running")
 
-    def __init__(self, future: concurrent.futures.Future, data: bytes | None) -> None:
+    def __init__(
+        self, future: concurrent.futures.Future, data: bytes | memoryview | None
+    ) -> None:
         self.future = future
         self.data = data
         #: Marked running in its future (once: a resend after a failed
