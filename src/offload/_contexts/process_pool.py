@@ -126,8 +126,8 @@ class _Worker:
         self.writing = False
         #: The reader has reaped the process.
         self.exited = False
-        #: When (monotonic) to log that it is slow to start; None once done.
-        self.slow_at: float | None = time.monotonic() + START_WARNING
+        #: When (monotonic) to log that it is slow to start.
+        self.slow_at = time.monotonic() + START_WARNING
 
 
 class ProcessWorkerPool(concurrent.futures.Executor):
@@ -169,6 +169,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._outbox_ready = threading.Condition(self._lock)
         self._writer: threading.Thread | None = None
         self._writer_done = False
+        #: Workers started but not READY, not yet logged as slow.  Reader only.
+        self._starting: set[_Worker] = set()
         # The application holds the only write end: workers see end-of-file
         # on the read end once it is gone, however it died.
         self._alive_read, self._alive_write = mp_context.Pipe(duplex=False)
@@ -429,24 +431,18 @@ class ProcessWorkerPool(concurrent.futures.Executor):
     def _until_slow_start(self) -> float | None:
         """Seconds until a starting worker is due to be logged as slow
         (logging those that are due); None if no worker is starting."""
+        if not self._starting:
+            return None
         now = time.monotonic()
-        soonest = None
-        for worker in self._by_results.values():  # the reader alone changes it
-            due = worker.slow_at
-            if due is None or worker.ready:
-                continue
-            if due <= now:
-                worker.slow_at = None
-                logger.warning(
-                    "worker process %s has not started after %.0f s; a new "
-                    "worker runs the main script (%s) first, and a script "
-                    "without an if __name__ == '__main__': guard runs the "
-                    "whole application there",
-                    worker.process.pid, START_WARNING, main_script() or "none",
-                )
-            elif soonest is None or due - now < soonest:
-                soonest = due - now
-        return soonest
+        for worker in [w for w in self._starting if w.slow_at <= now]:
+            self._starting.discard(worker)
+            logger.warning(
+                "worker process %s has not started after %.0f s; a new worker "
+                "runs the main script (%s) first, and a script without an if "
+                "__name__ == '__main__': guard runs the whole application there",
+                worker.process.pid, START_WARNING, main_script() or "none",
+            )
+        return min((w.slow_at - now for w in self._starting), default=None)
 
     def _start_worker(self) -> None:
         context = self._mp_context
@@ -475,6 +471,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         with self._lock:
             self._wanted -= 1
             self._by_results[result_read] = worker
+        self._starting.add(worker)
         logger.debug("worker process %s started", process.pid)
 
     def _on_chunk(self, worker: _Worker, data: bytes) -> None:
@@ -521,6 +518,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 except BaseException:  # noqa: BLE001
                     logger.exception("could not put an item from a worker on its queue")
             elif kind == READY:
+                self._starting.discard(worker)
                 with self._lock:
                     worker.ready = True
                     self._start_failures = 0
@@ -553,6 +551,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             pass
         process = worker.process
         process.join()
+        self._starting.discard(worker)
         self._selector.unregister(worker.results)
         self._selector.unregister(process.sentinel)
         with self._lock:
