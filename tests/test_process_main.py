@@ -460,3 +460,40 @@ def test_a_worker_slow_to_run_the_main_script_is_logged_and_still_used(tmp_path)
     assert last_json(out.stdout) == ["completed", 49]
     assert "has not started after 1 s" in out.stderr
     assert str(script) in out.stderr and "__main__': guard" in out.stderr
+
+
+PRELOAD_APP = """
+import asyncio, json, psutil
+from offload.api import AsyncioEventLoop, MultiprocessingContext, TraitsExecutor, submit_call
+
+if __name__ == "__main__":
+    with MultiprocessingContext(start_method="forkserver") as context:
+        loop = asyncio.new_event_loop()
+        executor = TraitsExecutor(context=context, event_loop=AsyncioEventLoop(event_loop=loop))
+        future = submit_call(executor, abs, -1)
+
+        async def wait():
+            while not future.done:
+                await asyncio.sleep(0.01)
+
+        loop.run_until_complete(asyncio.wait_for(wait(), 60))
+        servers = [
+            " ".join(child.cmdline()) for child in psutil.Process().children()
+            if "forkserver" in " ".join(child.cmdline())
+        ]
+        print(json.dumps(servers))
+        executor.shutdown(timeout=10)
+        loop.close()
+"""
+
+
+@pytest.mark.timeout(2 * SCRIPT_TIMEOUT)
+def test_the_forkserver_preloads_the_worker_modules_and_not_the_main_script(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(PRELOAD_APP)
+    out = run_script([str(script)], cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    [server] = last_json(out.stdout)
+    assert "'offload._contexts.process_worker'" in server
+    assert "'offload._futures.submit'" in server
+    assert "'__main__'" not in server
