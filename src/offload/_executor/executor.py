@@ -202,8 +202,9 @@ class TraitsExecutor(HasStrictTraits):
         Raises
         ------
         RuntimeError
-            If the executor is not RUNNING, or if called from a thread other
-            than the one that made the executor.
+            If the executor is not RUNNING (an offload context closed under
+            it stops it, and the message says so), or if called from a
+            thread other than the one that made the executor.
         """
         if self._state is not RUNNING:
             if self._context.closed:
