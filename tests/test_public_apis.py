@@ -59,14 +59,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_futures/base.py", "_check_await_in"): "offload's own event loops' hook",
     # Outside the files of the change that added this test; to be replaced
     # by public APIs (issue 29).
-    ("_contexts/process_context.py", "_forkserver"): (
-        "multiprocessing.forkserver._forkserver._preload_modules: the process "
-        "part of issue 29 replaces it"
-    ),
-    ("_contexts/process_context.py", "_preload_modules"): (
-        "multiprocessing.forkserver._forkserver._preload_modules: the process "
-        "part of issue 29 replaces it"
-    ),
     ("_contexts/dask_context.py", "_event_handlers"): (
         "distributed.Client._event_handlers: issue 29, not yet replaced"
     ),

@@ -33,6 +33,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from offload._contexts.dask_cancel import (
@@ -44,6 +45,7 @@ from offload._contexts.dask_cancel import (
 from offload._contexts.dask_helper import STARTUP_TIMEOUT, HelperClient, start_helper
 from offload._contexts.dask_pool import DaskWorkerPool
 from offload._contexts.interface import (
+    CloseNotices,
     IParallelContext,
     check_max_workers,
     check_open,
@@ -53,6 +55,7 @@ from offload._event_loops.interface import IEventLoop
 from offload._routing.dask_outbox import forget_topic
 from offload._routing.dask_router import DaskRouter
 from offload._routing.interface import IMessageRouter
+from offload._routing.process_main import spare_workers_a_missing_script
 
 
 def _distributed() -> Any:
@@ -171,6 +174,7 @@ class DaskContext(IParallelContext):
         check_seconds("DaskContext(start_timeout=...)", start_timeout)
         distributed = _distributed()
         self._closed = False
+        self._close_notices = CloseNotices()
         self._cluster: Any = None
         self._helper: HelperClient | None = None
         #: A client of the helper's scheduler, made when first asked for.
@@ -196,6 +200,9 @@ class DaskContext(IParallelContext):
                     "timeout": timeout,
                 }, start_timeout)
         else:
+            # Its worker processes are spawned from this one: a script fed
+            # on standard input has no file for them to run.
+            spare_workers_a_missing_script()
             with _embedded_config():
                 self._cluster = _start_cluster(
                     n_workers, threads_per_worker, processes, security, cluster_kwargs
@@ -296,6 +303,7 @@ class DaskContext(IParallelContext):
         if self._closed:
             return
         self._closed = True
+        self._close_notices.run()
         client = self._client
         client_closed = not self._owns_client
         user_client = self._user_client
@@ -331,6 +339,12 @@ class DaskContext(IParallelContext):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def call_on_close(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (a bound method, held weakly) as the context
+        closes: how an executor learns that its context is gone."""
+        self._close_notices.add(callback)
+        return True
 
     def __enter__(self) -> DaskContext:
         return self

@@ -156,6 +156,10 @@ class TraitsExecutor(HasStrictTraits):
         router: IMessageRouter = context.message_router(event_loop)
         router.connect(self._task_finished)
         self._router = router
+        # A context only registered with IParallelContext may lack it.
+        call_on_close = getattr(context, "call_on_close", None)
+        if call_on_close is not None:
+            call_on_close(self._context_closed)
         # Looked up once: a property, on the path of every submission.
         self._sender = router.sender
         #: task id -> future, for the futures not yet done.
@@ -177,10 +181,17 @@ class TraitsExecutor(HasStrictTraits):
         Raises
         ------
         RuntimeError
-            If the executor is not RUNNING, or if called from a thread other
-            than the one that made the executor.
+            If the executor is not RUNNING (an offload context closed under
+            it stops it, and the message says so), or if called from a
+            thread other than the one that made the executor.
         """
         if self._state is not RUNNING:
+            if self._context.closed:
+                raise RuntimeError(
+                    f"cannot submit to a TraitsExecutor in state {self._state!r}: "
+                    "its context was closed while it ran; shut the executor "
+                    "down before closing its context, and create a new executor"
+                )
             raise RuntimeError(
                 f"cannot submit to a TraitsExecutor in state {self._state!r}; "
                 "create a new executor"
@@ -358,6 +369,13 @@ class TraitsExecutor(HasStrictTraits):
             notify("running", old is RUNNING, new is RUNNING)
         if (old is STOPPED) != (new is STOPPED):
             notify("stopped", old is STOPPED, new is STOPPED)
+
+    def _context_closed(self) -> None:
+        """The context was closed under this executor: stop, since no task
+        can run any more (called by ``context.close()``, main thread)."""
+        if self._state is RUNNING and threading.get_ident() == self._thread_id:
+            logger.debug("executor %#x: its context was closed", id(self))
+            self.stop()
 
     def _task_finished(self, task_id: int) -> None:
         """Called by the router (main thread) after a task's final message."""
