@@ -88,7 +88,7 @@ class StepsFuture(BaseFuture):
         old_fraction, old_remaining = self._get_fraction(), self._remaining_time
         self._complete, self._message = complete, message
         self._remaining_time = remaining = _estimate(self._total, complete, elapsed)
-        notify = self.trait_property_changed
+        notify = self.trait_property_changed  # type: ignore[attr-defined]
         if complete != old_complete:
             notify("complete", old_complete, complete)
             fraction = self._get_fraction()
@@ -200,7 +200,7 @@ class BackgroundSteps(FunctionSpecification):
         return StepsTask(self.callable, self.args, self.kwargs, self.message, self.max_rate)
 
     def future(self, cancel: Callable[[], None]) -> IFuture:
-        future = new_future(StepsFuture, cancel)
+        future: Any = new_future(StepsFuture, cancel)
         future._total = self.total
         future._message = self.message
-        return future  # type: ignore[return-value]
+        return future
