@@ -61,6 +61,7 @@ from offload._futures.base import (
     TaskFailed,
 )
 from offload._futures.call import CallFuture
+from offload._futures.group import FutureGroup
 from offload._futures.iteration import IterationFuture
 from offload._futures.progress import ProgressFuture
 from offload._futures.states import (
@@ -100,6 +101,8 @@ __all__ = [
     "StepsFuture",
     "TaskCancelled",
     "TaskFailed",
+    # Many futures
+    "FutureGroup",
     # Future states
     "FutureState",
     "WAITING",
