@@ -94,8 +94,7 @@ class FutureGroup(HasStrictTraits):
 
     # Private traits ---------------------------------------------------------
 
-    _members = AnyTrait()  # list of futures, in order
-    _member_ids = AnyTrait()  # set of id(future)
+    _members = AnyTrait()  # id(future) -> future, in the order added
     _completed = AnyTrait()  # list of done futures, in the order they ended
     _failed = AnyTrait(0)
     _cancelled = AnyTrait(0)
@@ -120,8 +119,7 @@ class FutureGroup(HasStrictTraits):
                 f"FutureGroup(event_loop=...) needs an IEventLoop (the executor's, "
                 f"e.g. AsyncioEventLoop()), got {event_loop!r}"
             )
-        self._members = []
-        self._member_ids = set()
+        self._members = {}
         self._completed = []
         self._partial = {}
         self._waiters = []
@@ -146,22 +144,35 @@ class FutureGroup(HasStrictTraits):
         ValueError
             If it is in the group already.
         """
-        if not _is_future(future):
+        # Once per submitted task, often: kept short (see benchmarks/group.py).
+        kind = _KINDS.get(future.__class__)
+        if kind is None:
+            kind = _kind_of(future)
+        if not kind:
             raise TypeError(
                 "FutureGroup holds futures (what submit_call, submit_steps... "
                 f"return), got {future!r}"
             )
-        if id(future) in self._member_ids:
+        members = self._members
+        key = id(future)
+        if key in members:
             raise ValueError(f"{future!r} is already in this group; add it once")
-        self._members.append(future)
-        self._member_ids.add(id(future))
+        members[key] = future
         if future.done:
             self._count_end(future)
+            return
+        if self._event_loop is None:
+            self._use_event_loop(_event_loop_of(future))
+        if kind == _PLAIN_BASE:
+            callbacks = future._done_callbacks
+            if callbacks is None:
+                future._done_callbacks = [_End(self, future)]
+            else:
+                callbacks.append(_End(self, future))
         else:
-            if self._event_loop is None:
-                self._use_event_loop(_event_loop_of(future))
-            self._follow(future)
-        self._schedule()
+            self._follow(future, kind)
+        if not self._scheduled:
+            self._schedule()
 
     def cancel(self) -> int:
         """Cancel every future of the group that can be; return how many.
@@ -170,7 +181,7 @@ class FutureGroup(HasStrictTraits):
         task that stops frees its worker, which must not take a queued
         task of this group meanwhile.  Main thread.
         """
-        pending = [future for future in reversed(self._members) if not future.done]
+        pending = [future for future in reversed(self._members.values()) if not future.done]
         pending.sort(key=lambda future: future.state != WAITING)
         return sum(1 for future in pending if future.cancel())
 
@@ -231,7 +242,7 @@ class FutureGroup(HasStrictTraits):
             finally:
                 if wake in self._waiters:
                     self._waiters.remove(wake)
-        return list(self._members)
+        return list(self._members.values())
 
     # Property getters: current values ---------------------------------------
 
@@ -259,7 +270,7 @@ class FutureGroup(HasStrictTraits):
         return min(1.0, (len(self._completed) + self._partial_sum) / total)
 
     def _get_futures(self) -> list[Any]:
-        return list(self._members)
+        return list(self._members.values())
 
     # Private ----------------------------------------------------------------
 
@@ -271,26 +282,26 @@ class FutureGroup(HasStrictTraits):
             self._event_loop = event_loop
             self._call_soon = soon_caller(event_loop)
 
-    def _follow(self, future: Any) -> None:
+    def _follow(self, future: Any, kind: int) -> None:
         """Hook the future's end and, where known, its fraction."""
-        if isinstance(future, BaseFuture):
+        if kind & _BASE:
             callbacks = future._done_callbacks
             if callbacks is None:
                 callbacks = future._done_callbacks = []
-            callbacks.append(lambda: self._count_end(future))
+            callbacks.append(_End(self, future))
         else:
             future.on_trait_change(self._done_changed, "done")
-        if isinstance(future, StepsFuture):
+        if kind & _STEPS:
             hooks = future._update_callbacks
             if hooks is None:
                 hooks = future._update_callbacks = []
             hooks.append(lambda: self._steps_changed(future))
             self._steps_changed(future)
-        elif isinstance(future, ProgressFuture):
+        elif kind & _PROGRESS:
             future.on_trait_change(self._progress_changed, "progress")
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
-        if new and id(future) in self._member_ids:
+        if new and id(future) in self._members:
             self._count_end(future)
 
     def _steps_changed(self, future: StepsFuture) -> None:
@@ -326,7 +337,8 @@ class FutureGroup(HasStrictTraits):
                 # Exactly 0 once nothing is partial: no drift left behind.
                 self._partial_sum = self._partial_sum - old if partial else 0.0
         self._completed.append(future)
-        self._schedule()
+        if not self._scheduled:
+            self._schedule()
         if self._waiters and self._is_done():
             waiters, self._waiters = self._waiters, []
             for wake in waiters:
@@ -394,14 +406,53 @@ class FutureGroup(HasStrictTraits):
             helper.dispose()
 
 
-def _is_future(future: Any) -> bool:
-    """An ``IFuture`` with observable ``state`` and ``done``?"""
-    return (
-        isinstance(future, IFuture)
-        and isinstance(future, HasTraits)
-        and future.trait("done") is not None
-        and future.trait("state") is not None
-    )
+class _End:
+    """``_count_end(future)`` as a callable of no arguments.
+
+    One small object per future: a closure would be three (function and
+    two cells), all tracked by the garbage collector, whose extra passes
+    cost more than the rest of a group's work (benchmarks/group.py).
+    """
+
+    __slots__ = ("group", "future")
+
+    def __init__(self, group: FutureGroup, future: Any) -> None:
+        self.group = group
+        self.future = future
+
+    def __call__(self) -> None:
+        self.group._count_end(self.future)
+
+
+#: How a group follows a future of a class: flags below, or _NOT_A_FUTURE.
+_KINDS: dict[type, int] = {}
+_NOT_A_FUTURE = 0
+_FUTURE = 1  # an IFuture with observable state and done
+_BASE = 2  # a BaseFuture: its _done_callbacks
+_STEPS = 4  # a StepsFuture: its _update_callbacks
+_PROGRESS = 8  # a ProgressFuture: its progress event
+_PLAIN_BASE = _FUTURE | _BASE
+
+
+def _kind_of(future: Any) -> int:
+    """Work out (once per class: an ABC's isinstance and a look at the
+    class's traits cost microseconds) how to follow ``future``."""
+    cls = future.__class__
+    if not (isinstance(future, IFuture) and isinstance(future, HasTraits)):
+        return _NOT_A_FUTURE  # not cached: a registration may come later
+    traits = cls.class_traits()
+    if "done" not in traits or "state" not in traits:
+        kind = _NOT_A_FUTURE
+    else:
+        kind = _FUTURE
+        if isinstance(future, BaseFuture):
+            kind |= _BASE
+        if isinstance(future, StepsFuture):
+            kind |= _STEPS
+        elif isinstance(future, ProgressFuture):
+            kind |= _PROGRESS
+    _KINDS[cls] = kind
+    return kind
 
 
 def _longer_than(items: list[Any], length: int) -> Callable[[], bool]:

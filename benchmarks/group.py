@@ -1,0 +1,103 @@
+"""What a ``FutureGroup`` costs: tasks/s with every future in a group.
+
+Submits N tasks, then runs the asyncio loop until the main thread has seen
+every future done (the ``poll`` way of ``calls.py``), in two ways in turn:
+
+``group``
+    each future is added to one ``FutureGroup`` as it is submitted, and an
+    observer follows the group's ``fraction`` (what a progress bar does);
+``baseline``
+    the same run without a group.
+
+Task kinds: trivial calls; progress tasks reporting ``(i, 4)`` four times;
+steps tasks of four steps.  N = 10,000 (``--quick``: 200).  The issue's
+target: the group slows delivery by at most 10% (ratio >= 0.9).  Each
+record also gives how many notifications of ``fraction`` the group made
+(once per delivered batch, not once per future or message).
+
+Usage: ``python benchmarks/group.py [--context thread|process|dask]
+[--repeat R] [--quick]``.  Prints one JSON line per task kind.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import _tasks
+from _baselines import bench_session
+from _harness import DoneScanner, emit, interleave, poll_until, result_record, run_main
+
+SIZES = {"thread": 10_000, "process": 10_000, "dask": 2_000}
+QUICK_SIZE = 200
+KINDS = ("call", "progress", "steps")
+
+#: Target: tasks/s with a group over tasks/s without.
+TARGET_RATIO = 0.9
+
+
+def submitter(executor: Any, kind: str) -> Any:
+    from offload.api import submit_call, submit_progress, submit_steps
+
+    if kind == "call":
+        return lambda: submit_call(executor, _tasks.noop)
+    if kind == "progress":
+        return lambda: submit_progress(executor, _tasks.report_pairs, 4)
+    return lambda: submit_steps(executor, 4, "start", _tasks.steps, 4)
+
+
+def run(executor: Any, loop: Any, kind: str, n: int, grouped: bool, notes: list[int]) -> float:
+    """tasks/s for ``n`` tasks of ``kind``, in a group or not."""
+    from offload.api import FutureGroup
+
+    submit = submitter(executor, kind)
+    gc.collect()
+    notifications = [0]
+
+    def on_fraction(event: Any) -> None:
+        notifications[0] += 1
+
+    start = time.perf_counter()
+    futures = []
+    if grouped:
+        group = FutureGroup()
+        group.observe(on_fraction, "fraction")
+        add = group.add
+        for _ in range(n):
+            future = submit()
+            futures.append(future)
+            add(future)
+    else:
+        for _ in range(n):
+            futures.append(submit())
+    poll_until(loop, DoneScanner(futures))
+    elapsed = time.perf_counter() - start
+    if grouped:
+        if not group.done or group.done_count != n:
+            raise AssertionError(f"group: {group.done_count} of {n} done")
+        notes.append(notifications[0])
+    return n / elapsed
+
+
+def main(args: Any) -> None:
+    n = QUICK_SIZE if args.quick else SIZES[args.context]
+    with bench_session(args) as (executor, _baseline, loop):
+        for kind in KINDS:
+            notes: list[int] = []
+            runs, base_runs = interleave(
+                args.repeat,
+                lambda kind=kind, notes=notes: run(executor, loop, kind, n, True, notes),
+                lambda kind=kind: run(executor, loop, kind, n, False, []),
+            )
+            emit(
+                result_record(
+                    "group", args, {"tasks": n, "kind": kind}, "tasks/s", runs, base_runs,
+                    "the same run without a group", None, target_ratio=TARGET_RATIO,
+                    fraction_notifications=notes,
+                )
+            )
+
+
+if __name__ == "__main__":
+    run_main("group", __doc__.splitlines()[0], main)
