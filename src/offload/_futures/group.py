@@ -85,8 +85,8 @@ class FutureGroup(HasStrictTraits):
 
     #: Overall progress from 0.0 to 1.0: a done future counts 1, a running
     #: steps future its ``fraction``, a progress future the last numeric
-    #: value it reported (a float from 0 to 1, or a ``(done, total)``
-    #: pair), any other 0.  1.0 for an empty group.
+    #: value it reported (a float from 0 to 1, or ``(done, total)`` or
+    #: ``(done, total, message)``), any other 0.  1.0 for an empty group.
     fraction = Property(Float())
 
     #: The futures, in the order they were added (a copy).
@@ -309,7 +309,7 @@ class FutureGroup(HasStrictTraits):
             self._set_partial(future, future.fraction)
 
     def _progress_changed(self, future: Any, name: str, info: Any) -> None:
-        value = _numeric_fraction(info)
+        value = read_progress(info)[0]
         if value is not None:
             self._set_partial(future, value)
 
@@ -466,18 +466,26 @@ def _event_loop_of(future: Any) -> Any:
     return getattr(getattr(future, "_cancel", None), "event_loop", None)
 
 
-def _numeric_fraction(info: Any) -> float | None:
-    """A progress report's fraction: a float from 0 to 1, or ``done/total``
-    of a pair of numbers; None for anything else."""
+def read_progress(info: Any) -> tuple[float | None, str | None]:
+    """What a progress report says: ``(fraction or None, message or None)``.
+
+    Understood: a float from 0 to 1; ``(done, total)`` or ``(done, total,
+    message)`` with numbers ``done`` and ``total > 0``; a str (a message).
+    Anything else says nothing.
+    """
     if info.__class__ is float:
-        return info if 0.0 <= info <= 1.0 else None
-    if isinstance(info, tuple) and len(info) == 2:
-        done, total = info
+        return (info if 0.0 <= info <= 1.0 else None), None
+    if info.__class__ is str:
+        return None, info
+    if isinstance(info, tuple) and len(info) in (2, 3):
+        done, total = info[0], info[1]
+        message = info[2] if len(info) == 3 and isinstance(info[2], str) else None
         if (
             isinstance(done, (int, float))
             and isinstance(total, (int, float))
-            and total > 0
             and not isinstance(done, bool)
+            and total > 0
         ):
-            return min(max(done / total, 0.0), 1.0)
-    return None
+            return min(max(done / total, 0.0), 1.0), message
+        return None, message
+    return None, None

@@ -59,6 +59,10 @@ class StepsFuture(BaseFuture):
     _message = AnyTrait("")
     _remaining_time = AnyTrait(None)
 
+    #: The message given to ``submit_steps``: the task's description, which
+    #: offload.ui shows as its name.
+    _first_message = AnyTrait("")
+
     #: Plain callables run (no arguments) after each update's
     #: notifications, or None: how a FutureGroup follows the fraction
     #: without the cost of a Traits observer per future.
@@ -202,5 +206,5 @@ class BackgroundSteps(FunctionSpecification):
     def future(self, cancel: Callable[[], None]) -> IFuture:
         future: Any = new_future(StepsFuture, cancel)
         future._total = self.total
-        future._message = self.message
+        future._message = future._first_message = self.message
         return future
