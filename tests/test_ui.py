@@ -58,7 +58,7 @@ def _first_window():
     from traitsui.api import UItem, View
 
     from conftest import EVENT_LOOPS, load
-    from offload.ui._bar import BarEditor
+    from offload.ui._bar import ProgressBarEditor
 
     if not ETSConfig.toolkit:
         ETSConfig.toolkit = kind
@@ -71,7 +71,7 @@ def _first_window():
 
     first = First()
     ui = first.edit_traits(
-        view=View(UItem("text"), UItem("text", style="readonly"), UItem("bar", editor=BarEditor()))
+        view=View(UItem("text"), UItem("text", style="readonly"), UItem("bar", editor=ProgressBarEditor()))
     )
     # Let it show and paint (a progress bar's first paint on Qt starts two
     # helpers, each with an eventfd, kept for good): a few loop turns,

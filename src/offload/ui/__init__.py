@@ -5,6 +5,9 @@
     message, elapsed time, Cancel), with one bar for them all.
 :func:`run_with_progress`
     A modal progress dialog for one future, returning when it is done.
+:class:`ProgressBarEditor`
+    The bar both use, for your own views: edits a ``(fraction, text)``
+    trait, showing the text on (Qt) or beside (wx) the bar.
 
 Importing this module imports TraitsUI and Pyface (never imported by
 ``import offload.api``); the toolkit itself loads when a window is made.
@@ -24,7 +27,8 @@ except ImportError as error:  # pragma: no cover - depends on the install
         "'offload[traitsui]' and a toolkit, e.g. 'offload[traitsui,pyside6]'"
     ) from error
 
+from offload.ui._bar import ProgressBarEditor
 from offload.ui.activity import ActivityView
 from offload.ui.dialog import run_with_progress
 
-__all__ = ["ActivityView", "run_with_progress"]
+__all__ = ["ActivityView", "ProgressBarEditor", "run_with_progress"]

@@ -19,8 +19,18 @@ from traitsui.api import EditorFactory
 RESOLUTION = 1000
 
 
-class BarEditor(EditorFactory):
-    """Editor factory of a bar for a ``(fraction or None, text)`` trait."""
+class ProgressBarEditor(EditorFactory):
+    """A TraitsUI editor: a progress bar with a text, for a ``(fraction,
+    text)`` trait.
+
+    ``fraction`` goes from 0.0 to 1.0, or is None for work of unknown
+    length (a busy bar); ``text`` is shown on the bar (Qt) or beside it
+    (wx), e.g. ``(0.42, "42% · Resizing photo 3")``.  Use it on the main
+    thread, like any editor::
+
+        bar = Tuple(Any(), Str(), value=(0.0, "Waiting"))
+        traits_view = View(UItem("bar", editor=ProgressBarEditor()))
+    """
 
     def _get_simple_editor_class(self) -> Any:
         return _toolkit_editor()

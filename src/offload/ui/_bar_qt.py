@@ -1,4 +1,4 @@
-"""Qt side of :class:`offload.ui._bar.BarEditor`: a ``QProgressBar``."""
+"""Qt side of :class:`offload.ui._bar.ProgressBarEditor`: a ``QProgressBar``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""wx side of :class:`offload.ui._bar.BarEditor`: a gauge and a label."""
+"""wx side of :class:`offload.ui._bar.ProgressBarEditor`: a gauge and a label."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from traitsui.api import Handler, HGroup, InstanceEditor, Item, ListEditor, UIte
 
 from offload._executor.executor import TraitsExecutor
 from offload._futures.group import FutureGroup
-from offload.ui._bar import BarEditor
+from offload.ui._bar import ProgressBarEditor
 from offload.ui._rows import FutureRow, name_of_task
 
 #: Seconds between two refreshes of the rows (elapsed times, and bars of
@@ -22,7 +22,7 @@ _ROW_VIEW = View(
     HGroup(
         UItem("name", style="readonly", width=-170),
         UItem("state", style="readonly", width=-80),
-        UItem("bar", editor=BarEditor(), springy=True),
+        UItem("bar", editor=ProgressBarEditor(), springy=True),
         UItem("elapsed", style="readonly", width=-60),
         UItem("cancel", enabled_when="cancellable"),
     ),
@@ -194,7 +194,7 @@ class ActivityView(HasStrictTraits):
         return View(
             VGroup(
                 HGroup(
-                    UItem("overall", editor=BarEditor(), springy=True),
+                    UItem("overall", editor=ProgressBarEditor(), springy=True),
                     UItem("cancel_all"),
                     UItem("clear_finished"),
                 ),

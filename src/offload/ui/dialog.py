@@ -26,7 +26,7 @@ from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._futures.base import IFuture
 from offload._futures.states import CANCELLED, COMPLETED, FAILED
 from offload._futures.steps import StepsFuture
-from offload.ui._bar import BarEditor
+from offload.ui._bar import ProgressBarEditor
 from offload.ui._rows import FutureRow
 
 #: Seconds between two refreshes of the bar and the elapsed time.
@@ -188,7 +188,7 @@ class _DialogHandler(Handler):
 def _dialog_view(title: str) -> View:
     return View(
         VGroup(
-            UItem("bar", editor=BarEditor()),
+            UItem("bar", editor=ProgressBarEditor()),
             HGroup(UItem("state", style="readonly"), Spring(),
                    UItem("elapsed", style="readonly")),
             UItem("failure", style="readonly", visible_when="failure"),
