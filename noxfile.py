@@ -2,7 +2,9 @@
 
 The core suite runs on Python 3.10-3.13; the full matrix (Qt offscreen,
 processes, Dask, the examples) runs on 3.11, the version the GUI stack is
-pinned for; the wx loop runs on Debian's wxPython under Xvfb (``wx``).
+pinned for; the wx loop runs on Debian's wxPython under Xvfb (``wx``); the
+GUI suites run once more on PyQt6 (``pyqt6``), ``full`` running them on
+PySide6.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import nox
 #: The default run.  ``tests-3.11`` is left out: ``full`` runs the same tests
 #: (and more) on 3.11; ``nox -s tests-3.11`` still runs it alone.
 nox.options.sessions = [
-    "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "wx", "docs",
+    "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "wx", "pyqt6",
+    "docs",
 ]
 nox.options.reuse_existing_virtualenvs = True
 #: uv makes the venvs and installs into them (``nox[uv]``, as the README's
@@ -58,8 +61,18 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 WX_TESTS = [
     "tests/test_event_loops_gui.py",
     "tests/test_call.py", "tests/test_iteration.py", "tests/test_progress.py",
-    "tests/test_custom_task.py", "tests/test_examples.py",
+    "tests/test_steps.py", "tests/test_group.py", "tests/test_custom_task.py",
+    "tests/test_ui.py", "tests/test_examples.py",
     "-k", "wx or test_event_loops_gui",
+]
+
+#: What the pyqt6 session runs: every module with Qt cases (``-m gui``
+#: keeps those; wx's skip, wx not being installed there).
+QT_BINDING_TESTS = [
+    "tests/test_event_loops_gui.py",
+    "tests/test_call.py", "tests/test_iteration.py", "tests/test_progress.py",
+    "tests/test_steps.py", "tests/test_group.py", "tests/test_custom_task.py",
+    "tests/test_ui.py", "tests/test_examples.py",
 ]
 
 #: ``-noreset``: without it Xvfb resets whenever its last client goes, and a
@@ -99,7 +112,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=FULL_PYTHON)
 def full(session: nox.Session) -> None:
     """Everything but the long stress runs: GUI loops, processes, Dask, examples."""
-    session.install("-e", ".[test,pyside6,traitsui,dask]")
+    session.install("-e", ".[test,pyside6,traitsui,dask,examples]")
     env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6"}
     session.run(
         *PYTEST, *IN_PARALLEL, "-m", "not stress", *(session.posargs or GUI_FIRST), env=env
@@ -154,7 +167,7 @@ def wx(session: nox.Session) -> None:
         if os.environ.get("CI"):
             session.error(message)
         session.skip(message)
-    session.install("-e", ".[test,wx,traitsui]")
+    session.install("-e", ".[test,wx,traitsui,examples]")
     wrapper: list[str] = []
     if shutil.which("xvfb-run"):
         wrapper = XVFB_RUN
@@ -163,6 +176,22 @@ def wx(session: nox.Session) -> None:
     session.run(
         *wrapper, *PYTEST, "-m", "not stress", *(session.posargs or WX_TESTS),
         external=True, env={"ETS_TOOLKIT": ""},
+    )
+
+
+@nox.session(python=FULL_PYTHON)
+def pyqt6(session: nox.Session) -> None:
+    """The GUI suites on PyQt6, offscreen: the Qt loop, offload.ui, the examples.
+
+    ``full`` runs them on PySide6; Traits Futures claims Qt 6 support for
+    both bindings, and they differ (PyQt6 has no ``exec_``, enums are
+    scoped), so both are tested.
+    """
+    session.install("-e", ".[test,pyqt6,examples]")
+    env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyqt6", "ETS_TOOLKIT": "qt"}
+    session.run(
+        *PYTEST, *IN_PARALLEL, "-m", "gui and not dask",
+        *(session.posargs or QT_BINDING_TESTS), env=env,
     )
 
 

@@ -35,11 +35,7 @@ GUI_MATRIX = [
     pytest.param(("thread", "wx"), id="thread-wx", marks=pytest.mark.gui),
 ]
 
-pytestmark = [
-    pytest.mark.parametrize("matrix", GUI_MATRIX, indirect=True),
-    # TraitsUI 8.0 opens a modal dialog with PySide6's deprecated exec_().
-    pytest.mark.filterwarnings("ignore:'exec_' will be removed:DeprecationWarning"),
-]
+pytestmark = pytest.mark.parametrize("matrix", GUI_MATRIX, indirect=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,11 +7,12 @@ from typing import Any
 from pyface.timer.api import CallbackTimer
 from traits.api import Any as AnyTrait
 from traits.api import Button, HasStrictTraits, Instance, List, Str, Tuple, observe
-from traitsui.api import Handler, HGroup, InstanceEditor, Item, ListEditor, UItem, VGroup, View
+from traitsui.api import Handler, HGroup, Item, UItem, VGroup, View
 
 from offload._executor.executor import TraitsExecutor
 from offload._futures.group import FutureGroup
 from offload.ui._bar import ProgressBarEditor
+from offload.ui._list import SubviewListEditor
 from offload.ui._rows import FutureRow, name_of_task
 
 #: Seconds between two refreshes of the rows (elapsed times, and bars of
@@ -201,12 +202,9 @@ class ActivityView(HasStrictTraits):
                 Item(
                     "rows",
                     show_label=False,
-                    style="custom",
-                    editor=ListEditor(
-                        mutable=False,
-                        style="custom",
-                        editor=InstanceEditor(view=_ROW_VIEW),
-                    ),
+                    editor=SubviewListEditor(view=_ROW_VIEW),
+                    resizable=True,
+                    springy=True,
                 ),
             ),
             title=self.title,

@@ -20,6 +20,7 @@ from typing import Any
 from pyface.timer.api import CallbackTimer
 from traits.api import Any as AnyTrait
 from traits.api import Bool, Button, Str, observe
+from traits.etsconfig.api import ETSConfig
 from traitsui.api import Handler, HGroup, Spring, UItem, VGroup, View
 
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
@@ -79,13 +80,31 @@ def run_with_progress(future: Any, title: str | None = None, *, parent: Any = No
         title = (future.message if isinstance(future, StepsFuture) else "") or "Working"
     dialog = ProgressDialogModel(future)
     try:
-        dialog.edit_traits(
-            view=_dialog_view(title), kind="livemodal", parent=parent,
-            handler=_DialogHandler(),
-        )
+        _show_modal(dialog, _dialog_view(title), parent)
     finally:
         dialog.stop()
     return future
+
+
+def _show_modal(model: ProgressDialogModel, view: View, parent: Any) -> None:
+    """Show the dialog, modal, and return once it has closed (main thread).
+
+    wx: TraitsUI's own modal dialog.  Qt: TraitsUI 8.0's calls ``exec_()``,
+    which PyQt6 does not have (and PySide6 deprecates), so the dialog is
+    opened as a live window made application-modal before it shows, and a
+    nested Qt event loop runs until it closes.
+    """
+    if ETSConfig.toolkit == "wx":
+        model.edit_traits(view=view, kind="livemodal", parent=parent, handler=_DialogHandler())
+        return
+    from pyface.qt import QtCore
+
+    loop = QtCore.QEventLoop()
+    handler = _DialogHandler(on_closed=loop.quit, qt_modal=True)
+    model.edit_traits(view=view, kind="live", parent=parent, handler=handler)
+    if not handler.is_closed:
+        run = getattr(loop, "exec", None) or loop.exec_
+        run()
 
 
 class ProgressDialogModel(FutureRow):
@@ -164,9 +183,22 @@ class ProgressDialogModel(FutureRow):
 class _DialogHandler(Handler):
     """Every way to close the dialog cancels the future first."""
 
+    #: Called once the dialog has closed.
+    on_closed = AnyTrait(None)
+
+    #: Make the Qt window application-modal before it shows.
+    qt_modal = Bool(False)
+
+    #: The dialog has closed.
+    is_closed = Bool(False)
+
     def init(self, info: Any) -> bool:
         model = info.object
         model._ui = info.ui
+        if self.qt_modal:
+            from pyface.qt import QtCore
+
+            info.ui.control.setWindowModality(QtCore.Qt.WindowModality.ApplicationModal)
         # Done before the window opened (a quick task): close at once.
         if model.future.done and model.future.state in (COMPLETED, CANCELLED):
             model._ui = None
@@ -183,6 +215,9 @@ class _DialogHandler(Handler):
 
     def closed(self, info: Any, is_ok: bool) -> None:
         info.object._ui = None
+        self.is_closed = True
+        if self.on_closed is not None:
+            self.on_closed()
 
 
 def _dialog_view(title: str) -> View:
