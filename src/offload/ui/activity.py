@@ -111,8 +111,8 @@ class ActivityView(HasStrictTraits):
     def dispose(self) -> None:
         """Stop the refresh timer and following the futures (main thread).
 
-        Called when the view's window closes, by :meth:`traits_view`'s
-        handler; call it yourself if you show the view otherwise.
+        Called when the window of the view's default ``View`` closes; call
+        it yourself if you show the view in a ``View`` of your own.
         """
         self._stop_timer()
         rows: list[Any] = self.rows
