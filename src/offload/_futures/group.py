@@ -100,6 +100,7 @@ class FutureGroup(HasStrictTraits):
     _cancelled = AnyTrait(0)
     _partial = AnyTrait()  # unfinished future -> known fraction
     _partial_sum = AnyTrait(0.0)
+    _reports = AnyTrait()  # progress future -> last report, not yet read
     _published = AnyTrait()  # name -> value last notified
     _event_loop = AnyTrait()
     _call_soon = AnyTrait()
@@ -122,6 +123,7 @@ class FutureGroup(HasStrictTraits):
         self._members = {}
         self._completed = []
         self._partial = {}
+        self._reports = {}
         self._waiters = []
         self._published = {}
         if event_loop is not None:
@@ -267,6 +269,8 @@ class FutureGroup(HasStrictTraits):
             return 1.0
         if self._is_done():
             return 1.0
+        if self._reports:
+            self._read_reports()
         return min(1.0, (len(self._completed) + self._partial_sum) / total)
 
     def _get_futures(self) -> list[Any]:
@@ -309,9 +313,18 @@ class FutureGroup(HasStrictTraits):
             self._set_partial(future, future.fraction)
 
     def _progress_changed(self, future: Any, name: str, info: Any) -> None:
-        value = read_progress(info)[0]
-        if value is not None:
-            self._set_partial(future, value)
+        # Once per progress message: keep the report, read the last one of
+        # each future once per batch (or when ``fraction`` is read).
+        self._reports[future] = info
+        if not self._scheduled:
+            self._schedule()
+
+    def _read_reports(self) -> None:
+        reports, self._reports = self._reports, {}
+        for future, info in reports.items():
+            value = read_progress(info)[0]
+            if value is not None and not future.done:
+                self._set_partial(future, value)
 
     def _set_partial(self, future: Any, value: float) -> None:
         partial = self._partial
@@ -330,6 +343,8 @@ class FutureGroup(HasStrictTraits):
             self._failed += 1
         elif state == CANCELLED:
             self._cancelled += 1
+        if self._reports:
+            self._reports.pop(future, None)
         partial = self._partial
         if partial:
             old = partial.pop(future, None)
@@ -357,6 +372,8 @@ class FutureGroup(HasStrictTraits):
 
     def _publish(self) -> None:
         """Notify what changed since the last time (main thread)."""
+        if self._reports:
+            self._read_reports()  # still scheduled: no second call asked for
         self._scheduled = False
         published = self._published
         if not published:
