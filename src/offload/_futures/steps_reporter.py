@@ -182,8 +182,12 @@ class StepsReporter(IStepsReporter):
     def flush_due(self) -> None:
         """Send the held update (the flusher thread, at its due time)."""
         with self._lock:
-            if self._held and not self._closed:
-                self._send_now(_now())
+            now = _now()
+            # Not before its time: a late flusher may come for an update
+            # that a step has sent since, the one held now being due later
+            # (and scheduled for then).
+            if self._held and not self._closed and now >= self._next_send:
+                self._send_now(now)
 
     # Private (called with the lock held) -----------------------------------
 
