@@ -214,3 +214,32 @@ def test_the_reporter_is_an_isteps_reporter():
     assert issubclass(StepsReporter, IStepsReporter)
     with pytest.raises(TypeError):
         IStepsReporter()  # abstract
+
+
+def test_the_reporter_keeps_its_rate_when_the_flusher_comes_late(monkeypatch):
+    """A held update goes at its due time: not before, even when a late
+    flusher comes for an earlier one that a step has sent since."""
+    from offload._futures import steps_reporter as sr
+
+    clock = [0.0]
+    due = []
+    monkeypatch.setattr(sr, "_now", lambda: clock[0])
+    monkeypatch.setattr(sr._flusher, "schedule", lambda when, reporter: due.append(when))
+    sent = []
+    reporter = sr.StepsReporter(sent.append, lambda: False, "start", max_rate=10)
+
+    def at(time, action, *args):
+        clock[0] = time
+        action(*args)
+
+    at(0.0, reporter.step, "a")  # sent at once; the next may go at 0.1
+    at(0.01, reporter.step, "b")  # held until 0.1
+    at(0.1, reporter.step, "c")  # due: sent, replacing b; the next may go at 0.2
+    at(0.11, reporter.step, "d")  # held until 0.2
+    at(0.12, reporter.flush_due)  # the flusher, late, for b's 0.1: too early for d
+    assert [message[1][1] for message in sent] == ["a", "c"]
+    at(0.2, reporter.flush_due)  # d's own time
+    at(0.3, reporter.close)  # nothing held: nothing more
+    assert [message[1][1] for message in sent] == ["a", "c", "d"]
+    assert due == [0.1, 0.2]
+    assert sent[-1] == ("steps", (3, "d", 0.2))
