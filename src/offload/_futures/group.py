@@ -6,20 +6,21 @@ A group follows each future through cheap hooks, not a Traits observer per
 future (an ``observe`` costs ~25 µs to add; a group of 10,000 would double
 the main thread's cost of a task):
 
-- the end of a :class:`BaseFuture`: a plain callable in its
-  ``_done_callbacks`` (what ``await future`` uses); of another future with a
-  ``done`` trait: ``on_trait_change``;
-- a :class:`StepsFuture`'s fraction: a plain callable in its
+- the end of a :class:`BaseFuture`: a small callable object in its
+  ``_done_callbacks`` (the list ``await future`` uses), which only appends
+  the future to the group's list of ended futures; of another future with
+  a ``done`` trait: ``on_trait_change``;
+- a :class:`StepsFuture`'s fraction: a small callable object in its
   ``_update_callbacks`` (at most 25 updates a second by default);
-- a :class:`ProgressFuture`'s numeric progress: ``on_trait_change`` on its
-  ``progress`` event (~4 µs to add, ~2 µs a message, only for the progress
-  futures of a group).
+- a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
+  ``progress`` event (~4 µs to add, ~2 µs a message, for the progress
+  futures of a group only), which keeps the last report.
 
-Each hook updates plain counters at once (so reading ``done_count`` is
-never stale), and the first change of a batch asks the event loop for a
-call after the batch (``offload._futures.soon``): that call notifies the
-group's observers, once per batch of delivered messages however many
-futures it ended.
+The first of these in a batch asks the event loop for a call after the
+batch (``offload._futures.soon``); that call counts the ended futures,
+reads the kept reports, and notifies the group's observers: once per batch
+of delivered messages, however many futures it ended.  Reading a count
+counts first, so what is read is never stale.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class FutureGroup(HasStrictTraits):
     Make it, add to it, and use it on the main thread.  The counts are
     current whenever they are read; their notifications (main thread) come
     once per batch of delivered messages, just after it, not once per
-    future.
+    future.  Following a future costs the group two small objects until the
+    future is done.
     """
 
     #: How many futures the group holds.
@@ -95,7 +97,8 @@ class FutureGroup(HasStrictTraits):
     # Private traits ---------------------------------------------------------
 
     _members = AnyTrait()  # id(future) -> future, in the order added
-    _completed = AnyTrait()  # list of done futures, in the order they ended
+    _ended = AnyTrait()  # futures that ended since the last count, in order
+    _completed = AnyTrait()  # list of done futures counted, in the order they ended
     _failed = AnyTrait(0)
     _cancelled = AnyTrait(0)
     _partial = AnyTrait()  # unfinished future -> known fraction
@@ -121,6 +124,7 @@ class FutureGroup(HasStrictTraits):
                 f"e.g. AsyncioEventLoop()), got {event_loop!r}"
             )
         self._members = {}
+        self._ended = []
         self._completed = []
         self._partial = {}
         self._reports = {}
@@ -161,16 +165,17 @@ class FutureGroup(HasStrictTraits):
             raise ValueError(f"{future!r} is already in this group; add it once")
         members[key] = future
         if future.done:
-            self._count_end(future)
+            self._future_ended(future)
             return
         if self._event_loop is None:
             self._use_event_loop(_event_loop_of(future))
         if kind == _PLAIN_BASE:
+            end = _End(self, self._ended, future)
             callbacks = future._done_callbacks
             if callbacks is None:
-                future._done_callbacks = [_End(self, future)]
+                future._done_callbacks = [end]
             else:
-                callbacks.append(_End(self, future))
+                callbacks.append(end)
         else:
             self._follow(future, kind)
         if not self._scheduled:
@@ -213,12 +218,14 @@ class FutureGroup(HasStrictTraits):
         completed = self._completed
         index = 0
         while index < len(self._members):
+            if self._ended:
+                self._count_ended()
             if index < len(completed):
                 index += 1
                 yield completed[index - 1]
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._drive(_longer_than(completed, index), left):
+            if not self._drive(_longer_than(self, index), left):
                 missing = len(self._members) - len(completed)
                 raise TimeoutError(
                     f"{missing} of {len(self._members)} futures of the group not "
@@ -252,12 +259,18 @@ class FutureGroup(HasStrictTraits):
         return len(self._members)
 
     def _get_done_count(self) -> int:
+        if self._ended:
+            self._count_ended()
         return len(self._completed)
 
     def _get_failed_count(self) -> int:
+        if self._ended:
+            self._count_ended()
         return self._failed
 
     def _get_cancelled_count(self) -> int:
+        if self._ended:
+            self._count_ended()
         return self._cancelled
 
     def _get_done(self) -> bool:
@@ -279,6 +292,8 @@ class FutureGroup(HasStrictTraits):
     # Private ----------------------------------------------------------------
 
     def _is_done(self) -> bool:
+        if self._ended:
+            self._count_ended()
         return len(self._completed) == len(self._members)
 
     def _use_event_loop(self, event_loop: Any) -> None:
@@ -292,21 +307,31 @@ class FutureGroup(HasStrictTraits):
             callbacks = future._done_callbacks
             if callbacks is None:
                 callbacks = future._done_callbacks = []
-            callbacks.append(_End(self, future))
+            callbacks.append(_End(self, self._ended, future))
         else:
             future.on_trait_change(self._done_changed, "done")
         if kind & _STEPS:
             hooks = future._update_callbacks
             if hooks is None:
                 hooks = future._update_callbacks = []
-            hooks.append(lambda: self._steps_changed(future))
+            hooks.append(_StepsUpdate(self, future))
             self._steps_changed(future)
         elif kind & _PROGRESS:
             future.on_trait_change(self._progress_changed, "progress")
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
         if new and id(future) in self._members:
-            self._count_end(future)
+            self._future_ended(future)
+
+    def _future_ended(self, future: Any) -> None:
+        if not self._ended:
+            self._arm()
+        self._ended.append(future)
+
+    def _arm(self) -> None:
+        """The first end of a batch: count and notify after the batch."""
+        if not self._scheduled:
+            self._schedule()
 
     def _steps_changed(self, future: StepsFuture) -> None:
         if future.total > 0:
@@ -335,26 +360,36 @@ class FutureGroup(HasStrictTraits):
         self._partial_sum += value - old
         self._schedule()
 
-    def _count_end(self, future: Any) -> None:
-        """A future of the group is done (main thread, right after its
-        ``done`` notification)."""
-        state = future.state
-        if state == FAILED:
-            self._failed += 1
-        elif state == CANCELLED:
-            self._cancelled += 1
-        if self._reports:
-            self._reports.pop(future, None)
+    def _count_ended(self) -> None:
+        """Count the futures that ended since the last count (main thread:
+        once per batch, and whenever a count is read)."""
+        # Emptied in place: the _End of each pending future holds this list.
+        pending_count = self._ended
+        ended = pending_count[:]
+        pending_count.clear()
+        failed = cancelled = 0
+        reports = self._reports
         partial = self._partial
-        if partial:
-            old = partial.pop(future, None)
-            if old is not None:
-                # Exactly 0 once nothing is partial: no drift left behind.
-                self._partial_sum = self._partial_sum - old if partial else 0.0
-        self._completed.append(future)
-        if not self._scheduled:
-            self._schedule()
-        if self._waiters and self._is_done():
+        completed = self._completed
+        for future in ended:
+            state = future.state
+            if state == FAILED:
+                failed += 1
+            elif state == CANCELLED:
+                cancelled += 1
+            if reports:
+                reports.pop(future, None)
+            if partial:
+                old = partial.pop(future, None)
+                if old is not None:
+                    # Exactly 0 once nothing is partial: no drift left behind.
+                    self._partial_sum = self._partial_sum - old if partial else 0.0
+            completed.append(future)
+        if failed:
+            self._failed += failed
+        if cancelled:
+            self._cancelled += cancelled
+        if self._waiters and len(completed) == len(self._members):
             waiters, self._waiters = self._waiters, []
             for wake in waiters:
                 wake()
@@ -371,7 +406,9 @@ class FutureGroup(HasStrictTraits):
         call_soon(self._publish)
 
     def _publish(self) -> None:
-        """Notify what changed since the last time (main thread)."""
+        """Count, and notify what changed since the last time (main thread)."""
+        if self._ended:
+            self._count_ended()
         if self._reports:
             self._read_reports()  # still scheduled: no second call asked for
         self._scheduled = False
@@ -424,12 +461,32 @@ class FutureGroup(HasStrictTraits):
 
 
 class _End:
-    """``_count_end(future)`` as a callable of no arguments.
+    """The hook a group puts in a future's ``_done_callbacks``.
 
-    One small object per future: a closure would be three (function and
-    two cells), all tracked by the garbage collector, whose extra passes
-    cost more than the rest of a group's work (benchmarks/group.py).
+    Called (no arguments) right after the future's ``done`` notification,
+    once per future: it only appends the future to the group's list of
+    ended futures, which the group counts once per batch (the first end of
+    a batch asks for that).  One small object per future: a closure would
+    be three (function and two cells), more work for the garbage
+    collector (benchmarks/group.py).
     """
+
+    __slots__ = ("group", "ended", "future")
+
+    def __init__(self, group: FutureGroup, ended: list[Any], future: Any) -> None:
+        self.group = group
+        self.ended = ended
+        self.future = future
+
+    def __call__(self) -> None:
+        ended = self.ended
+        if not ended:
+            self.group._arm()
+        ended.append(self.future)
+
+
+class _StepsUpdate:
+    """``group._steps_changed(future)`` as a callable of no arguments."""
 
     __slots__ = ("group", "future")
 
@@ -438,7 +495,7 @@ class _End:
         self.future = future
 
     def __call__(self) -> None:
-        self.group._count_end(self.future)
+        self.group._steps_changed(self.future)
 
 
 #: How a group follows a future of a class: flags below, or _NOT_A_FUTURE.
@@ -472,8 +529,11 @@ def _kind_of(future: Any) -> int:
     return kind
 
 
-def _longer_than(items: list[Any], length: int) -> Callable[[], bool]:
-    return lambda: len(items) > length
+def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
+    def longer() -> bool:
+        return group.done_count > length
+
+    return longer
 
 
 def _event_loop_of(future: Any) -> Any:
