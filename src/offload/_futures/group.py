@@ -364,31 +364,27 @@ class FutureGroup(HasStrictTraits):
         """Count the futures that ended since the last count (main thread:
         once per batch, and whenever a count is read)."""
         # Emptied in place: the _End of each pending future holds this list.
-        pending_count = self._ended
-        ended = pending_count[:]
-        pending_count.clear()
-        failed = cancelled = 0
-        reports = self._reports
-        partial = self._partial
-        completed = self._completed
-        for future in ended:
-            state = future.state
-            if state == FAILED:
-                failed += 1
-            elif state == CANCELLED:
-                cancelled += 1
-            if reports:
-                reports.pop(future, None)
-            if partial:
-                old = partial.pop(future, None)
-                if old is not None:
-                    # Exactly 0 once nothing is partial: no drift left behind.
-                    self._partial_sum = self._partial_sum - old if partial else 0.0
-            completed.append(future)
+        shared = self._ended
+        ended = shared[:]
+        shared.clear()
+        states = [future.state for future in ended]
+        failed, cancelled = states.count(FAILED), states.count(CANCELLED)
         if failed:
             self._failed += failed
         if cancelled:
             self._cancelled += cancelled
+        reports, partial = self._reports, self._partial
+        if reports or partial:
+            for future in ended:
+                if reports:
+                    reports.pop(future, None)
+                if partial:
+                    old = partial.pop(future, None)
+                    if old is not None:
+                        # Exactly 0 once nothing is partial: no drift left.
+                        self._partial_sum = self._partial_sum - old if partial else 0.0
+        completed = self._completed
+        completed.extend(ended)
         if self._waiters and len(completed) == len(self._members):
             waiters, self._waiters = self._waiters, []
             for wake in waiters:
