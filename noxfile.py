@@ -7,7 +7,8 @@ would, so a file missing from it fails CI.  The core suite runs on Python
 runs on 3.11, the version the GUI stack is pinned for, with the newest
 versions of the dependencies, and on 3.10 with the lowest versions
 pyproject.toml allows (``lowest``); the wx loop runs on
-Debian's wxPython under Xvfb (``wx``).
+Debian's wxPython under Xvfb (``wx``); the GUI suites run once more on
+PyQt6 (``pyqt6``), ``full`` running them on PySide6.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import nox
 #: (and more) on 3.11; ``nox -s tests-3.11`` still runs it alone.
 nox.options.sessions = [
     "build", "lint", "typecheck", "tests-3.10", "tests-3.12", "tests-3.13", "full", "lowest",
-    "wx", "docs", "traits_futures",
+    "wx", "pyqt6", "docs", "traits_futures",
 ]
 nox.options.reuse_existing_virtualenvs = True
 #: uv makes the venvs and installs into them (``nox[uv]``, as the README's
@@ -72,8 +73,18 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 WX_TESTS = [
     "tests/test_event_loops_gui.py",
     "tests/test_call.py", "tests/test_iteration.py", "tests/test_progress.py",
-    "tests/test_custom_task.py", "tests/test_examples.py",
+    "tests/test_steps.py", "tests/test_group.py", "tests/test_custom_task.py",
+    "tests/test_ui.py", "tests/test_examples.py",
     "-k", "wx or test_event_loops_gui",
+]
+
+#: What the pyqt6 session runs: every module with Qt cases (``-m gui``
+#: keeps those; wx's skip, wx not being installed there).
+QT_BINDING_TESTS = [
+    "tests/test_event_loops_gui.py",
+    "tests/test_call.py", "tests/test_iteration.py", "tests/test_progress.py",
+    "tests/test_steps.py", "tests/test_group.py", "tests/test_custom_task.py",
+    "tests/test_ui.py", "tests/test_examples.py",
 ]
 
 #: ``-noreset``: without it Xvfb resets whenever its last client goes, and a
@@ -281,7 +292,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=FULL_PYTHON)
 def full(session: nox.Session) -> None:
     """Everything but the long stress runs: GUI loops, processes, Dask, examples."""
-    install_wheel(session, "test,pyside6,traitsui,dask")
+    install_wheel(session, "test,pyside6,traitsui,dask,examples")
     env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6",
            **WHEEL_ENV}
     session.run(
@@ -397,7 +408,7 @@ def wx(session: nox.Session) -> None:
         if os.environ.get("CI"):
             session.error(message)
         session.skip(message)
-    install_wheel(session, "test,wx,traitsui")
+    install_wheel(session, "test,wx,traitsui,examples")
     wrapper: list[str] = []
     if shutil.which("xvfb-run"):
         wrapper = XVFB_RUN
@@ -423,6 +434,22 @@ def traits_futures(session: nox.Session) -> None:
     session.install("pip")
     env = {"ETS_TOOLKIT": "qt", "QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", **WHEEL_ENV}
     session.run("python", "tools/traits_futures_suite.py", "--", *session.posargs, env=env)
+
+
+@nox.session(python=FULL_PYTHON)
+def pyqt6(session: nox.Session) -> None:
+    """The GUI suites on PyQt6, offscreen: the Qt loop, offload.ui, the examples.
+
+    ``full`` runs them on PySide6; Traits Futures claims Qt 6 support for
+    both bindings, and they differ (PyQt6 has no ``exec_``, enums are
+    scoped), so both are tested.
+    """
+    install_wheel(session, "test,pyqt6,examples")
+    env = {"QT_QPA_PLATFORM": "offscreen", "QT_API": "pyqt6", "ETS_TOOLKIT": "qt", **WHEEL_ENV}
+    session.run(
+        *PYTEST, *IN_PARALLEL, "-m", "gui and not dask",
+        *(session.posargs or QT_BINDING_TESTS), env=env,
+    )
 
 
 @nox.session(python=FULL_PYTHON)

@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 from traits.api import Any as AnyTrait
-from traits.api import Bool, HasStrictTraits, Property
+from traits.api import Bool, Event, HasStrictTraits, Property
 
 from offload._contexts.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
@@ -74,6 +74,11 @@ class TraitsExecutor(HasStrictTraits):
 
     #: True once STOPPED: every task has ended and resources are released.
     stopped = Property(Bool())
+
+    #: Fired on the main thread by each successful ``submit`` with
+    #: ``(future, task specification)``: what ``offload.ui.ActivityView``
+    #: follows.  Costs a few tens of nanoseconds unobserved.
+    submitted = Event()
 
     _state = AnyTrait(RUNNING)
     _context = AnyTrait()
@@ -216,6 +221,7 @@ class TraitsExecutor(HasStrictTraits):
             router.discard_receiver(task_id)
             del self._futures[task_id]
             raise
+        self.submitted = (future, task)
         return future
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
