@@ -13,7 +13,7 @@ from typing import Any
 from traits.api import Any as AnyTrait
 from traits.api import Float, Int, Property, Str, Union
 
-from offload._futures.base import BaseFuture, IFuture, new_future
+from offload._futures.base import BaseFuture, IFuture
 from offload._futures.function_task import FunctionSpecification, FunctionTask
 from offload._futures.steps_reporter import (
     DEFAULT_MAX_RATE,
@@ -204,7 +204,7 @@ class BackgroundSteps(FunctionSpecification):
         return StepsTask(self.callable, self.args, self.kwargs, self.message, self.max_rate)
 
     def future(self, cancel: Callable[[], None]) -> IFuture:
-        future: Any = new_future(StepsFuture, cancel)
-        future._total = self.total
-        future._message = future._first_message = self.message
-        return future
+        return StepsFuture(  # type: ignore[return-value]
+            _cancel=cancel, _total=self.total, _message=self.message,
+            _first_message=self.message,
+        )
