@@ -158,6 +158,18 @@ class BaseTask(abc.ABC):
         return self._cancelled()
 
 
+def event_loop_of(future: Any) -> Any:
+    """The event loop that delivers ``future``'s messages, or None.
+
+    A :class:`BaseFuture`'s cancel callable is its executor's handle of the
+    task, which names the executor's event loop; a future of another kind,
+    or one made outside an executor, says nothing (None).
+    """
+    if not isinstance(future, BaseFuture):
+        return None
+    return getattr(future._cancel, "event_loop", None)
+
+
 def _check_delivered_in(running: asyncio.AbstractEventLoop, handle: Any) -> None:
     """Let the future's event loop refuse an ``await`` it could never wake.
 

@@ -35,7 +35,7 @@ from traits.api import Bool, Float, HasStrictTraits, HasTraits, Int, List, Prope
 
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.interface import IEventLoop
-from offload._futures.base import BaseFuture, IFuture
+from offload._futures.base import BaseFuture, IFuture, event_loop_of
 from offload._futures.progress import ProgressFuture
 from offload._futures.soon import soon_caller
 from offload._futures.states import CANCELLED, FAILED, WAITING
@@ -534,9 +534,7 @@ def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
 
 def _event_loop_of(future: Any) -> Any:
     """The event loop of the executor that made ``future``, if it says."""
-    # A BaseFuture's cancel callable is its executor's handle of the task,
-    # which names the loop (``await future`` reads it the same way).
-    return getattr(getattr(future, "_cancel", None), "event_loop", None)
+    return event_loop_of(future)
 
 
 def read_progress(info: Any) -> tuple[float | None, str | None]:

@@ -24,7 +24,7 @@ from traits.etsconfig.api import ETSConfig
 from traitsui.api import Handler, HGroup, Spring, UItem, VGroup, View
 
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
-from offload._futures.base import IFuture
+from offload._futures.base import IFuture, event_loop_of
 from offload._futures.states import CANCELLED, COMPLETED, FAILED
 from offload._futures.steps import StepsFuture
 from offload.ui._bar import ProgressBarEditor
@@ -242,7 +242,7 @@ def _dialog_view(title: str) -> View:
 
 def _check_gui_loop(future: Any) -> None:
     """A modal dialog runs the GUI's loop: refuse a future delivered by asyncio."""
-    event_loop = getattr(getattr(future, "_cancel", None), "event_loop", None)
+    event_loop = event_loop_of(future)
     inner = getattr(event_loop, "toolkit_event_loop", event_loop)
     if isinstance(inner, AsyncioEventLoop):
         raise RuntimeError(
