@@ -164,3 +164,18 @@ def put_pid_and_block() -> None:
 
     _queue.put(os.getpid())
     time.sleep(60.0)
+
+
+def report_pairs(count: int, progress: Callable[[Any], None]) -> int:
+    """Report ``(1, count) .. (count, count)``: progress a group can read."""
+    for i in range(1, count + 1):
+        progress((i, count))
+    return count
+
+
+def steps(count: int, reporter: Any) -> int:
+    """``count`` steps then ``stop``; for ``submit_steps``."""
+    for _ in range(count):
+        reporter.step("step")
+    reporter.stop("done")
+    return count

@@ -40,7 +40,7 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(traits|concurrent|asyncio|collections|typing|abc|unittest|queue|"
-        r"threading|multiprocessing|pickle|distributed|dask|pyface|wx|PySide6)\..*",
+        r"threading|multiprocessing|pickle|distributed|dask|pyface|traitsui|wx|PySide6)\..*",
     ),
     # Modules outside offload (``:mod:`pickle```) are plain text too.
     (r"py:mod", r"(?!offload).*"),

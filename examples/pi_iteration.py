@@ -1,22 +1,29 @@
-"""Estimate pi by Monte Carlo, streaming partial estimates into a table.
+"""Estimate pi by Monte Carlo, and watch the estimate converge on a plot.
 
 A TraitsUI application: *Start* runs a generator on a worker thread that
 throws random points at a square and, after every batch, yields the
 estimate so far (four times the fraction that fell inside the quarter
-circle).  ``submit_iteration`` turns each yielded value into a
-``result_event`` on the main thread, in order, so the table grows while the
-work goes on (newest estimate on top).  *Cancel* stops the generator between two batches.
+circle) with its standard error.  ``submit_iteration`` turns each yielded
+value into a ``result_event`` on the main thread, in order, and the plot
+grows while the work goes on: the estimate against the number of points,
+its band of two standard errors narrowing around pi.  *Cancel* stops the
+generator between two batches.
 
-Needs ``pip install 'offload[traitsui,pyside6]'`` (or another toolkit).  Run it
-with ``python examples/pi_iteration.py``.
+The plot is a Matplotlib figure inside the TraitsUI window (a small editor
+below, for Qt and wx).  Needs ``pip install 'offload[examples,pyside6]'``
+(TraitsUI and Matplotlib; or another toolkit).  Run it with
+``python examples/pi_iteration.py``.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 from collections.abc import Iterator
+from typing import Any
 
+from matplotlib.figure import Figure
 from traits.api import (
     Bool,
     Button,
@@ -30,7 +37,8 @@ from traits.api import (
     Tuple,
     observe,
 )
-from traitsui.api import HGroup, Item, TabularAdapter, TabularEditor, UItem, VGroup, View
+from traits.etsconfig.api import ETSConfig
+from traitsui.api import EditorFactory, HGroup, Item, UItem, VGroup, View
 
 from offload.api import (
     CANCELLED,
@@ -61,21 +69,69 @@ def pi_estimates(
         yield points, 4.0 * fraction, 4.0 * math.sqrt(fraction * (1.0 - fraction) / points)
 
 
-class EstimateAdapter(TabularAdapter):
-    """One row per partial estimate: points, estimate, error, distance to pi."""
+# A Matplotlib figure as a TraitsUI editor -----------------------------------
 
-    columns = [("Points", 0), ("Estimate", 1), ("± std. error", 2), ("Off by", 3)]
 
-    def get_width(self, object: object, trait: str, column: int) -> float:
-        # Fixed pixels (ints: PyQt5 wants them) for the first three, the rest
-        # of the width for the last.
-        return [110, 100, 110, 0.9][column]
+class FigureEditor(EditorFactory):
+    """Shows a ``matplotlib.figure.Figure`` trait in a TraitsUI view."""
 
-    def get_text(self, object: object, trait: str, row: int, column: int) -> str:
-        points, estimate, error = getattr(object, trait)[row]
-        return [f"{points:,}", f"{estimate:.6f}", f"{error:.6f}", f"{estimate - math.pi:+.6f}"][
-            column
-        ]
+    def _get_simple_editor_class(self) -> Any:
+        return _figure_editor_class()
+
+    def _get_custom_editor_class(self) -> Any:
+        return _figure_editor_class()
+
+
+def _figure_editor_class() -> Any:
+    """The editor of the toolkit TraitsUI uses; Matplotlib's canvas for it."""
+    if ETSConfig.toolkit == "wx":
+        from matplotlib.backends.backend_wxagg import FigureCanvasWxAgg
+        from traitsui.wx.editor import Editor
+
+        class WxFigureEditor(Editor):
+            def init(self, parent: Any) -> None:
+                self.control = FigureCanvasWxAgg(parent, -1, self.value)
+
+            def update_editor(self) -> None:
+                self.control.draw_idle()
+
+            def dispose(self) -> None:
+                _forget_canvas(self.value)
+                super().dispose()
+                # Matplotlib's wx canvas can leave a paint's device context
+                # in a reference cycle; freed at exit, after wx, it aborts
+                # Python.  Collect it now, while wx runs.
+                gc.collect()
+
+        return WxFigureEditor
+
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from traitsui.qt.editor import Editor
+
+    class QtFigureEditor(Editor):
+        def init(self, parent: Any) -> None:
+            self.control = FigureCanvasQTAgg(self.value)
+            self.control.setMinimumSize(400, 250)
+
+        def update_editor(self) -> None:
+            self.control.draw_idle()
+
+        def dispose(self) -> None:
+            _forget_canvas(self.value)
+            super().dispose()
+
+    return QtFigureEditor
+
+
+def _forget_canvas(figure: Figure) -> None:
+    """Give ``figure`` a plain canvas: the toolkit's goes with its window,
+    not later, when Python collects the figure (wx crashes at exit then)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    FigureCanvasBase(figure)
+
+
+# The application --------------------------------------------------------------
 
 
 class PiEstimator(HasStrictTraits):
@@ -91,17 +147,35 @@ class PiEstimator(HasStrictTraits):
     #: The running or last estimation.
     future = Instance(IterationFuture)
 
-    #: Partial estimates received so far, newest first.
+    #: Partial estimates received so far, oldest first.
     estimates = List(Tuple(Int(), Float(), Float()))
 
     #: The latest estimate, as a line of text.
     latest = Str("Press Start.")
 
+    #: The plot: the estimate against the number of points.
+    figure = Instance(Figure)
+
     #: Whether an estimation is running.
     running = Property(Bool(), observe="future:done")
 
+    #: The plot's line of estimates, and its band of two standard errors.
+    _line = Instance(object)
+    _band = Instance(object)
+
     start = Button("Start")
     cancel = Button("Cancel")
+
+    def _figure_default(self) -> Figure:
+        figure = Figure(figsize=(6.0, 3.6), layout="constrained")
+        axes = figure.add_subplot()
+        axes.axhline(math.pi, color="tab:red", linewidth=1, label="π")
+        (self._line,) = axes.plot([], [], color="tab:blue", label="estimate")
+        axes.set_xscale("log")
+        axes.set_xlabel("points thrown")
+        axes.set_ylabel("estimate of π")
+        axes.legend(loc="upper right")
+        return figure
 
     @observe("start")
     def _start(self, event: object) -> None:
@@ -117,11 +191,12 @@ class PiEstimator(HasStrictTraits):
             self.future.cancel()
 
     @observe("future:result_event")
-    def _add_estimate(self, event: object) -> None:
+    def _add_estimate(self, event: Any) -> None:
         # Main thread: one call per yielded value, in order.
-        points, estimate, error = event.new  # type: ignore[attr-defined]
-        self.estimates.insert(0, (points, estimate, error))
+        points, estimate, error = event.new
+        self.estimates.append((points, estimate, error))
         self.latest = f"pi ≈ {estimate:.6f} ± {error:.6f} after {points:,} points"
+        self._plot()
 
     @observe("future:done")
     def _finish(self, event: object) -> None:
@@ -135,6 +210,27 @@ class PiEstimator(HasStrictTraits):
         elif future.state == FAILED:
             self.latest = f"Failed: {future.exception[1]}"
 
+    def _plot(self) -> None:
+        figure = self.figure  # made on first use, with the line
+        points = [row[0] for row in self.estimates]
+        values = [row[1] for row in self.estimates]
+        errors = [2 * row[2] for row in self.estimates]
+        self._line.set_data(points, values)
+        axes = self._line.axes
+        if self._band is not None:
+            self._band.remove()
+        self._band = axes.fill_between(
+            points,
+            [v - e for v, e in zip(values, errors, strict=True)],
+            [v + e for v, e in zip(values, errors, strict=True)],
+            color="tab:blue", alpha=0.2, linewidth=0,
+        )
+        axes.set_xlim(points[0], max(points[-1], points[0] * 10))
+        half = max(0.02, 1.2 * max(abs(v - math.pi) + e for v, e in zip(values, errors, strict=True)))
+        axes.set_ylim(math.pi - half, math.pi + half)
+        # Redrawn when the GUI is idle: a burst of estimates, one drawing.
+        figure.canvas.draw_idle()
+
     def _get_running(self) -> bool:
         return self.future is not None and not self.future.done
 
@@ -147,15 +243,12 @@ class PiEstimator(HasStrictTraits):
                 UItem("cancel", enabled_when="running"),
             ),
             UItem("latest", style="readonly"),
-            UItem(
-                "estimates",
-                editor=TabularEditor(adapter=EstimateAdapter(), editable=False),
-            ),
+            UItem("figure", editor=FigureEditor(), resizable=True, springy=True),
         ),
         title="Monte Carlo estimate of pi",
         resizable=True,
-        width=560,
-        height=420,
+        width=640,
+        height=480,
     )
 
 

@@ -1,8 +1,9 @@
 """Count the primes below a limit in the background, with a progress bar.
 
 A TraitsUI application: *Count* starts a sieve on a worker thread, which
-reports how far it got after every segment; the bar follows it on the main
-thread and the window stays responsive.  *Cancel* asks the task to stop: the
+reports ``(numbers done, limit, message)`` after every segment; the bar
+follows it on the main thread, showing the percentage and the message, and
+the window stays responsive.  *Cancel* asks the task to stop: the
 next ``progress(...)`` call inside the task raises ``TaskCancelled``, which
 ends it as cancelled.
 
@@ -16,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from traits.api import Any as AnyTrait
 from traits.api import (
     Bool,
     Button,
@@ -25,9 +27,10 @@ from traits.api import (
     Property,
     Range,
     Str,
+    Tuple,
     observe,
 )
-from traitsui.api import HGroup, Item, ProgressEditor, UItem, VGroup, View
+from traitsui.api import HGroup, Item, UItem, VGroup, View
 
 from offload.api import (
     CANCELLED,
@@ -37,17 +40,18 @@ from offload.api import (
     TraitsExecutor,
     submit_progress,
 )
+from offload.ui import ProgressBarEditor
 
 #: Numbers sieved per segment: one progress report per segment.
 SEGMENT = 100_000
 
 
-def count_primes(limit: int, progress: Callable[[tuple[int, int]], None]) -> int:
+def count_primes(limit: int, progress: Callable[[tuple[int, int, str]], None]) -> int:
     """Return how many primes are below ``limit`` (segmented sieve).
 
     Runs in the background.  After each segment it calls
-    ``progress((numbers_done, limit))``, which raises ``TaskCancelled`` once
-    the future was cancelled.
+    ``progress((numbers_done, limit, message))``, which raises
+    ``TaskCancelled`` once the future was cancelled.
     """
     if limit < 3:
         return 0
@@ -59,7 +63,8 @@ def count_primes(limit: int, progress: Callable[[tuple[int, int]], None]) -> int
             small[p * p :: p] = bytes(len(range(p * p, root + 1, p)))
     base_primes = [p for p in range(2, root + 1) if small[p]]
     count = 0
-    for low in range(0, limit, SEGMENT):
+    segments = -(-limit // SEGMENT)
+    for index, low in enumerate(range(0, limit, SEGMENT), start=1):
         high = min(low + SEGMENT, limit)
         segment = bytearray([1]) * (high - low)
         for p in base_primes:
@@ -70,7 +75,7 @@ def count_primes(limit: int, progress: Callable[[tuple[int, int]], None]) -> int
         if low == 0:
             segment[0 : min(2, high)] = bytes(min(2, high))
         count += sum(segment)
-        progress((high, limit))
+        progress((high, limit, f"segment {index:,} of {segments:,}, {count:,} primes so far"))
     return count
 
 
@@ -86,14 +91,12 @@ class PrimeCounter(HasStrictTraits):
     #: The running or last count.
     future = Instance(ProgressFuture)
 
-    #: Numbers sieved so far, and the limit, for the bar.
+    #: Numbers sieved so far, and the limit.
     done = Int(0)
     total = Int(1)
 
-    #: The bar's maximum: one past ``total``, because pyface's progress bar
-    #: closes itself on reaching its maximum (and on wx destroys itself),
-    #: after which it would no longer move for the next task.
-    bar_max = Property(Int(), observe="total")
+    #: The bar: (fraction done, "42% · what the task says").
+    bar = Tuple(AnyTrait(), Str(), value=(0.0, ""))
 
     #: A line about the last count.
     message = Str("Press Count to start.")
@@ -107,6 +110,7 @@ class PrimeCounter(HasStrictTraits):
     @observe("count")
     def _start(self, event: object) -> None:
         self.done, self.total = 0, self.limit
+        self.bar = (0.0, "0%")
         self.message = f"Counting the primes below {self.limit:,}..."
         self.future = submit_progress(self.traits_executor, count_primes, self.limit)
 
@@ -118,9 +122,9 @@ class PrimeCounter(HasStrictTraits):
     @observe("future:progress")
     def _update_bar(self, event: Any) -> None:
         # Main thread: one call per progress report, in order.
-        self.done, self.total = event.new
-        if not self.future.done:
-            self.message = f"Sieved {self.done:,} of {self.total:,} numbers..."
+        self.done, self.total, message = event.new
+        fraction = self.done / self.total
+        self.bar = (fraction, f"{fraction:.0%} · {message}")
 
     @observe("future:done")
     def _report(self, event: object) -> None:
@@ -128,17 +132,16 @@ class PrimeCounter(HasStrictTraits):
         if future is None or not future.done:
             return
         if future.state == COMPLETED:
+            self.bar = (1.0, "100% · done")
             self.message = f"There are {future.result:,} primes below {self.total:,}."
         elif future.state == CANCELLED:
+            self.bar = (self.bar[0], f"Cancelled at {self.done / self.total:.0%}")
             self.message = f"Cancelled after {self.done:,} numbers."
         elif future.state == FAILED:
             self.message = f"Failed: {future.exception[1]}"
 
     def _get_running(self) -> bool:
         return self.future is not None and not self.future.done
-
-    def _get_bar_max(self) -> int:
-        return self.total + 1
 
     traits_view = View(
         VGroup(
@@ -147,10 +150,7 @@ class PrimeCounter(HasStrictTraits):
                 UItem("count", enabled_when="not running"),
                 UItem("cancel", enabled_when="running"),
             ),
-            UItem(
-                "done",
-                editor=ProgressEditor(min=0, max_name="bar_max"),
-            ),
+            UItem("bar", editor=ProgressBarEditor()),
             UItem("message", style="readonly"),
         ),
         title="Counting primes",

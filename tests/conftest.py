@@ -116,11 +116,16 @@ def _check_leaks(request: pytest.FixtureRequest) -> None:
 
 
 def _matrix_context(request: pytest.FixtureRequest) -> str | None:
-    """The context kind of a matrix test, or None for other tests."""
+    """The context kind of a matrix test (or of a fixture ``context``
+    parametrised by kind), or None for other tests."""
     callspec = getattr(request.node, "callspec", None)
     params = getattr(callspec, "params", {})
     matrix = params.get("matrix")
-    return matrix[0] if matrix else None
+    if matrix:
+        return matrix[0]
+    # A test's own fixture parametrised by context kind, named "context".
+    kind = params.get("context")
+    return kind if isinstance(kind, str) else None
 
 
 @pytest.fixture(scope="session")

@@ -202,7 +202,11 @@ def _ours(entry: str, pids: set[int]) -> bool:
 
 
 def _qt_app() -> bool:
-    widgets = sys.modules.get("PySide6.QtWidgets") or sys.modules.get("PyQt5.QtWidgets")
+    widgets = (
+        sys.modules.get("PySide6.QtWidgets")
+        or sys.modules.get("PyQt6.QtWidgets")
+        or sys.modules.get("PyQt5.QtWidgets")
+    )
     if widgets is None:
         return False
     return widgets.QApplication.instance() is not None

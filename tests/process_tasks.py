@@ -89,3 +89,50 @@ def pid() -> int:
 
 
 SIGKILL = signal.SIGKILL
+
+
+def _wait_for_child(pid: int, timeout: float) -> int:
+    """Exit code of child ``pid``; killed (-9) if still running after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        time.sleep(0.005)
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def fork_and_forget_to_exit(how: str, progress: Any = None, timeout: float = 10.0) -> tuple:
+    """Fork; the child then ends the way ``how`` says, without ``os._exit``.
+
+    ``how``: "return" (returns from the task, as the parent does), "raise"
+    (raises), or "progress" (reports progress, then returns what that did).
+    The child's standard error is a pipe that the parent reads.  Returns
+    ``("parent", child's exit code, what the child wrote)``.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        os.dup2(write, 2)
+        if how == "raise":
+            raise ValueError("raised in the forked child")
+        if how == "progress":
+            try:
+                progress("from the forked child")
+            except Exception as error:  # noqa: BLE001 - reported to the parent
+                os.write(2, f"progress raised {type(error).__name__}: {error}\n".encode())
+        return ("child", os.getpid())
+    os.close(write)
+    code = _wait_for_child(pid, timeout)
+    return ("parent", code, _read_all(read))

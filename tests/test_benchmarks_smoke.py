@@ -25,7 +25,7 @@ pytestmark = pytest.mark.tooling
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 #: Scripts taking ``--context``.
-SCRIPTS = ["calls", "progress", "iteration", "latency", "memory"]
+SCRIPTS = ["calls", "progress", "iteration", "latency", "memory", "group"]
 
 #: Longest one quick run may take (s); a hang fails the test, not CI.
 RUN_TIMEOUT = 50

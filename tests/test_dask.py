@@ -370,6 +370,10 @@ def test_the_end_of_a_burst_trims_the_embedded_schedulers_span_metadata(
     # Every client.submit appends {"type": "Future"} to the default span's
     # metadata, which Dask never trims: three blocks per task, for the
     # life of the embedded scheduler.
+    from distributed.spans import Span
+
+    if not hasattr(Span, "metadata"):
+        pytest.skip("this distributed keeps no metadata on its spans: nothing to trim")
     from offload._backends.dask import pool as dask_pool
 
     monkeypatch.setattr(dask_pool, "BURST", 20, raising=False)

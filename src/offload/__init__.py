@@ -20,4 +20,28 @@ Layers, from the bottom up (imports only point down):
     ``TraitsExecutor``, which wires a context, an event loop and futures.
 """
 
-__version__ = "0.1.0.dev0"
+from __future__ import annotations
+
+#: What ``__version__`` is when offload was never installed (imported from a
+#: source tree on ``sys.path``): a valid PEP 440 version, below every release.
+_UNKNOWN_VERSION = "0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    """``offload.__version__``: the installed distribution's version.
+
+    pyproject.toml holds the one written version and the installed metadata
+    carries it here, so the two cannot disagree.  Looked up on first use, not
+    at import: finding the metadata scans ``sys.path``, and most programs
+    never ask.
+    """
+    if name != "__version__":
+        raise AttributeError(f"module 'offload' has no attribute {name!r}")
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("offload")
+    except importlib.metadata.PackageNotFoundError:
+        version = _UNKNOWN_VERSION
+    globals()["__version__"] = version  # later look-ups find it directly
+    return version

@@ -2,11 +2,16 @@
 
 Submitting work
     :func:`submit_call`, :func:`submit_iteration`, :func:`submit_progress`,
-    and :class:`TraitsExecutor` (``executor.submit(specification)``).
+    NEW :func:`submit_steps` (with its :class:`IStepsReporter`), and
+    :class:`TraitsExecutor` (``executor.submit(specification)``).
 Futures
-    :class:`CallFuture`, :class:`IterationFuture`, :class:`ProgressFuture`;
-    :class:`TaskCancelled` (raised in a task that was cancelled);
-    NEW :class:`TaskFailed` (raised by ``await future`` when it failed).
+    :class:`CallFuture`, :class:`IterationFuture`, :class:`ProgressFuture`,
+    NEW :class:`StepsFuture`; :class:`TaskCancelled` (raised in a task that
+    was cancelled); NEW :class:`TaskFailed` (raised by ``await future`` when
+    it failed).
+Many futures at once
+    NEW :class:`FutureGroup`: counts, overall fraction, ``cancel()``,
+    ``as_completed()``, ``wait()``, ``await group``.
 Future states
     :data:`FutureState` (trait type) and the strings :data:`WAITING`,
     :data:`EXECUTING`, :data:`COMPLETED`, :data:`FAILED`, :data:`CANCELLING`,
@@ -56,6 +61,7 @@ from offload._futures.base import (
     TaskFailed,
 )
 from offload._futures.call import CallFuture
+from offload._futures.group import FutureGroup
 from offload._futures.iteration import IterationFuture
 from offload._futures.progress import ProgressFuture
 from offload._futures.states import (
@@ -67,7 +73,14 @@ from offload._futures.states import (
     WAITING,
     FutureState,
 )
-from offload._futures.submit import submit_call, submit_iteration, submit_progress
+from offload._futures.steps import StepsFuture
+from offload._futures.steps_reporter import IStepsReporter
+from offload._futures.submit import (
+    submit_call,
+    submit_iteration,
+    submit_progress,
+    submit_steps,
+)
 
 if TYPE_CHECKING:  # at run time these load on first use, see __getattr__
     from offload._event_loops.qt import QtEventLoop
@@ -79,12 +92,17 @@ __all__ = [
     "submit_call",
     "submit_iteration",
     "submit_progress",
+    "submit_steps",
+    "IStepsReporter",
     # Futures
     "CallFuture",
     "IterationFuture",
     "ProgressFuture",
+    "StepsFuture",
     "TaskCancelled",
     "TaskFailed",
+    # Many futures
+    "FutureGroup",
     # Future states
     "FutureState",
     "WAITING",

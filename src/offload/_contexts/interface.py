@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import logging
+import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from offload._event_loops.interface import IEventLoop
@@ -73,6 +76,19 @@ class IParallelContext(abc.ABC):
         """
         return self.event()
 
+    def call_on_close(self, callback: Callable[[], None]) -> bool:
+        """Ask to have ``callback()`` called as this context closes.
+
+        The executor calls it once, as it is made, with a bound method of
+        its own, so that closing a context under a running executor stops
+        it (instead of leaving it RUNNING while every submit fails).
+        ``callback`` runs on the thread that calls :meth:`close`; a context
+        holds it weakly, so that it keeps no executor alive.  Returns
+        whether the context will call it: the default does not, and its
+        executors learn that it closed when a submit fails.
+        """
+        return False
+
     @abc.abstractmethod
     def queue(self) -> Any:
         """A new queue the workers can put to and the main process get from."""
@@ -89,6 +105,38 @@ class IParallelContext(abc.ABC):
     @abc.abstractmethod
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
+
+
+class CloseNotices:
+    """Who an offload context tells as it closes: the executors using it.
+
+    An executor registers a bound method through the context's
+    :meth:`IParallelContext.call_on_close`; it is held weakly, so that an
+    executor dropped without ``shutdown()`` is not kept alive.
+    """
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: list[weakref.WeakMethod] = []
+
+    def add(self, callback: Callable[[], None]) -> None:
+        self._callbacks = [ref for ref in self._callbacks if ref() is not None]
+        self._callbacks.append(weakref.WeakMethod(callback))
+
+    def run(self) -> None:
+        """Call each callback once (the thread that closes the context)."""
+        callbacks, self._callbacks = self._callbacks, []
+        for ref in callbacks:
+            callback = ref()
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - closing goes on regardless
+                logging.getLogger("offload.contexts").exception(
+                    "an executor failed to stop as its context closed"
+                )
 
 
 def check_open(context: IParallelContext) -> None:

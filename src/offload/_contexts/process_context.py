@@ -25,14 +25,21 @@ import logging
 import multiprocessing
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any
 
-from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._contexts.interface import (
+    CloseNotices,
+    IParallelContext,
+    check_max_workers,
+    check_open,
+)
 from offload._contexts.process_flags import FlagSlots, ProcessCancelFlag, ProcessEvent
 from offload._contexts.process_pool import STOP_GRACE_PERIOD, ProcessWorkerPool
 from offload._contexts.process_queue import ProcessQueue
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
+from offload._routing.process_main import check_guarded, spare_workers_a_missing_script
 from offload._routing.process_router import ProcessRouter
 
 logger = logging.getLogger("offload.contexts.process")
@@ -51,25 +58,36 @@ def default_start_method() -> str:
     return "spawn"
 
 
-#: Modules every worker needs; a forkserver that has them forks ready workers.
-_WORKER_MODULES = ["offload._contexts.process_worker", "offload._futures.submit"]
+#: Modules every worker needs: a forkserver that has imported them forks
+#: workers that are ready at once (importing them takes a few hundred ms).
+WORKER_MODULES = ["offload._contexts.process_worker", "offload._futures.submit"]
+
+#: Whether this process has set the forkserver's preload list.
+_preload_set = False
 
 
-def _preload_in_forkserver(mp_context: Any) -> None:
-    """Add offload's worker modules to what the forkserver imports.
+def _preload_worker_modules(mp_context: Any) -> None:
+    """Have the forkserver import offload's worker modules, and not ``__main__``.
 
-    It matters only until the forkserver starts (once per application), and
-    keeps what the application asked for (``__main__`` by default).
+    ``set_forkserver_preload`` sets what the forkserver (one per
+    application, started with the first worker) imports before it forks
+    workers; later calls have no effect once it runs.  Set once per
+    process, so that a list the application sets after making its first
+    context stands.
+
+    The main module is left out (Python's default list names it, though
+    before 3.14 it is never imported that way): the forkserver would run
+    the script's import-time code once for the whole application, so a
+    script without a ``__main__`` guard would run the application in the
+    forkserver, which every worker of every context comes from.  Each
+    worker runs the script itself instead, where a missing guard is caught
+    (``check_guarded``) and ends that worker only, and where the script's
+    functions and globals are found by name (``process_pickling``).
     """
-    from multiprocessing import forkserver
-
-    try:
-        current = list(forkserver._forkserver._preload_modules)  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - another Python's internals
-        return
-    missing = [name for name in _WORKER_MODULES if name not in current]
-    if missing:
-        mp_context.set_forkserver_preload(current + missing)
+    global _preload_set
+    if not _preload_set:
+        _preload_set = True
+        mp_context.set_forkserver_preload(WORKER_MODULES)
 
 
 class MultiprocessingContext(IParallelContext):
@@ -80,14 +98,31 @@ class MultiprocessingContext(IParallelContext):
     results, messages.  Plain :mod:`pickle` is tried first and `cloudpickle`_
     takes over for lambdas, closures and functions of ``__main__``.
 
+    Functions and classes that the main script defines at its top level go
+    to workers by reference, as with plain :mod:`multiprocessing`: each
+    worker has its own copy of the script, so what a task keeps in the
+    script's globals lasts as long as the worker.  Others (defined under
+    the ``__main__`` guard, in a script fed on standard input, in an
+    interactive session or with ``python -c``; every one with the ``fork``
+    start method) go by value, with copies of their globals, with each task.
+
     Parameters
     ----------
     start_method : {"forkserver", "spawn", "fork"}, optional
         How worker processes start; see :mod:`multiprocessing`.  Default:
         ``"forkserver"`` on Linux, ``"spawn"`` elsewhere, both safe in a
-        threaded GUI application.  With either, a script that makes a
-        context must guard its entry point with ``if __name__ ==
-        "__main__":``, since workers import the main module.
+        threaded GUI application.  With either, workers run the main script
+        when they start, so a script that makes a context must guard its
+        entry point with ``if __name__ == "__main__":``; making a context
+        while a worker runs the script raises ``RuntimeError`` (the worker
+        ends, and the tasks waiting for workers FAIL saying why), instead
+        of running the application in every worker.
+
+    Raises
+    ------
+    RuntimeError
+        If made while a new worker process runs the main script (the
+        script has no ``__main__`` guard).
 
     Notes
     -----
@@ -104,6 +139,7 @@ class MultiprocessingContext(IParallelContext):
     """
 
     def __init__(self, start_method: str | None = None) -> None:
+        check_guarded("MultiprocessingContext()")
         if start_method is None:
             start_method = default_start_method()
         methods = multiprocessing.get_all_start_methods()
@@ -115,10 +151,13 @@ class MultiprocessingContext(IParallelContext):
         self._start_method = start_method
         self._mp_context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            _preload_in_forkserver(self._mp_context)
+            _preload_worker_modules(self._mp_context)
+        if start_method != "fork":
+            spare_workers_a_missing_script()
         self._flags = FlagSlots()
         self._pools: weakref.WeakSet[ProcessWorkerPool] = weakref.WeakSet()
         self._closed = False
+        self._close_notices = CloseNotices()
 
     @property
     def start_method(self) -> str:
@@ -166,12 +205,14 @@ class MultiprocessingContext(IParallelContext):
     def close(self) -> None:
         """Stop every pool this context made and free its shared memory.
 
-        Pools still running work get two seconds, then their workers are
-        killed.  Idempotent.
+        Executors still running on the context stop first (they cancel
+        their tasks).  Pools still running work get two seconds, then their
+        workers are killed.  Idempotent.
         """
         if self._closed:
             return
         self._closed = True
+        self._close_notices.run()
         pools = list(self._pools)
         for pool in pools:
             pool.shutdown(wait=False)
@@ -188,6 +229,12 @@ class MultiprocessingContext(IParallelContext):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def call_on_close(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (a bound method, held weakly) as the context
+        closes: how an executor learns that its context is gone."""
+        self._close_notices.add(callback)
+        return True
 
     def __enter__(self) -> MultiprocessingContext:
         return self

@@ -16,10 +16,17 @@ What runs where::
                                  sentinel ─▶ the worker died: read what
                                    it sent, FAIL its item, start another
 
+    writer thread (one per pool, started by the first large item)
+      writes the items too large for a pipe to take at once ───────▶
+
 Each worker runs one item at a time and is sent the next only when it
 reports the last one DONE, so the pool always knows which item a dead
 worker was running, and an item never waits behind a long task while
-another worker is idle.
+another worker is idle.  So a worker's pipe of items is empty when it is
+sent one: an item of up to ``INLINE_SEND_LIMIT`` bytes is written at once by
+the thread that hands it out, without waiting; a larger one is left to the
+writer thread, so that neither the submitting thread nor the reader waits
+(with the pool's lock held) while the worker reads it.
 
 Workers start on demand, in the reader thread (starting a process must not
 stall the main thread), up to ``max_workers``.  A worker that dies before it
@@ -48,7 +55,8 @@ from typing import Any
 from offload._contexts.process_queue import deliver
 from offload._contexts.process_worker import READY, worker_main
 from offload._routing.process_channel import DONE, QUEUE_PUT
-from offload._routing.process_pickling import describe_unpicklable, dumps, error_text
+from offload._routing.process_main import main_script
+from offload._routing.process_pickling import describe_unpicklable, dumps_item, error_text
 from offload._routing.process_router import dispatch
 
 logger = logging.getLogger("offload.contexts.process")
@@ -56,11 +64,21 @@ logger = logging.getLogger("offload.contexts.process")
 #: Worker start failures in a row after which queued items fail.
 START_ATTEMPTS = 3
 
+#: Seconds after which a worker process that has not reported READY is
+#: logged as slow to start (it is still running the main script, perhaps
+#: the application itself: a script without a __main__ guard that enters
+#: its main loop before making a context).
+START_WARNING = 10.0
+
 #: Seconds a stopping worker gets to exit before it is terminated.
 STOP_GRACE_PERIOD = 2.0
 
 #: Seconds the interpreter waits, at exit, for items still running.
 EXIT_GRACE_PERIOD = 2.0
+
+#: Largest work item (bytes) written by the thread that hands it out; a
+#: pipe takes this much at once (Linux: 64 KiB, macOS: 16 KiB at first).
+INLINE_SEND_LIMIT = 16 * 1024 - 64
 
 #: What a ready selector key stands for.
 _WAKE, _RESULTS, _EXITED = "wake", "results", "exited"
@@ -74,7 +92,9 @@ class _Job:
 
     __slots__ = ("future", "data", "running")
 
-    def __init__(self, future: concurrent.futures.Future, data: bytes | None) -> None:
+    def __init__(
+        self, future: concurrent.futures.Future, data: bytes | memoryview | None
+    ) -> None:
         self.future = future
         self.data = data
         #: Marked running in its future (once: a resend after a failed
@@ -85,7 +105,10 @@ class _Job:
 class _Worker:
     """The main process's handle on one worker process."""
 
-    __slots__ = ("process", "tasks", "results", "ready", "job", "poison", "stopping")
+    __slots__ = (
+        "process", "tasks", "results", "ready", "job", "poison", "stopping",
+        "writing", "exited", "slow_at",
+    )
 
     def __init__(self, process: Any, tasks: Any, results: Any) -> None:
         self.process = process
@@ -99,6 +122,12 @@ class _Worker:
         #: Why the running item must fail although the worker said DONE.
         self.poison: str | None = None
         self.stopping = False
+        #: The writer thread is writing to ``tasks``: only it may close it.
+        self.writing = False
+        #: The reader has reaped the process.
+        self.exited = False
+        #: When (monotonic) to log that it is slow to start.
+        self.slow_at = time.monotonic() + START_WARNING
 
 
 class ProcessWorkerPool(concurrent.futures.Executor):
@@ -133,6 +162,15 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._shutdown = False
         self._terminating = False
         self._work_ids = itertools.count()
+        #: Workers import the main script, so its functions go by reference.
+        self._main_by_reference = mp_context.get_start_method() in ("spawn", "forkserver")
+        #: (worker, job) for the writer thread, which starts on first use.
+        self._outbox: deque[tuple[_Worker, _Job]] = deque()
+        self._outbox_ready = threading.Condition(self._lock)
+        self._writer: threading.Thread | None = None
+        self._writer_done = False
+        #: Workers started but not READY, not yet logged as slow.  Reader only.
+        self._starting: set[_Worker] = set()
         # The application holds the only write end: workers see end-of-file
         # on the read end once it is gone, however it died.
         self._alive_read, self._alive_write = mp_context.Pipe(duplex=False)
@@ -172,7 +210,9 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             raise RuntimeError("cannot submit to a worker process pool after shutdown")
         work_id = next(self._work_ids)
         try:
-            data = work_id.to_bytes(8, "little") + dumps(fn)
+            data = dumps_item(
+                work_id.to_bytes(8, "little"), fn, main_by_reference=self._main_by_reference
+            )
         except Exception as error:  # noqa: BLE001 - any pickling failure
             failure = TypeError(describe_unpicklable(fn, error))
             failure.__cause__ = error
@@ -230,17 +270,38 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 return False
             job.running = True
         worker.job = job
+        assert job.data is not None
+        if len(job.data) > INLINE_SEND_LIMIT:
+            self._outbox.append((worker, job))
+            self._outbox_ready.notify()
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name=f"{self._reader.name}-writer",
+                    daemon=True,
+                )
+                self._writer.start()
+            return True
         try:
             worker.tasks.send_bytes(job.data)
         except OSError:
-            # The worker died a moment ago; its sentinel will tell the
-            # reader.  The item never reached it: run it elsewhere.
-            worker.job = None
-            self._pending.appendleft(job)
-            self._want_worker()
+            self._not_delivered(worker, job)
             return True
         job.data = None
         return True
+
+    def _not_delivered(self, worker: _Worker, job: _Job) -> None:
+        """The worker died before it got ``job``; its sentinel will tell the
+        reader.  The item never reached it: run it elsewhere."""
+        if worker.job is not job:
+            return  # the reader found the worker dead first, and failed it
+        worker.job = None
+        if self._terminating:
+            _settle(job.future, False, RuntimeError(
+                f"{worker.poison or 'the pool was terminated'} before this task started"
+            ))
+            return
+        self._pending.appendleft(job)
+        self._want_worker()
 
     def _worker_free(self, worker: _Worker) -> None:
         while self._pending:
@@ -275,6 +336,42 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         except OSError:
             pass  # the reader has ended
 
+    # Writer thread ---------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        """Write large items to their workers, without the lock held."""
+        while True:
+            with self._lock:
+                while not self._outbox and not self._writer_done:
+                    self._outbox_ready.wait()
+                if not self._outbox:
+                    return
+                worker, job = self._outbox.popleft()
+                data = job.data
+                worker.writing = True
+            try:
+                worker.tasks.send_bytes(data)
+                delivered = True
+            except (OSError, ValueError):  # a dead worker, or its pipe closed
+                delivered = False
+            del data
+            with self._lock:
+                worker.writing = False
+                if delivered:
+                    job.data = None
+                else:
+                    self._not_delivered(worker, job)
+                if worker.exited:
+                    worker.tasks.close()
+
+    def _stop_writer(self) -> None:
+        with self._lock:
+            self._writer_done = True
+            self._outbox_ready.notify()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
+
     # Reader thread ---------------------------------------------------------------
 
     def _read_loop(self) -> None:
@@ -284,6 +381,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             logger.exception("offload process pool reader failed; terminating the pool")
             self._fail_everything("the worker pool's reader thread failed")
         finally:
+            self._stop_writer()
             self._close_pipes()
 
     def _serve(self) -> None:
@@ -308,7 +406,10 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 elif time.monotonic() - stopping_since > STOP_GRACE_PERIOD:
                     for worker in list(self._by_results.values()):
                         _kill(worker.process)
-            ready = self._selector.select(None if stopping_since is None else 0.1)
+            timeout = self._until_slow_start()
+            if stopping_since is not None:
+                timeout = 0.1 if timeout is None else min(timeout, 0.1)
+            ready = self._selector.select(timeout)
             exited = []
             for key, _ in ready:
                 what, worker = key.data
@@ -326,6 +427,22 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             # comes first.
             for worker in exited:
                 self._on_exit(worker)
+
+    def _until_slow_start(self) -> float | None:
+        """Seconds until a starting worker is due to be logged as slow
+        (logging those that are due); None if no worker is starting."""
+        if not self._starting:
+            return None
+        now = time.monotonic()
+        for worker in [w for w in self._starting if w.slow_at <= now]:
+            self._starting.discard(worker)
+            logger.warning(
+                "worker process %s has not started after %.0f s; a new worker "
+                "runs the main script (%s) first, and a script without an if "
+                "__name__ == '__main__': guard runs the whole application there",
+                worker.process.pid, START_WARNING, main_script() or "none",
+            )
+        return min((w.slow_at - now for w in self._starting), default=None)
 
     def _start_worker(self) -> None:
         context = self._mp_context
@@ -354,6 +471,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         with self._lock:
             self._wanted -= 1
             self._by_results[result_read] = worker
+        self._starting.add(worker)
         logger.debug("worker process %s started", process.pid)
 
     def _on_chunk(self, worker: _Worker, data: bytes) -> None:
@@ -400,6 +518,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 except BaseException:  # noqa: BLE001
                     logger.exception("could not put an item from a worker on its queue")
             elif kind == READY:
+                self._starting.discard(worker)
                 with self._lock:
                     worker.ready = True
                     self._start_failures = 0
@@ -432,6 +551,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             pass
         process = worker.process
         process.join()
+        self._starting.discard(worker)
         self._selector.unregister(worker.results)
         self._selector.unregister(process.sentinel)
         with self._lock:
@@ -442,10 +562,12 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             started = worker.ready
             if not started and not worker.stopping:
                 self._start_failures += 1
-            if self._pending and not self._terminating:
-                self._want_worker()
             give_up = self._start_failures >= START_ATTEMPTS
-        worker.tasks.close()
+            if self._pending and not self._terminating and not give_up:
+                self._want_worker()
+            worker.exited = True
+            if not worker.writing:  # else the writer closes it when done
+                worker.tasks.close()
         worker.results.close()
         how = describe_exit(process.exitcode)
         logger.debug("worker process %s %s", process.pid, how)

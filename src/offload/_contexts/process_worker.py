@@ -13,6 +13,14 @@ pool can tell a worker that failed to start from one that died in a task.
 
 The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process
 group, and it is for the application to decide what its workers do.
+
+A task may fork the worker (directly, or through a library).  The child has
+copies of the worker's pipes and of this loop: should it return from the
+task instead of ending with ``os._exit()``, it would report to the
+application as the worker and take the worker's next item.  So a forked
+child never sends (its copy of the channel is dropped at the fork), and one
+that comes back into this loop is ended there, saying so on its standard
+error; the worker's own result stands.
 """
 
 from __future__ import annotations
@@ -21,10 +29,18 @@ import os
 import pickle
 import signal
 import threading
+import traceback
 from typing import Any
 
 from offload._contexts.process_flags import detach_all
-from offload._routing.process_channel import DONE, Channel, install
+from offload._routing.process_channel import (
+    DONE,
+    Channel,
+    end_forked_child,
+    forget_in_forked_child,
+    install,
+)
+from offload._routing.process_main import MP_MAIN
 from offload._routing.process_pickling import error_text
 
 #: Control record: the worker is up and waits for work.  ``(READY, pid)``.
@@ -51,7 +67,9 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
     _start_watchdog(alive_connection, os.getppid())
     channel = Channel(result_connection)
     install(channel)
-    channel.control((READY, os.getpid()))
+    pid = os.getpid()
+    os.register_at_fork(after_in_child=lambda: forget_in_forked_child(pid))
+    channel.control((READY, pid))
     loads = pickle.loads
     while True:
         try:
@@ -66,6 +84,7 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
                 f"the worker process could not unpickle the task: {error_text(error)}"
+                + _main_hint(error)
             )
             channel.control((DONE, work_id, False, failure))
             continue
@@ -73,8 +92,12 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
         try:
             value = function()
         except BaseException as error:  # noqa: BLE001 - reported, never lost
+            if os.getpid() != pid:
+                end_forked_child("raised from", "".join(traceback.format_exception(error)), 1)
             channel.control((DONE, work_id, False, error))
         else:
+            if os.getpid() != pid:
+                end_forked_child("returned from")
             channel.control((DONE, work_id, True, value))
         # Drop the task (and its arguments) before waiting for the next one.
         function = value = None
@@ -84,6 +107,17 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
     except OSError:
         pass
     detach_all()
+
+
+def _main_hint(error: BaseException) -> str:
+    """Advice when the task names what the worker's main module lacks."""
+    if isinstance(error, AttributeError) and MP_MAIN in str(error):
+        return (
+            " (a function or class of the main script that worker processes "
+            "do not have: define it at the top level of the script, not under "
+            "if __name__ == '__main__':)"
+        )
+    return ""
 
 
 def _start_watchdog(alive_connection: Any, parent_pid: int) -> None:

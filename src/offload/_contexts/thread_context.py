@@ -5,8 +5,14 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
+from collections.abc import Callable
 
-from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._contexts.interface import (
+    CloseNotices,
+    IParallelContext,
+    check_max_workers,
+    check_open,
+)
 from offload._contexts.thread_pool import WorkerThreadPool
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
@@ -47,6 +53,7 @@ class MultithreadingContext(IParallelContext):
 
     def __init__(self) -> None:
         self._closed = False
+        self._close_notices = CloseNotices()
 
     def worker_pool(self, *, max_workers: int | None = None) -> concurrent.futures.Executor:
         check_open(self)
@@ -76,11 +83,21 @@ class MultithreadingContext(IParallelContext):
         return ThreadRouter(event_loop)
 
     def close(self) -> None:
+        """Refuse further use; executors still running on it stop."""
+        if self._closed:
+            return
         self._closed = True
+        self._close_notices.run()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def call_on_close(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (a bound method, held weakly) as the context
+        closes: how an executor learns that its context is gone."""
+        self._close_notices.add(callback)
+        return True
 
     def __enter__(self) -> MultithreadingContext:
         return self

@@ -5,14 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
-import sys
 import threading
 import time
 import warnings
 from typing import Any
 
 from traits.api import Any as AnyTrait
-from traits.api import Bool, HasStrictTraits, Property
+from traits.api import Bool, Event, HasStrictTraits, Property
 
 from offload._contexts.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
@@ -26,30 +25,6 @@ logger = logging.getLogger("offload.executor")
 
 #: Seconds ``shutdown`` waits for killed worker processes' tasks to end.
 _TERMINATE_TIMEOUT = 10.0
-
-#: CPython's method cache (4,096 entries) keeps a reference to the name of
-#: each attribute it looked up, and tells names apart by address.  Traits
-#: makes a fresh string for three of the names it looks up as it creates a
-#: ``HasTraits`` object, so after a burst of futures about 800 of these
-#: strings stay, allocated all through the burst, and pin its memory:
-#: CPython can return one of its 1 MiB arenas to the system only once
-#: every block in it is free.  Measured with 20,000 finished futures
-#: dropped (benchmarks/memory.py): 12 MB kept instead of 4.  So once the
-#: executor's futures of a burst (its table grew past the size for 1,000
-#: futures) are all done, it empties that cache, which refills as lookups
-#: happen (a few microseconds).
-_BURST_TABLE_SIZE = sys.getsizeof(dict.fromkeys(range(1_000)))
-
-
-def _forget_looked_up_names() -> None:
-    """Empty CPython's method cache, if this Python has one to empty."""
-    # Documented as deprecated since 3.13 in favour of _clear_internal_caches,
-    # which also drops the specialised code of every function; it does not
-    # warn (our tests run with warnings as errors on 3.13).  A global
-    # warnings filter around it would not be thread-safe.
-    clear = getattr(sys, "_clear_type_cache", None)
-    if clear is not None:
-        clear()
 
 
 def _default_event_loop() -> IEventLoop:
@@ -99,6 +74,11 @@ class TraitsExecutor(HasStrictTraits):
 
     #: True once STOPPED: every task has ended and resources are released.
     stopped = Property(Bool())
+
+    #: Fired on the main thread by each successful ``submit`` with
+    #: ``(future, task specification)``: what ``offload.ui.ActivityView``
+    #: follows.  Costs a few tens of nanoseconds unobserved.
+    submitted = Event()
 
     _state = AnyTrait(RUNNING)
     _context = AnyTrait()
@@ -181,6 +161,10 @@ class TraitsExecutor(HasStrictTraits):
         router: IMessageRouter = context.message_router(event_loop)
         router.connect(self._task_finished)
         self._router = router
+        # A context only registered with IParallelContext may lack it.
+        call_on_close = getattr(context, "call_on_close", None)
+        if call_on_close is not None:
+            call_on_close(self._context_closed)
         # Looked up once: a property, on the path of every submission.
         self._sender = router.sender
         #: task id -> future, for the futures not yet done.
@@ -202,10 +186,17 @@ class TraitsExecutor(HasStrictTraits):
         Raises
         ------
         RuntimeError
-            If the executor is not RUNNING, or if called from a thread other
-            than the one that made the executor.
+            If the executor is not RUNNING (an offload context closed under
+            it stops it, and the message says so), or if called from a
+            thread other than the one that made the executor.
         """
         if self._state is not RUNNING:
+            if self._context.closed:
+                raise RuntimeError(
+                    f"cannot submit to a TraitsExecutor in state {self._state!r}: "
+                    "its context was closed while it ran; shut the executor "
+                    "down before closing its context, and create a new executor"
+                )
             raise RuntimeError(
                 f"cannot submit to a TraitsExecutor in state {self._state!r}; "
                 "create a new executor"
@@ -230,6 +221,7 @@ class TraitsExecutor(HasStrictTraits):
             router.discard_receiver(task_id)
             del self._futures[task_id]
             raise
+        self.submitted = (future, task)
         return future
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -384,13 +376,18 @@ class TraitsExecutor(HasStrictTraits):
         if (old is STOPPED) != (new is STOPPED):
             notify("stopped", old is STOPPED, new is STOPPED)
 
+    def _context_closed(self) -> None:
+        """The context was closed under this executor: stop, since no task
+        can run any more (called by ``context.close()``, main thread)."""
+        if self._state is RUNNING and threading.get_ident() == self._thread_id:
+            logger.debug("executor %#x: its context was closed", id(self))
+            self.stop()
+
     def _task_finished(self, task_id: int) -> None:
         """Called by the router (main thread) after a task's final message."""
         futures = self._futures
         del futures[task_id]
         if not futures:
-            if sys.getsizeof(futures) > _BURST_TABLE_SIZE:
-                _forget_looked_up_names()
             # Dicts never shrink; drop the table a burst of tasks grew.
             self._futures = {}
             if self._state is STOPPING:

@@ -11,9 +11,7 @@ from typing import Any
 from traits.api import Any as AnyTrait
 from traits.api import Bool, HasStrictTraits, Property
 from traits.api import Callable as CallableTrait
-from traits.ctraits import CHasTraits
 
-from offload._futures.observing import add_or_remove
 from offload._futures.states import (
     CANCEL,
     CANCELLABLE_STATES,
@@ -44,11 +42,6 @@ logger = logging.getLogger("offload.futures")
 #: thread does after a wake-up (a level set later is still seen).
 _debug_enabled = logger.isEnabledFor
 _DEBUG = logging.DEBUG
-
-#: ``HasTraits.trait_property_changed``, unbound: looking a method up on a
-#: ``HasTraits`` object costs as much as calling it (~0.2 µs), and a round
-#: trip changes state twice.
-_trait_property_changed = CHasTraits.trait_property_changed  # type: ignore[attr-defined]
 
 
 class TaskCancelled(Exception):
@@ -165,6 +158,18 @@ class BaseTask(abc.ABC):
         return self._cancelled()
 
 
+def event_loop_of(future: Any) -> Any:
+    """The event loop that delivers ``future``'s messages, or None.
+
+    A :class:`BaseFuture`'s cancel callable is its executor's handle of the
+    task, which names the executor's event loop; a future of another kind,
+    or one made outside an executor, says nothing (None).
+    """
+    if not isinstance(future, BaseFuture):
+        return None
+    return getattr(future._cancel, "event_loop", None)
+
+
 def _check_delivered_in(running: asyncio.AbstractEventLoop, handle: Any) -> None:
     """Let the future's event loop refuse an ``await`` it could never wake.
 
@@ -223,8 +228,7 @@ class BaseFuture(HasStrictTraits):
 
     #: Plain callables run (no arguments) right after ``done`` fires, or
     #: None.  ``await`` waits through it: an ``observe`` and its removal
-    #: cost 19-26 µs through Traits (~5 µs by the lean path of
-    #: :meth:`observe`), a list append and remove well under 1 µs.
+    #: cost tens of times what a list append and remove do.
     _done_callbacks = AnyTrait(None)
 
     # Public API -------------------------------------------------------------
@@ -361,33 +365,6 @@ class BaseFuture(HasStrictTraits):
             raise TaskFailed(info) from original
         raise asyncio.CancelledError(f"the task of {self!r} was cancelled")
 
-    # Keyword-only, as at run time; traits' stubs say otherwise.
-    def observe(  # type: ignore[override]
-        self,
-        handler: Callable[[Any], Any],
-        expression: Any,
-        *,
-        remove: bool = False,
-        dispatch: str = "same",
-    ) -> None:
-        """Traits' ``HasTraits.observe``, with the same behaviour.
-
-        Observing one trait by name (``future.observe(handler, "done")``),
-        the commonest call, takes a shorter path: on the future's Event and
-        Property traits, a notifier of offload's own that calls its
-        handlers as Traits' notifiers would (Traits' own
-        ``HasTraits.observe(future, ..., remove=True)`` cannot see them;
-        ``future.observe(..., remove=True)`` can), and on others the very
-        notifiers that Traits would make; see ``offload._futures.observing``.
-        """
-        if (
-            dispatch == "same"
-            and expression.__class__ is str
-            and add_or_remove(self, handler, expression, remove)
-        ):
-            return
-        super().observe(handler, expression, remove=remove, dispatch=dispatch)
-
     # Private ----------------------------------------------------------------
 
     def _get_state(self) -> str:
@@ -423,12 +400,12 @@ class BaseFuture(HasStrictTraits):
         if done:
             # Nothing can be cancelled any more: drop the reference to it.
             self._cancel = _no_cancel
-        notify = _trait_property_changed
-        notify(self, "state", old_public, new_public)
+        notify = self.trait_property_changed  # type: ignore[attr-defined]
+        notify("state", old_public, new_public)
         if cancellable:
-            notify(self, "cancellable", not cancellable[0], cancellable[0])
+            notify("cancellable", not cancellable[0], cancellable[0])
         if done:
-            notify(self, "done", False, True)
+            notify("done", False, True)
             callbacks = self._done_callbacks
             if callbacks:
                 self._done_callbacks = None
@@ -514,50 +491,3 @@ def _handler(cls: type, kind: str) -> Callable[[Any, Any], None]:
 # HasTraits' metaclass and ABCMeta do not mix; register instead.
 IFuture.register(BaseFuture)
 
-
-#: Future class -> whether :func:`new_future` may skip its ``__init__``.
-_PLAIN_INIT: dict[type, bool] = {}
-
-_HAS_TRAITS_INIT = CHasTraits.__init__
-_HAS_TRAITS_TRAITS_INIT = CHasTraits.traits_init  # type: ignore[attr-defined]
-
-
-def _init_is_plain(cls: type) -> bool:
-    """Does ``cls(_cancel=c)`` do nothing that ``cls.__new__`` + a set skips?
-
-    ``HasTraits.__init__`` (C) calls four Python hooks, which set up the
-    class's ``@observe`` and ``on_trait_change`` methods and call
-    ``traits_init()``; with none of those, they loop over empty dicts.
-    """
-    return (
-        type(cls).__call__ is type.__call__
-        and cls.__new__ is CHasTraits.__new__
-        and cls.__init__ is _HAS_TRAITS_INIT  # type: ignore[misc]
-        and cls.traits_init is _HAS_TRAITS_TRAITS_INIT  # type: ignore[attr-defined]
-        and not cls.__listener_traits__  # type: ignore[attr-defined]
-        and not cls.__observer_traits__  # type: ignore[attr-defined]
-        and hasattr(cls, "_trait_set_inited")
-    )
-
-
-def new_future(cls: type[BaseFuture], cancel: Callable[[], None]) -> BaseFuture:
-    """``cls(_cancel=cancel)``, in 1.2 µs instead of 4.2 when it may be.
-
-    ``HasTraits.__init__`` costs 2.6 µs for a class with nothing to set up,
-    almost all of it four Python hooks that find nothing to do (a tenth of
-    the main thread's share of a round trip).  A class with ``@observe`` or
-    ``on_trait_change`` methods (a ``Property`` that observes or depends
-    on a trait, a delegate), its own ``__init__``, ``__new__`` or
-    ``traits_init``, or a metaclass with its own ``__call__`` (a user's
-    subclass, say) is made the ordinary way.
-    """
-    try:
-        plain = _PLAIN_INIT[cls]
-    except KeyError:
-        plain = _PLAIN_INIT[cls] = _init_is_plain(cls)
-    if not plain:
-        return cls(_cancel=cancel)
-    future = cls.__new__(cls)
-    future._cancel = cancel
-    future._trait_set_inited()  # type: ignore[attr-defined]
-    return future

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from offload._futures.base import BaseFuture, IFuture, ITaskSpecification, new_future
+from offload._futures.base import BaseFuture, IFuture, ITaskSpecification
 
 
 class FunctionTask:
@@ -51,4 +51,4 @@ class FunctionSpecification(ITaskSpecification):
         return self.task_class(self.callable, self.args, self.kwargs)
 
     def future(self, cancel: Callable[[], None]) -> IFuture:
-        return new_future(self.future_class, cancel)  # type: ignore[return-value]
+        return self.future_class(_cancel=cancel)  # type: ignore[return-value]

@@ -1,4 +1,4 @@
-"""``submit_call``, ``submit_iteration`` and ``submit_progress``."""
+"""``submit_call``, ``submit_iteration``, ``submit_progress`` and ``submit_steps``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from offload._futures.call import BackgroundCall, CallFuture
 from offload._futures.iteration import BackgroundIteration, IterationFuture
 from offload._futures.progress import BackgroundProgress, ProgressFuture
+from offload._futures.steps import BackgroundSteps, StepsFuture
 
 if TYPE_CHECKING:
     from offload._executor.executor import TraitsExecutor
@@ -129,4 +130,55 @@ def submit_progress(
         raise _not_callable("submit_progress", callable)
     return executor.submit(  # type: ignore[return-value]
         BackgroundProgress(callable, args, kwargs)
+    )
+
+
+def submit_steps(
+    executor: TraitsExecutor,
+    total: int,
+    message: str,
+    callable: Callable[..., Any],
+    /,
+    *args: Any,
+    **kwargs: Any,
+) -> StepsFuture:
+    """Run ``callable(*args, reporter=reporter, **kwargs)``, counting its steps.
+
+    Call it on the main thread.  ``callable`` runs in a worker, and so do
+    its calls ``reporter.step(message, size=1)`` (start a step of ``size``
+    of the ``total`` units; the previous step is then complete) and
+    ``reporter.stop(message)`` (the last step is complete).  The future's
+    ``complete``, ``message``, ``fraction`` and ``remaining_time`` follow
+    them on the main thread, at most 25 times a second: faster updates are
+    coalesced in the worker, the latest winning, and the last one is always
+    delivered before the future is done.  Once cancellation is asked for,
+    ``step`` and ``stop`` raise :class:`TaskCancelled`, which ends the task
+    as CANCELLED.
+
+    Parameters
+    ----------
+    executor : TraitsExecutor
+        The executor to submit to; it must be RUNNING.
+    total : int
+        Units of work of the whole task, in whatever unit suits it (>= 0;
+        0 if unknown).
+    message : str
+        What the future's ``message`` says until the first step.
+    callable : callable
+        Accepts a ``reporter`` keyword argument (an :class:`IStepsReporter`).
+    *args, **kwargs
+        Its other arguments; ``reporter`` among them is a ``TypeError``.
+
+    Returns
+    -------
+    StepsFuture
+    """
+    if not _is_callable(callable):
+        raise TypeError(
+            "submit_steps(executor, total, message, callable, *args, **kwargs) "
+            f"needs a callable as its fourth argument, got {callable!r} of type "
+            f"{type(callable).__name__}"
+        )
+    return executor.submit(  # type: ignore[return-value]
+        BackgroundSteps(total, message, callable, args, kwargs)
     )

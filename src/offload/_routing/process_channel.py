@@ -25,10 +25,11 @@ dropped (its future has FAILED already).
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from offload._routing.process_pickling import (
     dumps,
@@ -51,6 +52,9 @@ QUEUE_PUT = 1
 #: The channel of this worker process; None outside worker processes.
 _CHANNEL: Channel | None = None
 
+#: The pid of the worker process whose child (a task forked) this is.
+_FORKED_FROM: int | None = None
+
 
 def current_channel() -> Channel | None:
     """This process's channel, if it is a worker process of offload."""
@@ -61,6 +65,43 @@ def install(channel: Channel | None) -> None:
     """Make ``channel`` this process's channel (worker start-up)."""
     global _CHANNEL
     _CHANNEL = channel
+
+
+def forked_from() -> int | None:
+    """The worker process this one was forked from by a task, or None."""
+    return _FORKED_FROM
+
+
+def forget_in_forked_child(worker_pid: int) -> None:
+    """In a child that a task forked: drop the worker's channel.
+
+    The child has copies of the worker's pipes: anything it sent on them
+    would reach the application as if from the worker.  So its tasks'
+    messages fail instead (see ``ProcessSender``).
+    """
+    global _CHANNEL, _FORKED_FROM
+    _CHANNEL = None
+    _FORKED_FROM = worker_pid
+
+
+def end_forked_child(how: str, details: str = "", code: int = 0) -> NoReturn:
+    """End this process, a child that a task forked, which ``how`` ("returned
+    from", "raised from") the task instead of ending with ``os._exit()``.
+
+    It must neither report to the application nor run the worker's loop:
+    it says so on its standard error and exits with ``code``.
+    """
+    message = (
+        f"offload: a task forked worker process {_FORKED_FROM}, and the child "
+        f"process {os.getpid()} {how} the task instead of ending with "
+        "os._exit(); offload ended the child (the worker's own result "
+        f"stands).  End a forked child with os._exit(code).\n{details}"
+    )
+    try:
+        os.write(2, message.encode(errors="replace"))
+    except OSError:
+        pass
+    os._exit(code)
 
 
 class Channel:

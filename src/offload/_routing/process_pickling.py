@@ -2,10 +2,17 @@
 
 Plain :mod:`pickle` is about ten times faster than cloudpickle, so it is
 tried first; cloudpickle takes over when pickle fails (lambdas, closures,
-locally defined functions) or when the pickle refers to ``__main__`` by name
-(a function of an interactive session or of a script's ``if __name__ ==
-"__main__":`` block may not exist in the worker's ``__main__``; cloudpickle
-carries it by value).  cloudpickle is imported only when first needed.
+locally defined functions).  cloudpickle is imported only when first needed.
+
+Functions and classes of the main script need care.  Plain pickle names
+them (``__main__.work``), and a worker started by ``spawn`` or ``forkserver``
+finds them by that name in its own copy of the script, run when it started
+(see :mod:`.process_main`): so they go by reference, as with plain
+``multiprocessing``, and a task's globals (a model loaded once per worker)
+live as long as the worker.  Where the worker has no such name (a function
+defined under ``if __name__ == "__main__":``, a script fed on standard input,
+an interactive session, ``python -c``, the ``fork`` start method) they go by
+value with cloudpickle, which copies them and their globals with each task.
 
 Failures are described by naming the object that could not be pickled, so
 that a future FAILS with a message a user can act on.
@@ -13,8 +20,12 @@ that a future FAILS with a message a user can act on.
 
 from __future__ import annotations
 
+import io
 import pickle
+import types
 from typing import Any
+
+from offload._routing.process_main import names_in_workers
 
 #: Protocol 5: out-of-band buffers aside, the fastest for large bytes/arrays.
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -22,10 +33,44 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 #: Longest ``repr`` quoted in an error message.
 _REPR_LIMIT = 200
 
+#: Size (bytes) from which an argument counts as large: a work item that
+#: carries one is pickled straight after its header (no copy to join them)
+#: and checked for the main script's functions as it is pickled (no scan
+#: of the result).
+LARGE_ARGUMENT = 64 * 1024
+
+
+def dumps_item(header: bytes, obj: Any, *, main_by_reference: bool) -> bytes | memoryview:
+    """``header`` followed by ``obj`` pickled for a worker process.
+
+    Parameters
+    ----------
+    header : bytes
+        What goes before the pickle (the work item's id).
+    obj : callable
+        The work item.
+    main_by_reference : bool
+        Whether the workers run the main script when they start (``spawn``,
+        ``forkserver``), so that its functions may go by reference.
+
+    Runs on the submitting thread.  Raises what cloudpickle raises when
+    neither pickler can pickle ``obj``.
+    """
+    if _carries_large_argument(obj):
+        return _dumps_checked(header, obj, main_by_reference)
+    try:
+        data = pickle.dumps(obj, PROTOCOL)
+    except Exception:  # noqa: BLE001 - any pickling failure: try cloudpickle
+        return header + cloud_dumps(obj)
+    if b"__main__" in data and not _by_reference_is_safe(obj, main_by_reference):
+        return header + cloud_dumps(obj)
+    return header + data
+
 
 def dumps(obj: Any) -> bytes:
     """Pickle ``obj`` for another process: pickle first, then cloudpickle.
 
+    Used in worker processes (messages, results) and for error reports.
     Without cloudpickle, what refers to ``__main__`` goes by reference, as
     with plain :mod:`multiprocessing` (workers import the main module, so its
     top-level functions are found there).  Raises whatever cloudpickle
@@ -57,8 +102,115 @@ def _has_cloudpickle() -> bool:
 _CLOUDPICKLE: bool | None = None
 
 
+class _ByValue(Exception):
+    """A function or class of the main script that workers do not have."""
+
+
+class _MainReferenceCheck(pickle.Pickler):
+    """Pickles, refusing (``_ByValue``) the main script's functions and
+    classes that a worker would not find by name.
+
+    ``reducer_override`` is called for each object that is not of a basic
+    type (int, str, bytes, list, dict...): a 100 MB argument costs a call or
+    two, not a scan of the pickle.
+    """
+
+    def __init__(self, file: Any, names: frozenset[str] | None) -> None:
+        super().__init__(file, PROTOCOL)
+        self._names = names
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (types.FunctionType, type)) and getattr(
+            obj, "__module__", None
+        ) == "__main__":
+            names = self._names
+            qualname = getattr(obj, "__qualname__", "")
+            if names is None or qualname.partition(".")[0] not in names:
+                raise _ByValue
+        return NotImplemented
+
+
+def _by_reference_is_safe(obj: Any, main_by_reference: bool) -> bool:
+    """Whether every function and class of the main script in ``obj`` is one
+    that workers find by name (pickles ``obj`` again to know).  Without
+    cloudpickle, by reference is the only way: as with plain
+    ``multiprocessing``, it works for the script's top-level names."""
+    if not _has_cloudpickle():
+        return True
+    if not main_by_reference:
+        return False
+    checker = _MainReferenceCheck(_Discard(), names_in_workers())
+    try:
+        checker.dump(obj)
+    except _ByValue:
+        return False
+    return True
+
+
+class _Discard:
+    """A file that forgets what is written to it."""
+
+    __slots__ = ()
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _dumps_checked(header: bytes, obj: Any, main_by_reference: bool) -> memoryview:
+    """``header`` and the pickle of ``obj``, in one buffer and one pass."""
+    buffer = io.BytesIO()
+    buffer.write(header)
+    if _has_cloudpickle():
+        names = names_in_workers() if main_by_reference else None
+        pickler: pickle.Pickler = _MainReferenceCheck(buffer, names)
+    else:
+        pickler = pickle.Pickler(buffer, PROTOCOL)
+    try:
+        pickler.dump(obj)
+    except Exception:  # noqa: BLE001 - _ByValue, or pickle fails: cloudpickle
+        buffer = io.BytesIO()
+        buffer.write(header)
+        _cloud_dump(obj, buffer)
+    return buffer.getbuffer()
+
+
+def _carries_large_argument(obj: Any) -> bool:
+    """Whether the work item ``obj`` has an argument of LARGE_ARGUMENT bytes
+    or more (bytes, bytearray, memoryview, or an array with ``nbytes``)."""
+    task = getattr(obj, "task", None)
+    if task is not None and hasattr(obj, "cancel_flag"):
+        obj = task  # a TaskRunner: look at its task's arguments
+    args = getattr(obj, "args", None)
+    kwargs = getattr(obj, "kwargs", None)
+    if kwargs is None:
+        kwargs = getattr(obj, "keywords", None)  # functools.partial
+    values = list(args) if isinstance(args, tuple) else []
+    if isinstance(kwargs, dict):
+        values.extend(kwargs.values())
+    for value in values:
+        if isinstance(value, (bytes, bytearray)):
+            size = len(value)
+        elif isinstance(value, memoryview):
+            size = value.nbytes
+        elif getattr(type(value), "nbytes", None) is not None:
+            size = getattr(value, "nbytes", 0)  # NumPy and other arrays
+        else:
+            continue
+        if isinstance(size, int) and size >= LARGE_ARGUMENT:
+            return True
+    return False
+
+
 def cloud_dumps(obj: Any) -> bytes:
     """Pickle ``obj`` with cloudpickle (imported on first use)."""
+    return _cloudpickle().dumps(obj, PROTOCOL)
+
+
+def _cloud_dump(obj: Any, file: Any) -> None:
+    _cloudpickle().dump(obj, file, PROTOCOL)
+
+
+def _cloudpickle() -> Any:
     try:
         import cloudpickle
     except ImportError:
@@ -67,7 +219,7 @@ def cloud_dumps(obj: Any) -> bytes:
             "lambdas, closures and __main__ functions to worker processes; "
             "install it with: pip install 'offload[process]'"
         ) from None
-    return cloudpickle.dumps(obj, PROTOCOL)
+    return cloudpickle
 
 
 def short_repr(obj: Any) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from offload._event_loops.interface import IEventLoop
 from offload._routing import process_channel
 from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
+from offload._routing.protocol import CRASHED, RAISED, RETURNED
 
 logger = logging.getLogger("offload.routing")
 
@@ -55,6 +56,10 @@ class ProcessSender:
         if channel is not None:
             channel.send(self.router_id, task_id, message)
             return
+        worker = process_channel.forked_from()
+        if worker is not None:
+            _in_forked_child(worker, message)
+            return
         router = _ROUTERS.get(self.router_id)
         if router is None or os.getpid() != self.owner_pid:
             raise RuntimeError(
@@ -64,6 +69,25 @@ class ProcessSender:
                 "context.worker_pool() (or none)"
             )
         router.put((task_id, message))
+
+
+def _in_forked_child(worker: int, message: tuple) -> None:
+    """A message sent in a child that a task forked: the task's end ends
+    the child; the task's own messages fail; the rest is dropped."""
+    kind = message[0]
+    if kind == RETURNED:
+        process_channel.end_forked_child("returned from")
+    if kind in (RAISED, CRASHED):
+        (_, _, formatted), error = message[1]
+        code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 1
+        process_channel.end_forked_child("raised from", formatted, code)
+    if isinstance(kind, str):
+        raise RuntimeError(
+            f"this process ({os.getpid()}) was forked by a task in worker "
+            f"process {worker}: it cannot send the task's messages (only the "
+            "worker process can); send them from the worker, and end a "
+            "forked child with os._exit()"
+        )
 
 
 #: Undelivered messages past which the pool's reader thread waits (up to

@@ -54,6 +54,10 @@ def exception_type_name(exc_type: type) -> str:
     name = getattr(exc_type, "__qualname__", exc_type.__name__)
     if module in (None, "builtins", "__builtin__"):
         return name
+    if module == "__mp_main__":
+        # The main script, as a worker process runs it: the same classes
+        # the application knows as __main__'s.
+        module = "__main__"
     return f"{module}.{name}"
 
 

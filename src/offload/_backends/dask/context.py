@@ -27,6 +27,7 @@ import itertools
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from offload._backends.dask.cancel import (
@@ -51,6 +52,7 @@ from offload._backends.dask.outbox import forget_topic
 from offload._backends.dask.pool import DaskWorkerPool
 from offload._backends.dask.router import DaskRouter
 from offload._contexts.interface import (
+    CloseNotices,
     IParallelContext,
     check_max_workers,
     check_open,
@@ -58,6 +60,7 @@ from offload._contexts.interface import (
 )
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
+from offload._routing.process_main import spare_workers_a_missing_script
 
 logger = logging.getLogger("offload.contexts.dask")
 
@@ -159,6 +162,7 @@ class DaskContext(IParallelContext):
         check_seconds("DaskContext(start_timeout=...)", start_timeout)
         distributed = import_distributed()
         self._closed = False
+        self._close_notices = CloseNotices()
         self._cluster: Any = None
         self._helper: HelperClient | None = None
         #: A client of the helper's scheduler, made when first asked for.
@@ -184,6 +188,9 @@ class DaskContext(IParallelContext):
                     "timeout": timeout,
                 }, start_timeout)
         else:
+            # Its worker processes are spawned from this one: a script fed
+            # on standard input has no file for them to run.
+            spare_workers_a_missing_script()
             with embedded_config():
                 self._cluster = start_cluster(
                     n_workers, threads_per_worker, processes, security, cluster_kwargs
@@ -284,6 +291,7 @@ class DaskContext(IParallelContext):
         if self._closed:
             return
         self._closed = True
+        self._close_notices.run()
         client = self._client
         client_closed = not self._owns_client
         user_client = self._user_client
@@ -319,6 +327,12 @@ class DaskContext(IParallelContext):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def call_on_close(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (a bound method, held weakly) as the context
+        closes: how an executor learns that its context is gone."""
+        self._close_notices.add(callback)
+        return True
 
     def __enter__(self) -> DaskContext:
         return self

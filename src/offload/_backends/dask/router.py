@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -123,7 +124,10 @@ class DaskRouter(Inbox):
         super().connect(on_finished)
         # Sent on the client's batched stream to the scheduler, ahead of any
         # task submitted later, so no event of this topic can be missed.
-        self._client.subscribe_topic(self.topic, self._on_event)
+        # The client may keep the handler after unsubscribe_topic (Dask
+        # does, with an in-process cluster): it must not keep the router,
+        # and through it the executor, alive.
+        self._client.subscribe_topic(self.topic, _weakly(self._on_event))
         self._subscribed = True
 
     def disconnect(self) -> None:
@@ -205,3 +209,15 @@ class DaskRouter(Inbox):
             "again to retry"
         )
         return raised_message(error, CRASHED)
+
+
+def _weakly(method: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``method``, holding its object weakly: a no-op once it is gone."""
+    reference = weakref.WeakMethod(method)
+
+    def call(argument: Any) -> None:
+        live = reference()
+        if live is not None:
+            live(argument)
+
+    return call

@@ -1,0 +1,562 @@
+"""FutureGroup: many futures counted, waited for and cancelled as one.
+
+What it costs, and when it notifies
+-----------------------------------
+A group follows each future through cheap hooks, not a Traits observer per
+future (an ``observe`` costs ~25 µs to add; a group of 10,000 would double
+the main thread's cost of a task):
+
+- the end of a :class:`BaseFuture`: a small callable object in its
+  ``_done_callbacks`` (the list ``await future`` uses), which only appends
+  the future to the group's list of ended futures; of another future with
+  a ``done`` trait: ``on_trait_change``;
+- a :class:`StepsFuture`'s fraction: a small callable object in its
+  ``_update_callbacks`` (at most 25 updates a second by default);
+- a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
+  ``progress`` event (~4 µs to add, ~2 µs a message, for the progress
+  futures of a group only), which keeps the last report.
+
+The first of these in a batch asks the event loop for a call after the
+batch (``offload._futures.soon``); that call counts the ended futures,
+reads the kept reports, and notifies the group's observers: once per batch
+of delivered messages, however many futures it ended.  Reading a count
+counts first, so what is read is never stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
+
+from traits.api import Any as AnyTrait
+from traits.api import Bool, Float, HasStrictTraits, HasTraits, Int, List, Property
+
+from offload._event_loops.asyncio_loop import AsyncioEventLoop
+from offload._event_loops.interface import IEventLoop
+from offload._futures.base import BaseFuture, IFuture, event_loop_of
+from offload._futures.progress import ProgressFuture
+from offload._futures.soon import soon_caller
+from offload._futures.states import CANCELLED, FAILED, WAITING
+from offload._futures.steps import StepsFuture
+
+#: The traits a group notifies, in the order it notifies them.
+_PUBLISHED = ("total", "done_count", "failed_count", "cancelled_count", "fraction", "done")
+
+#: Longest single run of the event loop while waiting with no timeout (s).
+_WAIT_CHUNK = 60.0
+
+
+class FutureGroup(HasStrictTraits):
+    """Futures of any kind, counted and followed as one.
+
+    Parameters
+    ----------
+    futures : iterable of futures, optional
+        The first members; :meth:`add` adds more.
+    event_loop : IEventLoop, optional
+        The event loop that delivers the futures' messages: the group
+        notifies its observers through it, once per batch, and
+        :meth:`wait` and :meth:`as_completed` run it.  By default, the
+        executor's loop of the first unfinished future added.
+
+    Notes
+    -----
+    Make it, add to it, and use it on the main thread.  The counts are
+    current whenever they are read; their notifications (main thread) come
+    once per batch of delivered messages, just after it, not once per
+    future.  Following a future costs the group two small objects until the
+    future is done.
+    """
+
+    #: How many futures the group holds.
+    total = Property(Int())
+
+    #: How many of them are done (COMPLETED, FAILED or CANCELLED).
+    done_count = Property(Int())
+
+    #: How many of them FAILED.
+    failed_count = Property(Int())
+
+    #: How many of them were CANCELLED.
+    cancelled_count = Property(Int())
+
+    #: True when every future is done (and for an empty group).
+    done = Property(Bool())
+
+    #: Overall progress from 0.0 to 1.0: a done future counts 1, a running
+    #: steps future its ``fraction``, a progress future the last numeric
+    #: value it reported (a float from 0 to 1, or ``(done, total)`` or
+    #: ``(done, total, message)``), any other 0.  1.0 for an empty group.
+    fraction = Property(Float())
+
+    #: The futures, in the order they were added (a copy).
+    futures = Property(List())
+
+    # Private traits ---------------------------------------------------------
+
+    _members = AnyTrait()  # id(future) -> future, in the order added
+    _ended = AnyTrait()  # futures that ended since the last count, in order
+    _completed = AnyTrait()  # list of done futures counted, in the order they ended
+    _failed = AnyTrait(0)
+    _cancelled = AnyTrait(0)
+    _partial = AnyTrait()  # unfinished future -> known fraction
+    _partial_sum = AnyTrait(0.0)
+    _reports = AnyTrait()  # progress future -> last report, not yet read
+    _published = AnyTrait()  # name -> value last notified
+    _event_loop = AnyTrait()
+    _call_soon = AnyTrait()
+    _scheduled = AnyTrait(False)
+    _waiters = AnyTrait()  # plain callables run once the group is done
+
+    def __init__(
+        self,
+        futures: Iterable[Any] = (),
+        *,
+        event_loop: IEventLoop | None = None,
+        **traits: Any,
+    ) -> None:
+        super().__init__(**traits)
+        if event_loop is not None and not isinstance(event_loop, IEventLoop):
+            raise TypeError(
+                f"FutureGroup(event_loop=...) needs an IEventLoop (the executor's, "
+                f"e.g. AsyncioEventLoop()), got {event_loop!r}"
+            )
+        self._members = {}
+        self._ended = []
+        self._completed = []
+        self._partial = {}
+        self._reports = {}
+        self._waiters = []
+        self._published = {}
+        if event_loop is not None:
+            self._use_event_loop(event_loop)
+        for future in futures:
+            self.add(future)
+        # Nobody observes the group yet: what it holds now is its start.
+        self._published = {name: getattr(self, name) for name in _PUBLISHED}
+
+    # Public API -------------------------------------------------------------
+
+    def add(self, future: Any) -> None:
+        """Add ``future`` to the group (main thread).
+
+        Raises
+        ------
+        TypeError
+            If ``future`` is not a future (an ``IFuture`` with ``state``
+            and ``done`` traits).
+        ValueError
+            If it is in the group already.
+        """
+        # Once per submitted task, often: kept short (see benchmarks/group.py).
+        kind = _KINDS.get(future.__class__)
+        if kind is None:
+            kind = _kind_of(future)
+        if not kind:
+            raise TypeError(
+                "FutureGroup holds futures (what submit_call, submit_steps... "
+                f"return), got {future!r}"
+            )
+        members = self._members
+        key = id(future)
+        if key in members:
+            raise ValueError(f"{future!r} is already in this group; add it once")
+        members[key] = future
+        if future.done:
+            self._future_ended(future)
+            return
+        if self._event_loop is None:
+            self._use_event_loop(_event_loop_of(future))
+        if kind == _PLAIN_BASE:
+            end = _End(self, self._ended, future)
+            callbacks = future._done_callbacks
+            if callbacks is None:
+                future._done_callbacks = [end]
+            else:
+                callbacks.append(end)
+        else:
+            self._follow(future, kind)
+        if not self._scheduled:
+            self._schedule()
+
+    def cancel(self) -> int:
+        """Cancel every future of the group that can be; return how many.
+
+        Waiting futures first, newest first, then running ones: a running
+        task that stops frees its worker, which must not take a queued
+        task of this group meanwhile.  Main thread.
+        """
+        pending = [future for future in reversed(self._members.values()) if not future.done]
+        pending.sort(key=lambda future: future.state != WAITING)
+        return sum(1 for future in pending if future.cancel())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Run the event loop until every future is done; True if they are.
+
+        For scripts and tests, on the main thread, with the event loop not
+        running (in a coroutine, ``await group``; in a GUI, observe
+        ``done``).  Returns False if ``timeout`` seconds passed first.
+        """
+        return self._drive(lambda: self._is_done(), timeout)
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[Any]:
+        """Yield the futures as they end, running the event loop meanwhile.
+
+        Those already done come first.  For scripts and tests, on the main
+        thread, with the event loop not running.  Futures added while
+        iterating are yielded too.
+
+        Raises
+        ------
+        TimeoutError
+            If futures are still not done ``timeout`` seconds after the
+            call.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        completed = self._completed
+        index = 0
+        while index < len(self._members):
+            if self._ended:
+                self._count_ended()
+            if index < len(completed):
+                index += 1
+                yield completed[index - 1]
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._drive(_longer_than(self, index), left):
+                missing = len(self._members) - len(completed)
+                raise TimeoutError(
+                    f"{missing} of {len(self._members)} futures of the group not "
+                    f"done after {timeout} s"
+                )
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        """``await group``: resume (main thread) once every future is done.
+
+        Returns the futures, in the order they were added; never raises for
+        a future that failed or was cancelled (look at their states).
+        """
+        while not self._is_done():
+            waiter = asyncio.get_running_loop().create_future()
+
+            def wake(waiter: asyncio.Future = waiter) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            self._waiters.append(wake)
+            try:
+                yield from waiter.__await__()
+            finally:
+                if wake in self._waiters:
+                    self._waiters.remove(wake)
+        return list(self._members.values())
+
+    # Property getters: current values ---------------------------------------
+
+    def _get_total(self) -> int:
+        return len(self._members)
+
+    def _get_done_count(self) -> int:
+        if self._ended:
+            self._count_ended()
+        return len(self._completed)
+
+    def _get_failed_count(self) -> int:
+        if self._ended:
+            self._count_ended()
+        return self._failed
+
+    def _get_cancelled_count(self) -> int:
+        if self._ended:
+            self._count_ended()
+        return self._cancelled
+
+    def _get_done(self) -> bool:
+        return self._is_done()
+
+    def _get_fraction(self) -> float:
+        total = len(self._members)
+        if not total:
+            return 1.0
+        if self._is_done():
+            return 1.0
+        if self._reports:
+            self._read_reports()
+        return min(1.0, (len(self._completed) + self._partial_sum) / total)
+
+    def _get_futures(self) -> list[Any]:
+        return list(self._members.values())
+
+    # Private ----------------------------------------------------------------
+
+    def _is_done(self) -> bool:
+        if self._ended:
+            self._count_ended()
+        return len(self._completed) == len(self._members)
+
+    def _use_event_loop(self, event_loop: Any) -> None:
+        if event_loop is not None:
+            self._event_loop = event_loop
+            self._call_soon = soon_caller(event_loop)
+
+    def _follow(self, future: Any, kind: int) -> None:
+        """Hook the future's end and, where known, its fraction."""
+        if kind & _BASE:
+            callbacks = future._done_callbacks
+            if callbacks is None:
+                callbacks = future._done_callbacks = []
+            callbacks.append(_End(self, self._ended, future))
+        else:
+            future.on_trait_change(self._done_changed, "done")
+        if kind & _STEPS:
+            hooks = future._update_callbacks
+            if hooks is None:
+                hooks = future._update_callbacks = []
+            hooks.append(_StepsUpdate(self, future))
+            self._steps_changed(future)
+        elif kind & _PROGRESS:
+            future.on_trait_change(self._progress_changed, "progress")
+
+    def _done_changed(self, future: Any, name: str, new: bool) -> None:
+        if new and id(future) in self._members:
+            self._future_ended(future)
+
+    def _future_ended(self, future: Any) -> None:
+        if not self._ended:
+            self._arm()
+        self._ended.append(future)
+
+    def _arm(self) -> None:
+        """The first end of a batch: count and notify after the batch."""
+        if not self._scheduled:
+            self._schedule()
+
+    def _steps_changed(self, future: StepsFuture) -> None:
+        if future.total > 0:
+            self._set_partial(future, future.fraction)
+
+    def _progress_changed(self, future: Any, name: str, info: Any) -> None:
+        # Once per progress message: keep the report, read the last one of
+        # each future once per batch (or when ``fraction`` is read).
+        self._reports[future] = info
+        if not self._scheduled:
+            self._schedule()
+
+    def _read_reports(self) -> None:
+        reports, self._reports = self._reports, {}
+        for future, info in reports.items():
+            value = read_progress(info)[0]
+            if value is not None and not future.done:
+                self._set_partial(future, value)
+
+    def _set_partial(self, future: Any, value: float) -> None:
+        partial = self._partial
+        old = partial.get(future, 0.0)
+        if value == old:
+            return
+        partial[future] = value
+        self._partial_sum += value - old
+        self._schedule()
+
+    def _count_ended(self) -> None:
+        """Count the futures that ended since the last count (main thread:
+        once per batch, and whenever a count is read)."""
+        # Emptied in place: the _End of each pending future holds this list.
+        shared = self._ended
+        ended = shared[:]
+        shared.clear()
+        states = [future.state for future in ended]
+        failed, cancelled = states.count(FAILED), states.count(CANCELLED)
+        if failed:
+            self._failed += failed
+        if cancelled:
+            self._cancelled += cancelled
+        reports, partial = self._reports, self._partial
+        if reports or partial:
+            for future in ended:
+                if reports:
+                    reports.pop(future, None)
+                if partial:
+                    old = partial.pop(future, None)
+                    if old is not None:
+                        # Exactly 0 once nothing is partial: no drift left.
+                        self._partial_sum = self._partial_sum - old if partial else 0.0
+        completed = self._completed
+        completed.extend(ended)
+        if self._waiters and len(completed) == len(self._members):
+            waiters, self._waiters = self._waiters, []
+            for wake in waiters:
+                wake()
+
+    def _schedule(self) -> None:
+        """Notify after this batch (at once if no event loop is known)."""
+        if self._scheduled:
+            return
+        call_soon = self._call_soon
+        if call_soon is None:
+            self._publish()
+            return
+        self._scheduled = True
+        call_soon(self._publish)
+
+    def _publish(self) -> None:
+        """Count, and notify what changed since the last time (main thread)."""
+        if self._ended:
+            self._count_ended()
+        if self._reports:
+            self._read_reports()  # still scheduled: no second call asked for
+        self._scheduled = False
+        published = self._published
+        if not published:
+            return  # still in __init__
+        notify = self.trait_property_changed  # type: ignore[attr-defined]
+        for name in _PUBLISHED:
+            new = getattr(self, name)
+            old = published[name]
+            if new != old:
+                published[name] = new
+                notify(name, old, new)
+
+    def _drive(self, condition: Callable[[], bool], timeout: float | None) -> bool:
+        """Run the event loop until ``condition()``; False after ``timeout`` s."""
+        if condition():
+            return True
+        event_loop = self._event_loop
+        if event_loop is None:
+            raise RuntimeError(
+                "this FutureGroup does not know which event loop delivers its "
+                "futures' messages: make it with FutureGroup(futures, "
+                "event_loop=<the executor's event loop>)"
+            )
+        inner = getattr(event_loop, "toolkit_event_loop", event_loop)
+        if isinstance(inner, AsyncioEventLoop) and inner.event_loop.is_running():
+            raise RuntimeError(
+                "FutureGroup.wait() and as_completed() run the event loop "
+                "themselves, and this asyncio loop is running already: in a "
+                "coroutine, use 'await group' instead"
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        helper = event_loop.event_loop_helper()
+        helper.init()
+        try:
+            while not condition():
+                left = _WAIT_CHUNK if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                try:
+                    helper.run_until(
+                        self, "done_count", lambda group: condition(), min(left, _WAIT_CHUNK)
+                    )
+                except RuntimeError:
+                    pass  # timed out: the loop above decides
+            return True
+        finally:
+            helper.dispose()
+
+
+class _End:
+    """The hook a group puts in a future's ``_done_callbacks``.
+
+    Called (no arguments) right after the future's ``done`` notification,
+    once per future: it only appends the future to the group's list of
+    ended futures, which the group counts once per batch (the first end of
+    a batch asks for that).  One small object per future: a closure would
+    be three (function and two cells), more work for the garbage
+    collector (benchmarks/group.py).
+    """
+
+    __slots__ = ("group", "ended", "future")
+
+    def __init__(self, group: FutureGroup, ended: list[Any], future: Any) -> None:
+        self.group = group
+        self.ended = ended
+        self.future = future
+
+    def __call__(self) -> None:
+        ended = self.ended
+        if not ended:
+            self.group._arm()
+        ended.append(self.future)
+
+
+class _StepsUpdate:
+    """``group._steps_changed(future)`` as a callable of no arguments."""
+
+    __slots__ = ("group", "future")
+
+    def __init__(self, group: FutureGroup, future: Any) -> None:
+        self.group = group
+        self.future = future
+
+    def __call__(self) -> None:
+        self.group._steps_changed(self.future)
+
+
+#: How a group follows a future of a class: flags below, or _NOT_A_FUTURE.
+_KINDS: dict[type, int] = {}
+_NOT_A_FUTURE = 0
+_FUTURE = 1  # an IFuture with observable state and done
+_BASE = 2  # a BaseFuture: its _done_callbacks
+_STEPS = 4  # a StepsFuture: its _update_callbacks
+_PROGRESS = 8  # a ProgressFuture: its progress event
+_PLAIN_BASE = _FUTURE | _BASE
+
+
+def _kind_of(future: Any) -> int:
+    """Work out (once per class: an ABC's isinstance and a look at the
+    class's traits cost microseconds) how to follow ``future``."""
+    cls = future.__class__
+    if not (isinstance(future, IFuture) and isinstance(future, HasTraits)):
+        return _NOT_A_FUTURE  # not cached: a registration may come later
+    traits = cls.class_traits()
+    if "done" not in traits or "state" not in traits:
+        kind = _NOT_A_FUTURE
+    else:
+        kind = _FUTURE
+        if isinstance(future, BaseFuture):
+            kind |= _BASE
+        if isinstance(future, StepsFuture):
+            kind |= _STEPS
+        elif isinstance(future, ProgressFuture):
+            kind |= _PROGRESS
+    _KINDS[cls] = kind
+    return kind
+
+
+def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
+    def longer() -> bool:
+        return group.done_count > length
+
+    return longer
+
+
+def _event_loop_of(future: Any) -> Any:
+    """The event loop of the executor that made ``future``, if it says."""
+    return event_loop_of(future)
+
+
+def read_progress(info: Any) -> tuple[float | None, str | None]:
+    """What a progress report says: ``(fraction or None, message or None)``.
+
+    Understood: a float from 0 to 1; ``(done, total)`` or ``(done, total,
+    message)`` with numbers ``done`` and ``total > 0``; a str (a message).
+    Anything else says nothing.
+    """
+    if info.__class__ is float:
+        return (info if 0.0 <= info <= 1.0 else None), None
+    if info.__class__ is str:
+        return None, info
+    if isinstance(info, tuple) and len(info) in (2, 3):
+        done, total = info[0], info[1]
+        message = info[2] if len(info) == 3 and isinstance(info[2], str) else None
+        if (
+            isinstance(done, (int, float))
+            and isinstance(total, (int, float))
+            and not isinstance(done, bool)
+            and total > 0
+        ):
+            return min(max(done / total, 0.0), 1.0), message
+        return None, message
+    return None, None

@@ -1,0 +1,275 @@
+"""FutureGroup: counts, fraction, cancel, as_completed, wait, await.
+
+The first part drives futures by hand (``future.receive``), on one asyncio
+loop, to check exactly when the group notifies; the second runs real tasks
+on every context x event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import steps_tasks as st
+import task_functions as tf
+from conftest import wait_file
+from offload._routing.protocol import ABANDONED, RAISED, RETURNED, STARTED
+from offload.api import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    AsyncioEventLoop,
+    CallFuture,
+    FutureGroup,
+    ProgressFuture,
+    StepsFuture,
+    submit_call,
+    submit_progress,
+    submit_steps,
+)
+from offload.testing.pytest_plugin import OffloadAssistant
+
+# By hand ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop():
+    event_loop = AsyncioEventLoop()
+    assistant = OffloadAssistant(event_loop)
+    yield assistant
+    assistant.dispose()
+    event_loop.close()
+
+
+def finish(future, value=None):
+    future.receive((STARTED, None))
+    return future.receive((RETURNED, value))
+
+
+def fail(future):
+    future.receive((STARTED, None))
+    future.receive((RAISED, (("ValueError", "bad", "tb"), None)))
+
+
+def record(obj, names):
+    changes = []
+    obj.observe(lambda event: changes.append((event.name, event.old, event.new)), names)
+    return changes
+
+
+def test_counts_change_at_once_and_notify_once_per_batch(loop):
+    futures = [CallFuture() for _ in range(100)]
+    group = FutureGroup(futures=futures, event_loop=loop.event_loop)
+    changes = record(group, "done_count,done,fraction")
+    for future in futures:
+        finish(future)
+    # Read now: the counts are already right ...
+    assert (group.done_count, group.done, group.fraction) == (100, True, 1.0)
+    # ... and observers hear of it once the loop turns, once for the batch.
+    assert changes == []
+    loop.exercise_event_loop()
+    assert changes == [
+        ("done_count", 0, 100),
+        ("fraction", 0.0, 1.0),
+        ("done", False, True),
+    ]
+
+
+def test_failed_and_cancelled_are_counted(loop):
+    ok, bad, stopped, running = (CallFuture() for _ in range(4))
+    group = FutureGroup(futures=[ok, bad, stopped, running], event_loop=loop.event_loop)
+    finish(ok)
+    fail(bad)
+    stopped.cancel()
+    stopped.receive((ABANDONED, None))  # the task's end, after the cancel
+    running.receive((STARTED, None))
+    loop.exercise_event_loop()
+    assert (group.total, group.done_count, group.failed_count, group.cancelled_count) == (
+        4, 3, 1, 1,
+    )
+    assert not group.done
+    assert group.fraction == 0.75
+
+
+def test_fraction_uses_steps_and_numeric_progress(loop):
+    from offload._futures.steps import BackgroundSteps
+
+    steps = BackgroundSteps(10, "start", st.steps).future(lambda: None)
+    pair, share, text = ProgressFuture(), ProgressFuture(), ProgressFuture()
+    group = FutureGroup(futures=[steps, pair, share, text], event_loop=loop.event_loop)
+    for future in (steps, pair, share, text):
+        future.receive((STARTED, None))
+    steps.receive(("steps", (5, "half", 1.0)))
+    pair.receive(("progress", (3, 4)))
+    share.receive(("progress", 0.25))
+    text.receive(("progress", "not a number"))
+    loop.exercise_event_loop()
+    assert group.fraction == pytest.approx((0.5 + 0.75 + 0.25 + 0.0) / 4)
+    text.receive(("progress", 7))  # a bare count: no fraction in it
+    finish(steps)
+    loop.exercise_event_loop()
+    assert group.fraction == pytest.approx((1.0 + 0.75 + 0.25 + 0.0) / 4)
+    assert isinstance(steps, StepsFuture)
+
+
+def test_add_to_a_done_group_makes_it_not_done(loop):
+    first, second = CallFuture(), CallFuture()
+    group = FutureGroup(futures=[first], event_loop=loop.event_loop)
+    finish(first)
+    loop.exercise_event_loop()
+    assert group.done
+    changes = record(group, "total,done")
+    group.add(second)
+    loop.exercise_event_loop()
+    assert changes == [("total", 1, 2), ("done", True, False)]
+    assert group.futures == [first, second]
+    finish(second)
+    loop.exercise_event_loop()
+    assert group.done and group.done_count == 2
+
+
+def test_a_future_done_when_added_counts_at_once(loop):
+    future = CallFuture()
+    finish(future, 3)
+    group = FutureGroup(futures=[future])
+    assert (group.total, group.done_count, group.done, group.fraction) == (1, 1, True, 1.0)
+    assert list(group.as_completed()) == [future]
+    assert group.wait(timeout=0) is True
+
+
+def test_empty_group_is_done():
+    group = FutureGroup()
+    assert (group.total, group.done_count, group.done, group.fraction) == (0, 0, True, 1.0)
+    assert list(group.as_completed()) == []
+    assert group.wait() is True
+
+
+def test_bad_additions_are_refused(loop):
+    future = CallFuture()
+    group = FutureGroup(futures=[future], event_loop=loop.event_loop)
+    with pytest.raises(ValueError, match="already"):
+        group.add(future)
+    with pytest.raises(TypeError, match="future"):
+        group.add(42)
+    with pytest.raises(TypeError, match="event_loop"):
+        FutureGroup(event_loop="asyncio")
+    assert group.total == 1
+
+
+def test_counts_are_read_only(loop):
+    group = FutureGroup(event_loop=loop.event_loop)
+    for name in ("total", "done_count", "failed_count", "cancelled_count", "done",
+                 "fraction", "futures"):
+        with pytest.raises(Exception, match="read only"):
+            setattr(group, name, getattr(group, name))
+
+
+def test_waiting_without_an_event_loop_says_what_to_pass():
+    future = CallFuture()  # not from an executor: no event loop to find
+    group = FutureGroup(futures=[future])
+    with pytest.raises(RuntimeError, match="event_loop="):
+        group.wait(timeout=1)
+
+
+# Real tasks, every context x event loop -----------------------------------------
+
+
+def test_group_of_real_tasks_counts_outcomes(executor, assistant, tmp_path):
+    release = str(tmp_path / "release")
+    ok = submit_call(executor, tf.square, 3)
+    bad = submit_call(executor, tf.fail, "boom")
+    blocked = submit_call(executor, tf.wait_for_file, release)
+    group = FutureGroup(futures=[ok, bad, blocked])
+    assistant.run_until(group, "done_count", lambda g: g.done_count == 2, timeout=20)
+    assert not group.done and group.fraction == pytest.approx(2 / 3)
+    tf.touch(release)
+    assistant.run_until(group, "done", lambda g: g.done, timeout=20)
+    assert (group.done_count, group.failed_count, group.cancelled_count) == (3, 1, 0)
+
+
+def test_cancel_cancels_every_unfinished_future(executor, assistant, tmp_path):
+    started = str(tmp_path / "started")
+    running = submit_progress(executor, tf.report_until_cancelled, started)
+    queued = [submit_call(executor, tf.square, i) for i in range(3)]
+    wait_file(assistant, started)
+    group = FutureGroup(futures=[running, *queued])
+    assert group.cancel() >= 1
+    assistant.run_until(group, "done", lambda g: g.done, timeout=20)
+    assert running.state == CANCELLED
+    assert group.cancelled_count + group.done_count - group.cancelled_count == 4
+    assert group.cancelled_count >= 1
+    assert group.cancel() == 0
+
+
+def test_as_completed_yields_in_completion_order(executor, assistant, tmp_path):
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    slow = submit_call(executor, st.wait_then_return, second, "slow")
+    quick = submit_call(executor, st.wait_then_return, first, "quick")
+    group = FutureGroup(futures=[slow, quick])
+    seen = []
+    tf.touch(first)
+    for future in group.as_completed(timeout=20):
+        seen.append(future.result)
+        if future is quick:
+            tf.touch(second)
+    assert seen == ["quick", "slow"]
+
+
+def test_as_completed_and_wait_time_out(executor, assistant, tmp_path):
+    release = str(tmp_path / "release")
+    blocked = submit_call(executor, tf.wait_for_file, release)
+    group = FutureGroup(futures=[blocked])
+    try:
+        assert group.wait(timeout=0.2) is False
+        with pytest.raises(TimeoutError, match="1 of 1"):
+            for _ in group.as_completed(timeout=0.2):
+                pass
+    finally:
+        tf.touch(release)
+    assert group.wait(timeout=20) is True
+    assert blocked.state == COMPLETED
+
+
+def test_group_follows_steps_futures(executor, assistant):
+    futures = [submit_steps(executor, 100, "start", st.flood, 100) for _ in range(3)]
+    group = FutureGroup(futures=futures)
+    fractions = record(group, "fraction")
+    assert group.wait(timeout=20)
+    assert group.fraction == 1.0
+    assert [new for _, _, new in fractions] == sorted(new for _, _, new in fractions)
+
+
+def test_a_failed_future_is_counted_as_failed(executor, assistant):
+    group = FutureGroup(futures=[submit_call(executor, tf.fail)])
+    assert group.wait(timeout=20)
+    assert group.failed_count == 1 and group.futures[0].state == FAILED
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_await_group_in_asyncio(executor, assistant):
+    futures = [submit_call(executor, tf.square, i) for i in range(5)]
+    group = FutureGroup(futures=futures)
+
+    async def main():
+        return await group
+
+    loop = assistant.event_loop.event_loop
+    done = loop.run_until_complete(asyncio.wait_for(main(), 20))
+    assert done == futures
+    assert [f.result for f in done] == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_wait_inside_a_running_loop_says_to_await(executor, assistant, tmp_path):
+    release = str(tmp_path / "release")
+    group = FutureGroup(futures=[submit_call(executor, tf.wait_for_file, release)])
+
+    async def main():
+        with pytest.raises(RuntimeError, match="await"):
+            group.wait(timeout=1)
+
+    try:
+        assistant.event_loop.event_loop.run_until_complete(main())
+    finally:
+        tf.touch(release)
