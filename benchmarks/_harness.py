@@ -35,7 +35,7 @@ _CONTEXT_SOURCES = {
     "thread": [("offload.api", "MultithreadingContext")],
     "process": [
         ("offload.api", "MultiprocessingContext"),
-        ("offload._contexts.process_context", "MultiprocessingContext"),
+        ("offload._backends.process.context", "MultiprocessingContext"),
     ],
     "dask": [
         ("offload._backends.dask.context", "DaskContext"),

@@ -33,8 +33,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 #: name -> (module, class) of each context under test.
 CONTEXTS = {
-    "thread": ("offload._contexts.thread_context", "MultithreadingContext"),
-    "process": ("offload._contexts.process_context", "MultiprocessingContext"),
+    "thread": ("offload._backends.thread.context", "MultithreadingContext"),
+    "process": ("offload._backends.process.context", "MultiprocessingContext"),
     "dask": ("offload._backends.dask.context", "DaskContext"),
 }
 

@@ -167,7 +167,7 @@ def test_gui_example_runs_drives_and_shoots(name, toolkit, tmp_path):
         pytest.importorskip("distributed")
     if name in ("background_processes", "dask_cluster"):
         try:
-            from offload._contexts.process_context import MultiprocessingContext  # noqa: F401
+            from offload._backends.process.context import MultiprocessingContext  # noqa: F401
         except ImportError as exc:
             pytest.skip(f"MultiprocessingContext not available: {exc}")
     shots = IMAGES if os.environ.get(UPDATE_SCREENSHOTS) == "1" else tmp_path

@@ -226,7 +226,8 @@ EXIT_SCRIPT = textwrap.dedent(
     from conftest import CONTEXTS, load
     from reliability_tasks import block_forever
     from offload.api import AsyncioEventLoop, TraitsExecutor, submit_call
-    from offload._contexts import process_pool, thread_pool
+    from offload._backends.process import pool as process_pool
+    from offload._backends.thread import pool as thread_pool
 
     # How long exit waits for running work is not what this tests, only
     # that it ends: shorter grace periods keep the test quick.

@@ -47,9 +47,12 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, list[str]]]:
-    """``(imported module, names taken from it)`` for every import that runs."""
-    found: list[tuple[str, list[str]]] = []
+def _imports(
+    tree: ast.AST, module: str, is_package: bool
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``(imported module, [(name taken from it, local name)])`` for every
+    import that runs."""
+    found: list[tuple[str, list[tuple[str, str]]]] = []
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
@@ -57,7 +60,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, li
                 visit(child)
             return
         if isinstance(node, ast.Import):
-            found.extend((alias.name, []) for alias in node.names)
+            found.extend((alias.name, []) for alias in node.names)  # import a.b
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")
@@ -65,7 +68,9 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, li
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.append((target, [alias.name for alias in node.names]))
+            found.append(
+                (target, [(alias.name, alias.asname or alias.name) for alias in node.names])
+            )
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -84,11 +89,11 @@ def _graph() -> tuple[dict[str, set[str]], list[str]]:
         for target, names in _imports(tree, name, path.name == "__init__.py"):
             if not target.startswith("offload"):
                 continue
-            for imported in names:
+            for imported, local in names:
                 submodule = f"{target}.{imported}"
                 if submodule in modules:
                     graph[name].add(submodule)
-                    aliases[imported] = submodule
+                    aliases[local] = submodule
                 else:
                     if target in modules:
                         graph[name].add(target)

@@ -7,8 +7,8 @@ import pickle
 import threading
 import time
 
-from offload._routing import process_channel
-from offload._routing.process_channel import DONE, Channel
+from offload._backends.process import channel as process_channel
+from offload._backends.process.channel import DONE, Channel
 from offload._routing.protocol import RAISED, RETURNED, raised_message
 
 

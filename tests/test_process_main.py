@@ -115,7 +115,7 @@ def test_an_unguarded_script_that_ends_in_its_gui_loop_fails_within_seconds(tmp_
 
 
 def test_a_context_made_while_a_worker_imports_the_main_module_names_the_guard(tmp_path):
-    from offload._routing.process_main import importing_main_module
+    from offload._backends.main_script import importing_main_module
 
     # What a worker does with the main script, here in this process.
     script = tmp_path / "app.py"
@@ -130,7 +130,7 @@ def test_a_context_made_while_a_worker_imports_the_main_module_names_the_guard(t
 
 
 def test_a_context_made_by_a_guarded_script_is_fine():
-    from offload._routing.process_main import importing_main_module
+    from offload._backends.main_script import importing_main_module
 
     assert not importing_main_module()
     with MultiprocessingContext() as context:
@@ -352,7 +352,7 @@ def test_bound_names_are_those_a_worker_binds_outside_the_main_guard(tmp_path):
         if "__main__" == __name__:
             reversed_guard = 1
     """))
-    from offload._routing.process_main import bound_names
+    from offload._backends.main_script import bound_names
 
     names = bound_names(str(script))
     assert names >= {
@@ -371,13 +371,13 @@ def test_bound_names_of_a_script_that_does_not_parse_is_empty(tmp_path, source):
         script.write_bytes(source)
     else:
         script.write_text(source)
-    from offload._routing.process_main import bound_names
+    from offload._backends.main_script import bound_names
 
     assert bound_names(str(script)) == frozenset()
 
 
 def test_bound_names_of_a_missing_file_is_empty(tmp_path):
-    from offload._routing.process_main import bound_names
+    from offload._backends.main_script import bound_names
 
     assert bound_names(str(tmp_path / "gone.py")) == frozenset()
 
@@ -430,7 +430,7 @@ def square(x):
     return x * x
 
 if __name__ == "__main__":
-    from offload._contexts import process_pool
+    from offload._backends.process import pool as process_pool
     from offload.api import AsyncioEventLoop, MultiprocessingContext, TraitsExecutor, submit_call
 
     logging.basicConfig(level=logging.WARNING)
@@ -494,6 +494,6 @@ def test_the_forkserver_preloads_the_worker_modules_and_not_the_main_script(tmp_
     out = run_script([str(script)], cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     [server] = last_json(out.stdout)
-    assert "'offload._contexts.process_worker'" in server
+    assert "'offload._backends.process.worker'" in server
     assert "'offload._futures.submit'" in server
     assert "'__main__'" not in server

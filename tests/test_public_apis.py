@@ -59,16 +59,16 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_futures/base.py", "_check_await_in"): "offload's own event loops' hook",
     # Outside the files of the change that added this test; to be replaced
     # by public APIs (issue 29).
-    ("_contexts/dask_context.py", "_event_handlers"): (
+    ("_backends/dask/context.py", "_event_handlers"): (
         "distributed.Client._event_handlers: issue 29, not yet replaced"
     ),
-    ("_contexts/dask_context.py", "_metadata"): (
+    ("_backends/dask/cluster.py", "_metadata"): (
         "distributed's Span._metadata: issue 29, not yet replaced"
     ),
-    ("_contexts/dask_context.py", "_loop_runner"): (
+    ("_backends/dask/cluster.py", "_loop_runner"): (
         "distributed.Client._loop_runner: issue 29, not yet replaced"
     ),
-    ("_contexts/dask_helper.py", "_run_finalizers"): (
+    ("_backends/dask/helper_main.py", "_run_finalizers"): (
         "multiprocessing.util._run_finalizers: issue 29, not yet replaced"
     ),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import queue
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload._contexts.thread_pool import WorkerThreadPool
+from offload._backends.thread.pool import WorkerThreadPool
 
 
 def test_runs_tasks_and_reports_exceptions():
@@ -95,7 +96,7 @@ def _raised_in_the_pool(error: BaseException) -> bool:
     # Other threads of the test process (pytest-xdist's, say) have their own.
     tb = error.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith("thread_pool.py"):
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("thread", "pool.py")):
             return True
         tb = tb.tb_next
     return False

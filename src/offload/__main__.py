@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 
 import offload
-from offload._contexts.process_context import default_start_method
+from offload._backends.process.context import default_start_method
 
 #: (label, import name, distribution names) of each package in the report,
 #: in its order, the Qt bindings' row (below) coming in place of ``None``; a

@@ -31,8 +31,10 @@ Event loops (where futures are updated)
     (the toolkit Pyface picks, the default), NEW :class:`QtEventLoop`,
     :class:`WxEventLoop`.
 
-Importing this module imports no Qt, wx, pyface or Dask.  ``DaskContext``
-imports Dask when one is made; ``QtEventLoop`` and ``WxEventLoop`` load their
+Importing this module imports no Qt, wx, pyface or Dask, and none of the
+process or Dask backends: ``MultiprocessingContext`` and ``DaskContext``
+load their backend on first use of the name (and ``DaskContext`` imports
+Dask when one is made); ``QtEventLoop`` and ``WxEventLoop`` load their
 toolkit on first use of the name.  Where a toolkit or Dask is missing, the
 name still imports (so ``from offload.api import *`` works everywhere) and
 using it raises ``ImportError`` naming what to install.
@@ -43,10 +45,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from offload._backends.dask.context import DaskContext
-from offload._contexts.interface import IParallelContext
-from offload._contexts.process_context import MultiprocessingContext
-from offload._contexts.thread_context import MultithreadingContext
+from offload._backends.interface import IParallelContext
+from offload._backends.thread.context import MultithreadingContext
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.ets import ETSEventLoop
 from offload._event_loops.interface import IEventLoop
@@ -83,6 +83,8 @@ from offload._futures.submit import (
 )
 
 if TYPE_CHECKING:  # at run time these load on first use, see __getattr__
+    from offload._backends.dask.context import DaskContext
+    from offload._backends.process.context import MultiprocessingContext
     from offload._event_loops.qt import QtEventLoop
     from offload._event_loops.wx import WxEventLoop
 
@@ -136,6 +138,8 @@ __all__ = [
 
 #: Names loaded on first use: (module, attribute).
 _LAZY: dict[str, tuple[str, str]] = {
+    "MultiprocessingContext": ("offload._backends.process.context", "MultiprocessingContext"),
+    "DaskContext": ("offload._backends.dask.context", "DaskContext"),
     "QtEventLoop": ("offload._event_loops.qt", "QtEventLoop"),
     "WxEventLoop": ("offload._event_loops.wx", "WxEventLoop"),
 }

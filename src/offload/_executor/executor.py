@@ -13,7 +13,7 @@ from typing import Any
 from traits.api import Any as AnyTrait
 from traits.api import Bool, Event, HasStrictTraits, Property
 
-from offload._contexts.interface import IParallelContext, check_max_workers, check_open
+from offload._backends.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
@@ -128,7 +128,7 @@ class TraitsExecutor(HasStrictTraits):
                 f"{worker_pool!r}"
             )
         if context is None:
-            from offload._contexts.thread_context import MultithreadingContext
+            from offload._backends.thread.context import MultithreadingContext
 
             context = MultithreadingContext()
             self._owns_context = True

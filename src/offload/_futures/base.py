@@ -1,4 +1,10 @@
-"""BaseFuture, BaseTask and the interfaces for custom task types."""
+"""BaseFuture, BaseTask and the interfaces for custom task types.
+
+Why this module is long: :class:`BaseFuture` is one state machine (its
+messages, states, notifications, ``await`` and error messages read the
+same internal state and tables), and the interfaces beside it are what
+its contract is written on.
+"""
 
 from __future__ import annotations
 
@@ -270,6 +276,24 @@ class BaseFuture(HasStrictTraits):
         Dask, an unpickled copy.  Raises ``AttributeError`` unless FAILED.
         """
         return self._checked_failure()[1]
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on the main thread right after ``done`` fires.
+
+        At once if the future is done already.  Cheaper than observing
+        ``done`` (a list append, where an ``observe`` builds Traits'
+        notifiers): for code that follows many futures, such as
+        :class:`~offload.api.FutureGroup`.  An exception ``callback``
+        raises is logged; the other callbacks still run.
+        """
+        if PUBLIC_STATE[self._internal_state] in DONE_STATES:
+            callback()
+            return
+        callbacks = self._done_callbacks
+        if callbacks is None:
+            self._done_callbacks = [callback]
+        else:
+            callbacks.append(callback)
 
     def cancel(self) -> bool:
         """Ask the task to stop.

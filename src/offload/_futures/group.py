@@ -7,11 +7,12 @@ future (an ``observe`` costs ~25 µs to add; a group of 10,000 would double
 the main thread's cost of a task):
 
 - the end of a :class:`BaseFuture`: a small callable object in its
-  ``_done_callbacks`` (the list ``await future`` uses), which only appends
+  callbacks (``add_done_callback``, as ``await future`` uses), which only appends
   the future to the group's list of ended futures; of another future with
   a ``done`` trait: ``on_trait_change``;
 - a :class:`StepsFuture`'s fraction: a small callable object in its
-  ``_update_callbacks`` (at most 25 updates a second by default);
+  update callbacks (``add_update_callback``; at most 25 updates a second by
+  default);
 - a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
   ``progress`` event (~4 µs to add, ~2 µs a message, for the progress
   futures of a group only), which keeps the last report.
@@ -21,6 +22,10 @@ batch (``offload._futures.soon``); that call counts the ended futures,
 reads the kept reports, and notifies the group's observers: once per batch
 of delivered messages, however many futures it ended.  Reading a count
 counts first, so what is read is never stale.
+
+Why this module is long: a group's traits, its ways to wait (a generator,
+a blocking ``wait``, ``await``) and the hooks that feed it all keep the
+same counts consistent; they are one object's behaviour.
 """
 
 from __future__ import annotations
@@ -170,12 +175,7 @@ class FutureGroup(HasStrictTraits):
         if self._event_loop is None:
             self._use_event_loop(_event_loop_of(future))
         if kind == _PLAIN_BASE:
-            end = _End(self, self._ended, future)
-            callbacks = future._done_callbacks
-            if callbacks is None:
-                future._done_callbacks = [end]
-            else:
-                callbacks.append(end)
+            future.add_done_callback(_End(self, self._ended, future))
         else:
             self._follow(future, kind)
         if not self._scheduled:
@@ -304,17 +304,11 @@ class FutureGroup(HasStrictTraits):
     def _follow(self, future: Any, kind: int) -> None:
         """Hook the future's end and, where known, its fraction."""
         if kind & _BASE:
-            callbacks = future._done_callbacks
-            if callbacks is None:
-                callbacks = future._done_callbacks = []
-            callbacks.append(_End(self, self._ended, future))
+            future.add_done_callback(_End(self, self._ended, future))
         else:
             future.on_trait_change(self._done_changed, "done")
         if kind & _STEPS:
-            hooks = future._update_callbacks
-            if hooks is None:
-                hooks = future._update_callbacks = []
-            hooks.append(_StepsUpdate(self, future))
+            future.add_update_callback(_StepsUpdate(self, future))
             self._steps_changed(future)
         elif kind & _PROGRESS:
             future.on_trait_change(self._progress_changed, "progress")
@@ -457,7 +451,7 @@ class FutureGroup(HasStrictTraits):
 
 
 class _End:
-    """The hook a group puts in a future's ``_done_callbacks``.
+    """The hook a group adds with a future's ``add_done_callback``.
 
     Called (no arguments) right after the future's ``done`` notification,
     once per future: it only appends the future to the group's list of
@@ -498,8 +492,8 @@ class _StepsUpdate:
 _KINDS: dict[type, int] = {}
 _NOT_A_FUTURE = 0
 _FUTURE = 1  # an IFuture with observable state and done
-_BASE = 2  # a BaseFuture: its _done_callbacks
-_STEPS = 4  # a StepsFuture: its _update_callbacks
+_BASE = 2  # a BaseFuture: add_done_callback
+_STEPS = 4  # a StepsFuture: add_update_callback
 _PROGRESS = 8  # a ProgressFuture: its progress event
 _PLAIN_BASE = _FUTURE | _BASE
 

@@ -68,6 +68,16 @@ class StepsFuture(BaseFuture):
     #: without the cost of a Traits observer per future.
     _update_callbacks = AnyTrait(None)
 
+    def add_update_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on the main thread after each delivered update
+        of ``complete`` and ``message`` (for :class:`~offload.api.FutureGroup`:
+        cheaper than observing them)."""
+        callbacks = self._update_callbacks
+        if callbacks is None:
+            self._update_callbacks = [callback]
+        else:
+            callbacks.append(callback)
+
     def _get_total(self) -> int:
         return self._total
 

@@ -15,9 +15,6 @@ from typing import Any
 from traits.etsconfig.api import ETSConfig
 from traitsui.api import EditorFactory
 
-#: Steps of the toolkit's bar between 0 and 1.
-RESOLUTION = 1000
-
 
 class ProgressBarEditor(EditorFactory):
     """A TraitsUI editor: a progress bar with a text, for a ``(fraction,
@@ -54,10 +51,3 @@ def _toolkit_editor() -> Any:
     from offload.ui._bar_qt import QtBarEditor
 
     return QtBarEditor
-
-
-def bar_value(fraction: float | None) -> int:
-    """The toolkit bar's value for ``fraction`` (0..RESOLUTION)."""
-    if fraction is None:
-        return 0
-    return round(min(max(fraction, 0.0), 1.0) * RESOLUTION)

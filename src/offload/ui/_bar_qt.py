@@ -7,7 +7,7 @@ from typing import Any
 from pyface.qt import QtCore, QtGui
 from traitsui.qt.editor import Editor
 
-from offload.ui._bar import RESOLUTION, bar_value
+from offload.ui._bar_value import RESOLUTION, bar_value
 
 
 class QtBarEditor(Editor):

@@ -7,7 +7,7 @@ from typing import Any
 import wx
 from traitsui.wx.editor import Editor
 
-from offload.ui._bar import RESOLUTION, bar_value
+from offload.ui._bar_value import RESOLUTION, bar_value
 
 
 class WxBarEditor(Editor):

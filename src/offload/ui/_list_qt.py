@@ -7,7 +7,7 @@ from typing import Any
 from pyface.qt import QtGui
 from traitsui.qt.editor import Editor
 
-from offload.ui._list import SubviewsMixin
+from offload.ui._subviews import SubviewsMixin
 
 
 class QtSubviewList(SubviewsMixin, Editor):

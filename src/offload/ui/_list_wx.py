@@ -7,7 +7,7 @@ from typing import Any
 import wx
 from traitsui.wx.editor import Editor
 
-from offload.ui._list import SubviewsMixin
+from offload.ui._subviews import SubviewsMixin
 
 
 class WxSubviewList(SubviewsMixin, Editor):

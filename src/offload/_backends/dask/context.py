@@ -13,9 +13,9 @@ What runs where::
       flag.set() ──▶ cancel thread: client.run(mark_cancelled) ─▶ set of keys
                                                         flag.is_set(): local
 
-See :mod:`offload._routing.dask_router`, :mod:`.dask_pool` and
+See :mod:`offload._backends.dask.router`, :mod:`.dask_pool` and
 :mod:`.dask_cancel` for each part.  For the embedded cluster, the client
-above is a :class:`~offload._contexts.dask_helper.HelperClient`, and the
+above is a :class:`~offload._backends.dask.helper.HelperClient`, and the
 real one, with the scheduler, runs in a helper process
 (:mod:`.dask_helper`).  Dask is imported when a ``DaskContext``
 is made, not before.
@@ -51,16 +51,16 @@ from offload._backends.dask.helper import STARTUP_TIMEOUT, HelperClient, start_h
 from offload._backends.dask.outbox import forget_topic
 from offload._backends.dask.pool import DaskWorkerPool
 from offload._backends.dask.router import DaskRouter
-from offload._contexts.interface import (
+from offload._backends.interface import (
     CloseNotices,
     IParallelContext,
     check_max_workers,
     check_open,
     check_seconds,
 )
+from offload._backends.main_script import spare_workers_a_missing_script
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
-from offload._routing.process_main import spare_workers_a_missing_script
 
 logger = logging.getLogger("offload.contexts.dask")
 

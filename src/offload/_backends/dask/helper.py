@@ -46,8 +46,7 @@ from typing import Any
 from offload._backends.dask.cluster import CLUSTER_CLOSE_GRACE
 from offload._backends.dask.wire import EXIT_GRACE, Writer, hang_up
 from offload._backends.dask.worker import run_task
-from offload._contexts.process_pool import describe_exit
-from offload._routing.process_pickling import describe_unpicklable, dumps
+from offload._backends.remote import describe_exit, describe_unpicklable, dumps
 
 logger = logging.getLogger("offload.contexts.dask")
 

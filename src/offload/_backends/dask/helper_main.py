@@ -43,7 +43,7 @@ from offload._backends.dask.cluster import (
 )
 from offload._backends.dask.wire import EXIT_GRACE, Writer, pickled_error
 from offload._backends.dask.worker import run_pickled
-from offload._routing.process_pickling import dumps
+from offload._backends.remote import dumps
 
 logger = logging.getLogger("offload.contexts.dask")
 

@@ -11,7 +11,7 @@ import pickle
 
 from offload._backends.dask.cancel import task_ended, task_starting
 from offload._backends.dask.outbox import DaskSender
-from offload._routing.process_pickling import dumps
+from offload._backends.remote import dumps
 from offload._routing.protocol import TaskRunner
 
 

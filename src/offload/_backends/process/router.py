@@ -2,7 +2,7 @@
 
 The router's :attr:`~ProcessRouter.sender` pickles to one small int, the
 router's id.  In a worker process it appends to the worker's
-:class:`~offload._routing.process_channel.Channel`, which sends messages to
+:class:`~offload._backends.process.channel.Channel`, which sends messages to
 the main process in chunks; there, the pool's reader thread calls
 :func:`dispatch`, which finds each router by id and hands it the chunk with
 one ``put_many``.  The main thread is woken once per batch by the
@@ -21,8 +21,8 @@ import os
 import weakref
 from collections.abc import Callable, Iterable
 
+from offload._backends.process import channel as process_channel
 from offload._event_loops.interface import IEventLoop
-from offload._routing import process_channel
 from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
 from offload._routing.protocol import CRASHED, RAISED, RETURNED
 
@@ -52,7 +52,7 @@ class ProcessSender:
         return (ProcessSender, (self.router_id, self.owner_pid))
 
     def __call__(self, task_id: int, message: tuple) -> None:
-        channel = process_channel._CHANNEL
+        channel = process_channel.current_channel()
         if channel is not None:
             channel.send(self.router_id, task_id, message)
             return

@@ -1,4 +1,5 @@
-"""Pickling for what crosses between the main process and worker processes.
+"""What the backends that run tasks in other processes share (processes,
+Dask): pickling what crosses, and describing how a worker process ended.
 
 Plain :mod:`pickle` is about ten times faster than cloudpickle, so it is
 tried first; cloudpickle takes over when pickle fails (lambdas, closures,
@@ -7,7 +8,7 @@ locally defined functions).  cloudpickle is imported only when first needed.
 Functions and classes of the main script need care.  Plain pickle names
 them (``__main__.work``), and a worker started by ``spawn`` or ``forkserver``
 finds them by that name in its own copy of the script, run when it started
-(see :mod:`.process_main`): so they go by reference, as with plain
+(see :mod:`offload._backends.main_script`): so they go by reference, as with plain
 ``multiprocessing``, and a task's globals (a model loaded once per worker)
 live as long as the worker.  Where the worker has no such name (a function
 defined under ``if __name__ == "__main__":``, a script fed on standard input,
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import signal
 import types
 from typing import Any
 
-from offload._routing.process_main import names_in_workers
+from offload._backends.main_script import names_in_workers
 
 #: Protocol 5: out-of-band buffers aside, the fastest for large bytes/arrays.
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -281,3 +283,21 @@ def describe_unpicklable(obj: Any, error: BaseException) -> str:
         f"could not pickle {description} of the task to send it to a worker "
         f"process: {short_repr(part)} ({error_text(part_error)})"
     )
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a process ended, in words: "exited with code 3", "was killed by SIGKILL"."""
+    if exitcode is None:
+        return "is still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        text = f"was killed by {name}"
+        if -exitcode == signal.SIGKILL:
+            text += " (by a user, the pool, or the out-of-memory killer)"
+        elif -exitcode == signal.SIGSEGV:
+            text += " (a segmentation fault, in C code or an extension)"
+        return text
+    return f"exited with code {exitcode}"

@@ -32,6 +32,11 @@ Workers start on demand, in the reader thread (starting a process must not
 stall the main thread), up to ``max_workers``.  A worker that dies before it
 reported READY failed to start; after ``START_ATTEMPTS`` such failures in a
 row the queued items fail with an explanation instead of trying forever.
+
+Why this module is long: every method here reads or changes the one state
+of the pool (its workers, their items in flight, the queue), under one
+lock, from three threads (submitting, reader, writer); split into modules,
+the lock and the invariants it keeps would have to be shared across them.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ import logging
 import os
 import pickle
 import selectors
-import signal
 import threading
 import time
 import weakref
@@ -52,12 +56,12 @@ from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from offload._contexts.process_queue import deliver
-from offload._contexts.process_worker import READY, worker_main
-from offload._routing.process_channel import DONE, QUEUE_PUT
-from offload._routing.process_main import main_script
-from offload._routing.process_pickling import describe_unpicklable, dumps_item, error_text
-from offload._routing.process_router import dispatch
+from offload._backends.main_script import main_script
+from offload._backends.process.channel import DONE, QUEUE_PUT
+from offload._backends.process.queue import deliver
+from offload._backends.process.router import dispatch
+from offload._backends.process.worker import READY, worker_main
+from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 
 logger = logging.getLogger("offload.contexts.process")
 
@@ -611,24 +615,6 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._alive_read.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """How a process ended, in words: "exited with code 3", "was killed by SIGKILL"."""
-    if exitcode is None:
-        return "is still running"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        text = f"was killed by {name}"
-        if -exitcode == signal.SIGKILL:
-            text += " (by a user, the pool, or the out-of-memory killer)"
-        elif -exitcode == signal.SIGSEGV:
-            text += " (a segmentation fault, in C code or an extension)"
-        return text
-    return f"exited with code {exitcode}"
 
 
 def _kill(process: Any) -> None:

@@ -17,8 +17,8 @@ import queue
 import weakref
 from typing import Any
 
-from offload._routing.process_channel import QUEUE_PUT, current_channel
-from offload._routing.process_pickling import dumps
+from offload._backends.process.channel import QUEUE_PUT, current_channel
+from offload._backends.remote import dumps
 
 #: queue id -> queue, in the main process.
 _QUEUES: weakref.WeakValueDictionary[int, ProcessQueue] = weakref.WeakValueDictionary()

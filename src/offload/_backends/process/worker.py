@@ -32,16 +32,16 @@ import threading
 import traceback
 from typing import Any
 
-from offload._contexts.process_flags import detach_all
-from offload._routing.process_channel import (
+from offload._backends.main_script import MP_MAIN
+from offload._backends.process.channel import (
     DONE,
     Channel,
     end_forked_child,
     forget_in_forked_child,
     install,
 )
-from offload._routing.process_main import MP_MAIN
-from offload._routing.process_pickling import error_text
+from offload._backends.process.flags import detach_all
+from offload._backends.remote import error_text
 
 #: Control record: the worker is up and waits for work.  ``(READY, pid)``.
 READY = 2

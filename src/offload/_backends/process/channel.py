@@ -1,7 +1,7 @@
 """Worker side of process routing: buffer messages, send them in chunks.
 
 Each worker process has one :class:`Channel`, writing to a pipe that a
-thread of the main process reads (see ``offload._contexts.process_pool``)::
+thread of the main process reads (see ``offload._backends.process.pool``)::
 
     worker process                                main process
     --------------                                ------------
@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, NoReturn
 
-from offload._routing.process_pickling import (
+from offload._backends.remote import (
     dumps,
     error_text,
     short_repr,

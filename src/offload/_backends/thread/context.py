@@ -7,16 +7,16 @@ import queue
 import threading
 from collections.abc import Callable
 
-from offload._contexts.interface import (
+from offload._backends.interface import (
     CloseNotices,
     IParallelContext,
     check_max_workers,
     check_open,
 )
-from offload._contexts.thread_pool import WorkerThreadPool
+from offload._backends.thread.pool import WorkerThreadPool
+from offload._backends.thread.router import ThreadRouter
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
-from offload._routing.thread_router import ThreadRouter
 
 
 class ThreadCancelFlag:

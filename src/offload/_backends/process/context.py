@@ -3,17 +3,17 @@
 What each part is, and where it lives:
 
 ``worker_pool()``
-    a :class:`~offload._contexts.process_pool.ProcessWorkerPool`: worker
+    a :class:`~offload._backends.process.pool.ProcessWorkerPool`: worker
     processes, each with a pipe of work items and a pipe of message chunks,
     read by one thread of the pool in the main process.
 ``event()``, ``cancel_flag()``
     an event, and a task's cancel flag, in shared memory
     (:mod:`.process_flags`): set and read without any message.
 ``queue()``
-    a :class:`~offload._contexts.process_queue.ProcessQueue`, put to by
+    a :class:`~offload._backends.process.queue.ProcessQueue`, put to by
     workers through their message pipe.
 ``message_router()``
-    a :class:`~offload._routing.process_router.ProcessRouter`.
+    a :class:`~offload._backends.process.router.ProcessRouter`.
 
 Nothing here needs a ``multiprocessing.Manager`` or any helper process
 besides the workers (and the start method's own forkserver).
@@ -28,19 +28,19 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from offload._contexts.interface import (
+from offload._backends.interface import (
     CloseNotices,
     IParallelContext,
     check_max_workers,
     check_open,
 )
-from offload._contexts.process_flags import FlagSlots, ProcessCancelFlag, ProcessEvent
-from offload._contexts.process_pool import STOP_GRACE_PERIOD, ProcessWorkerPool
-from offload._contexts.process_queue import ProcessQueue
+from offload._backends.main_script import check_guarded, spare_workers_a_missing_script
+from offload._backends.process.flags import FlagSlots, ProcessCancelFlag, ProcessEvent
+from offload._backends.process.pool import STOP_GRACE_PERIOD, ProcessWorkerPool
+from offload._backends.process.queue import ProcessQueue
+from offload._backends.process.router import ProcessRouter
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
-from offload._routing.process_main import check_guarded, spare_workers_a_missing_script
-from offload._routing.process_router import ProcessRouter
 
 logger = logging.getLogger("offload.contexts.process")
 
@@ -60,7 +60,7 @@ def default_start_method() -> str:
 
 #: Modules every worker needs: a forkserver that has imported them forks
 #: workers that are ready at once (importing them takes a few hundred ms).
-WORKER_MODULES = ["offload._contexts.process_worker", "offload._futures.submit"]
+WORKER_MODULES = ["offload._backends.process.worker", "offload._futures.submit"]
 
 #: Whether this process has set the forkserver's preload list.
 _preload_set = False
