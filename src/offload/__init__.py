@@ -3,21 +3,27 @@
 The public API lives in :mod:`offload.api` (and :mod:`offload.testing` for
 test helpers); everything in ``_``-prefixed packages is private.
 
-Layers, from the bottom up (imports only point down):
+What every backend shares stands in layers, from the bottom up (imports
+only point down):
 
 ``_event_loops``
     wake the main thread from any thread ("pingees") and test helpers.
 ``_routing``
-    carry opaque messages from tasks to the main thread, in batches, and the
-    wire protocol a task speaks (started / sent / returned / raised).
-``_contexts``
-    matching concurrency parts (pools, cancel flags, routers) for threads,
-    processes and Dask.
+    the router interface, the wire protocol a task speaks (started / sent /
+    returned / raised) and the main-thread inbox that delivers in batches.
+``_backends``
+    where tasks run, one folder per backend, each with its context, pool,
+    router, worker side and wire format: ``thread``, ``process``, ``dask``;
+    beside them the context interface and what the process and Dask
+    backends share (``remote.py``, ``main_script.py``).  ``offload.api``
+    loads the process and Dask backends on first use.
 ``_futures``
-    turn messages into trait changes: states, ``BaseFuture``, ``BaseTask``
-    and the three built-in task kinds.
+    turn messages into trait changes: states, ``BaseFuture``, ``BaseTask``,
+    the built-in task kinds, ``FutureGroup``.
 ``_executor``
     ``TraitsExecutor``, which wires a context, an event loop and futures.
+
+``docs/architecture.rst`` has the diagram of what runs where.
 """
 
 from __future__ import annotations

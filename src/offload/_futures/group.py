@@ -3,8 +3,8 @@
 What it costs, and when it notifies
 -----------------------------------
 A group follows each future through cheap hooks, not a Traits observer per
-future (an ``observe`` costs ~25 µs to add; a group of 10,000 would double
-the main thread's cost of a task):
+future (an ``observe`` costs more than the rest of a task's main-thread
+work; a group of 10,000 would double it: ``benchmarks/README.md``):
 
 - the end of a :class:`BaseFuture`: a small callable object in its
   callbacks (``add_done_callback``, as ``await future`` uses), which only appends
@@ -14,8 +14,8 @@ the main thread's cost of a task):
   update callbacks (``add_update_callback``; at most 25 updates a second by
   default);
 - a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
-  ``progress`` event (~4 µs to add, ~2 µs a message, for the progress
-  futures of a group only), which keeps the last report.
+  ``progress`` event (for the progress futures of a group only), which
+  keeps the last report.
 
 The first of these in a batch asks the event loop for a call after the
 batch (``offload._futures.soon``); that call counts the ended futures,

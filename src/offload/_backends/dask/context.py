@@ -13,11 +13,11 @@ What runs where::
       flag.set() ──▶ cancel thread: client.run(mark_cancelled) ─▶ set of keys
                                                         flag.is_set(): local
 
-See :mod:`offload._backends.dask.router`, :mod:`.dask_pool` and
-:mod:`.dask_cancel` for each part.  For the embedded cluster, the client
+See :mod:`offload._backends.dask.router`, :mod:`.pool` and
+:mod:`.cancel` for each part.  For the embedded cluster, the client
 above is a :class:`~offload._backends.dask.helper.HelperClient`, and the
 real one, with the scheduler, runs in a helper process
-(:mod:`.dask_helper`).  Dask is imported when a ``DaskContext``
+(:mod:`.helper`, :mod:`.helper_main`).  Dask is imported when a ``DaskContext``
 is made, not before.
 """
 

@@ -1,7 +1,7 @@
 """Router for tasks running on Dask workers: messages travel as Dask events.
 
 Each router has its own topic.  Workers coalesce the messages of that topic
-into one Dask event every few milliseconds (:mod:`.dask_outbox`), the
+into one Dask event every few milliseconds (:mod:`.outbox`), the
 scheduler forwards each event to this client, and the client's event-loop
 thread hands the batch to the main-thread :class:`Inbox`.  Measured against
 ``distributed.Queue`` and a direct socket in ``benchmarks/README.md``.

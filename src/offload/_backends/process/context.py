@@ -8,7 +8,7 @@ What each part is, and where it lives:
     read by one thread of the pool in the main process.
 ``event()``, ``cancel_flag()``
     an event, and a task's cancel flag, in shared memory
-    (:mod:`.process_flags`): set and read without any message.
+    (:mod:`.flags`): set and read without any message.
 ``queue()``
     a :class:`~offload._backends.process.queue.ProcessQueue`, put to by
     workers through their message pipe.

@@ -78,7 +78,7 @@ def _close_at_exit() -> None:
     # would print a BufferError from its __del__.  So close them (flags
     # still alive read as set).  Workers still running keep what they
     # mapped.  Registered before the process pool's own exit handler
-    # (process_pool imports this module through process_worker), so it runs
+    # (the pool imports this module through the worker module), so it runs
     # after that one has stopped the workers.
     for slots in list(_live_slots):
         slots.close()

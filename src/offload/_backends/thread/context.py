@@ -24,8 +24,8 @@ class ThreadCancelFlag:
 
     ``threading.Event`` would work but costs a lock and a condition per task;
     a bool that one thread writes and others read needs neither.  Unset, it
-    is the class's False: no ``__init__`` to run, one per task (0.1 µs to
-    make instead of 0.35), and no instance dict until it is set.
+    is the class's False: no ``__init__`` to run, one per task, and no
+    instance dict until it is set.
     """
 
     _set = False

@@ -21,13 +21,12 @@ class ThreadRouter(Inbox):
 
     Soft backpressure: a worker thread that sends in a tight loop keeps the
     GIL for whole switch intervals (5 ms), so it can produce messages several
-    times faster than the main thread delivers them; measured with 200,000
-    progress messages on asyncio, the last one was shown 0.86 s after it was
-    sent, and a GUI waited that long for the GIL between ticks.  So, once
+    times faster than the main thread delivers them, and a GUI waits for the
+    GIL between ticks (``benchmarks/README.md`` has the figures).  So, once
     more than ``BACKLOG_LIMIT`` messages wait, every ``YIELD_EVERY``-th user
     message (progress, iteration item, custom) also calls ``time.sleep(0)``,
     which releases the GIL for the main thread to take.  It never blocks, but
-    it is a system call (80 us on a loaded 2-core machine): once per message
+    it is a system call: once per message
     it made a task flooding a main thread that was busy elsewhere (a test
     not running its loop yet, say) a hundred times slower; once per 64 the
     main thread still gets the GIL every few dozen microseconds of the
