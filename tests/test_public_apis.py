@@ -59,9 +59,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_futures/base.py", "_check_await_in"): "offload's own event loops' hook",
     # Outside the files of the change that added this test; to be replaced
     # by public APIs (issue 29).
-    ("_backends/dask/context.py", "_event_handlers"): (
-        "distributed.Client._event_handlers: issue 29, not yet replaced"
-    ),
     ("_backends/dask/cluster.py", "_metadata"): (
         "distributed's Span._metadata: issue 29, not yet replaced"
     ),

@@ -78,7 +78,10 @@ class DaskContext(IParallelContext):
         :meth:`close` leaves that cluster running.
     client : distributed.Client, optional
         A client of yours to use instead (not with ``address``); ``close()``
-        leaves it open.
+        leaves it open.  offload leaves its handler of Dask's ``"all"``
+        event topic alone (a client has one per topic), so a worker lost
+        with a task of offload's is noticed when Dask re-runs the task
+        elsewhere or gives up on it, not at once.
     security : distributed.Security, optional
         TLS settings, passed to the client (and the embedded cluster).
     timeout : float
@@ -209,10 +212,11 @@ class DaskContext(IParallelContext):
         self._router_numbers = itertools.count()
         self._routers: dict[str, DaskRouter] = {}
         self._pusher = CancelPusher(client)
-        self._previous_all_handler = getattr(client, "_event_handlers", {}).get(
-            _ALL_TOPIC
-        )
-        client.subscribe_topic(_ALL_TOPIC, self._on_cluster_event)
+        #: Does this context watch the cluster's events (a client of its
+        #: own), to fail the tasks of a lost worker at once?
+        self._watches_cluster = self._owns_client
+        if self._watches_cluster:
+            client.subscribe_topic(_ALL_TOPIC, self._on_cluster_event)
 
     @property
     def client(self) -> Any:
@@ -307,7 +311,7 @@ class DaskContext(IParallelContext):
                 self._pusher.run_on_workers(forget_cancelled, self._token)
                 self._pusher.close(self._timeout)
             finally:
-                self._restore_all_handler()
+                self._stop_watching()
                 if not client_closed:
                     client_closed = close_within(client, self._timeout, "client")
         finally:
@@ -373,19 +377,12 @@ class DaskContext(IParallelContext):
                     router.workers_lost(keys, address)
         except Exception:  # noqa: BLE001 - never break the client's loop
             logger.exception("offload: error handling a Dask cluster event")
-        previous = self._previous_all_handler
-        if previous is not None:
-            previous(event)
 
-    def _restore_all_handler(self) -> None:
-        client = self._client
-        handlers = getattr(client, "_event_handlers", {})
-        if handlers.get(_ALL_TOPIC) != self._on_cluster_event:
-            return  # someone subscribed after us; leave theirs
+    def _stop_watching(self) -> None:
+        if not self._watches_cluster:
+            return
+        self._watches_cluster = False
         try:
-            if self._previous_all_handler is not None:
-                client.subscribe_topic(_ALL_TOPIC, self._previous_all_handler)
-            else:
-                client.unsubscribe_topic(_ALL_TOPIC)
+            self._client.unsubscribe_topic(_ALL_TOPIC)
         except Exception:  # noqa: BLE001 - the client is closing
             logger.debug("could not unsubscribe from Dask events", exc_info=True)
