@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from typing import Any
 
 from traits.api import Any as AnyTrait
@@ -111,7 +112,9 @@ class TraitsExecutor(HasStrictTraits):
     _sender = AnyTrait()
     _futures = AnyTrait()
     _task_ids = AnyTrait()
+    _thread = AnyTrait()
     _thread_id = AnyTrait()
+    _finalizer = AnyTrait()
 
     def __init__(
         self,
@@ -175,14 +178,29 @@ class TraitsExecutor(HasStrictTraits):
             _TaskHandle if hasattr(worker_pool, "_offload_submit") else _PoolHandle
         )
         router: IMessageRouter = context.message_router(event_loop)
-        router.connect(self._task_finished)
+        # The router (which the event loop holds while it is connected)
+        # holds the executor weakly, so that a dropped executor goes.
+        router.connect(_weak_task_finished(weakref.ref(self)))
         self._router = router
         # Looked up once: a property, on the path of every submission.
         self._sender = router.sender
         #: task id -> future, for the futures not yet done.
         self._futures = {}
         self._task_ids = itertools.count()
+        self._thread = threading.current_thread()
         self._thread_id = threading.get_ident()
+        # Dropped without shutdown(): warn, and release what it owns.
+        finalizer = weakref.finalize(
+            self,
+            _Dropped(
+                f"{type(self).__name__} {id(self):#x}", router,
+                worker_pool if self._owns_worker_pool else None,
+                context if self._owns_context else None,
+            ),
+        )
+        # At interpreter exit the pools' own exit handlers end the workers.
+        finalizer.atexit = False
+        self._finalizer = finalizer
         logger.debug("executor %#x: created on %r", id(self), context)
 
     # Submitting -------------------------------------------------------------
@@ -277,8 +295,10 @@ class TraitsExecutor(HasStrictTraits):
         Raises
         ------
         RuntimeError
-            If the executor is not RUNNING.
+            If the executor is not RUNNING, or if called from a thread other
+            than the one that made the executor (nothing changes then).
         """
+        self._check_thread("stop")
         if self._state is not RUNNING:
             raise RuntimeError(
                 f"stop() needs a running executor; this one is {self._state!r}"
@@ -299,10 +319,10 @@ class TraitsExecutor(HasStrictTraits):
         """Cancel all tasks, wait for them to end, release resources.
 
         Blocks, delivering the tasks' last messages itself: call it on the
-        main thread while the event loop is *not* running (at application
-        exit, or in a test's tearDown).  The futures' trait notifications
-        still fire on the calling thread, inside this call.  Does nothing if
-        already STOPPED.
+        main thread, at application exit, in a test's tearDown, or from an
+        observer (of a future's ``done``, say) while the event loop runs.
+        The futures' trait notifications still fire on the calling thread,
+        inside this call.  Does nothing if already STOPPED.
 
         Parameters
         ----------
@@ -318,14 +338,29 @@ class TraitsExecutor(HasStrictTraits):
             ``shutdown`` may be called again.  Worker processes can: if the
             executor owns its pool of processes, it kills them (their
             futures end CANCELLED), becomes STOPPED, and the error says so.
+            Also if called from a thread other than the one that made the
+            executor (nothing changes then).
+        Exception
+            The first exception an observer raised while ``shutdown``
+            delivered, if Traits' exception handler re-raises them
+            (``push_exception_handler(reraise_exceptions=True)``): raised
+            once the shutdown has gone to its end.  ``SystemExit`` and
+            ``KeyboardInterrupt`` propagate at once; the executor then stays
+            STOPPING, and ``shutdown`` may be called again.
         """
+        self._check_thread("shutdown")
         if self._state is STOPPED:
             return
         if self._state is RUNNING:
             self.stop()
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._deliver_until_done(deadline)
+        error = self._deliver_until_done(deadline)
         if not self._futures:
+            # Stopped already, unless the last task ended in a delivery that
+            # is still running (this is one of its observers).
+            self._release_if_idle()
+            if error is not None:
+                raise error
             return
         running = len(self._futures)
         message = (
@@ -335,19 +370,30 @@ class TraitsExecutor(HasStrictTraits):
         terminate = getattr(self._worker_pool, "terminate", None)
         if self._owns_worker_pool and terminate is not None:
             terminate("the executor's shutdown timed out")
-            self._deliver_until_done(time.monotonic() + _TERMINATE_TIMEOUT)
+            error = self._deliver_until_done(
+                time.monotonic() + _TERMINATE_TIMEOUT, error
+            )
             if not self._futures:
+                self._release_if_idle()
                 raise RuntimeError(
                     f"{message}  The executor killed its worker processes to "
                     "end them, and is stopped"
-                )
+                ) from error
         raise RuntimeError(
             f"{message}  The executor stays 'stopping'; call shutdown again "
             "to keep waiting"
-        )
+        ) from error
 
-    def _deliver_until_done(self, deadline: float | None) -> None:
-        """Deliver messages (without the event loop) until no task runs."""
+    def _deliver_until_done(
+        self, deadline: float | None, error: Exception | None = None
+    ) -> Exception | None:
+        """Deliver messages (without the event loop) until no task runs.
+
+        Returns the first exception an observer raised meanwhile (Traits
+        re-raises them when told to), or ``error`` if that came first: the
+        caller raises it once done, so that one failing observer neither
+        hides the shutdown's outcome nor stops the other deliveries.
+        """
         router = self._router
         while self._futures:
             if deadline is None:
@@ -355,8 +401,24 @@ class TraitsExecutor(HasStrictTraits):
             else:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    return
-            router.deliver_blocking(min(wait, 1.0))
+                    break
+            try:
+                router.deliver_blocking(min(wait, 1.0))
+            except Exception as exc:  # noqa: BLE001 - raised by shutdown() at its end
+                if error is None:
+                    error = exc
+        return error
+
+    def _check_thread(self, method: str) -> None:
+        """Raise RuntimeError unless called on the executor's own thread."""
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                f"{method}() must be called from the thread that made the "
+                f"TraitsExecutor ({self._thread.name!r}, which runs its event "
+                f"loop), not from {threading.current_thread().name!r}; from "
+                "another thread, ask that thread to call it (for instance "
+                "through its event loop)"
+            )
 
     # Private ----------------------------------------------------------------
 
@@ -380,8 +442,15 @@ class TraitsExecutor(HasStrictTraits):
         if (old is STOPPED) != (new is STOPPED):
             notify("stopped", old is STOPPED, new is STOPPED)
 
-    def _task_finished(self, task_id: int) -> None:
-        """Called by the router (main thread) after a task's final message."""
+    def _task_finished(self, task_id: int) -> Any:
+        """Forget a task whose final message the router is about to deliver.
+
+        Called by the router, on the main thread, before the future's
+        observers run: one of them may call ``shutdown``, which must not
+        wait for this task.  When that leaves a stopping executor with no
+        task, returns what the router calls once the message is delivered:
+        the executor becomes STOPPED after its last future's observers ran.
+        """
         futures = self._futures
         del futures[task_id]
         if not futures:
@@ -390,15 +459,85 @@ class TraitsExecutor(HasStrictTraits):
             # Dicts never shrink; drop the table a burst of tasks grew.
             self._futures = {}
             if self._state is STOPPING:
-                self._release()
+                return self._release_if_idle
+        return None
+
+    def _release_if_idle(self) -> None:
+        if self._state is STOPPING and not self._futures:
+            self._release()
 
     def _release(self) -> None:
+        self._finalizer.detach()
         self._router.disconnect()
         if self._owns_worker_pool:
             self._worker_pool.shutdown(wait=True)
         if self._owns_context:
             self._context.close()
         self._change_state(STOPPED)
+
+
+def _weak_task_finished(executor_ref: weakref.ref) -> Any:
+    """The executor's ``_task_finished``, through a weak reference."""
+
+    def task_finished(task_id: int) -> Any:
+        executor = executor_ref()
+        if executor is None:
+            # Dropped: its futures still get their messages (see _Dropped).
+            return None
+        return executor._task_finished(task_id)
+
+    return task_finished
+
+
+class _Dropped:
+    """What a dropped TraitsExecutor does: warn, and release what it owns.
+
+    The executor's finalizer, so it holds no reference to the executor.  It
+    runs on whichever thread dropped the last reference (or ran the garbage
+    collector).  The tasks still running are not lost: the pool is told to
+    shut down, which lets them, and those queued, run to their end (its
+    threads or processes exit after them), and the router, which their
+    futures still need, is disconnected on the main thread once none is
+    left.  A pool or context given to the executor is the caller's.
+    """
+
+    __slots__ = ("name", "router", "pool", "context")
+
+    def __init__(
+        self,
+        name: str,
+        router: IMessageRouter,
+        pool: concurrent.futures.Executor | None,
+        context: IParallelContext | None,
+    ) -> None:
+        self.name = name
+        self.router = router
+        self.pool = pool
+        self.context = context
+
+    def __call__(self) -> None:
+        try:
+            warnings.warn(
+                f"{self.name} was dropped without shutdown(): call "
+                "executor.shutdown() (at application exit, or in a test's "
+                "tearDown) once you are done with it.  Its worker threads or "
+                "processes now end once its tasks have",
+                ResourceWarning,
+                # Past weakref.finalize: the line that dropped the executor
+                # (or, for the garbage collector, wherever it ran).
+                stacklevel=3,
+            )
+        finally:
+            if self.pool is not None:
+                # Thread-safe: running and queued tasks still run.
+                self.pool.shutdown(wait=False)
+            self.router.release_when_idle(self._release)
+
+    def _release(self) -> None:
+        """On the main thread, once no task of the executor is left."""
+        self.router.disconnect()
+        if self.context is not None:
+            self.context.close()
 
 
 def _not_waiting(future: IFuture) -> bool:
