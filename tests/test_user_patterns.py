@@ -479,3 +479,20 @@ def test_a_dropped_executor_releases_an_owned_thread_context(offload_assistant):
         del executor
         gc.collect()
     assert context.closed
+
+
+def test_an_executor_dropped_after_stop_is_released_silently(offload_assistant, tmp_path):
+    # What a GUI application does: stop it, forget it, carry on.
+    released = released_since(take_snapshot())
+    executor = TraitsExecutor(event_loop=offload_assistant.event_loop)
+    release = str(tmp_path / "release")
+    future = submit_call(executor, tf.wait_for_file, release)
+    offload_assistant.run_until(future, "state", lambda f: f.state == EXECUTING, timeout=20)
+    executor.stop()
+    del executor
+    gc.collect()  # filterwarnings=error: a ResourceWarning here would fail
+    tf.touch(release)
+    wait_done(offload_assistant, future)
+    assert future.state == CANCELLED
+    offload_assistant.exercise_event_loop()
+    wait_for(released)

@@ -114,6 +114,7 @@ class TraitsExecutor(HasStrictTraits):
     _task_ids = AnyTrait()
     _thread = AnyTrait()
     _thread_id = AnyTrait()
+    _dropped = AnyTrait()
     _finalizer = AnyTrait()
 
     def __init__(
@@ -189,18 +190,15 @@ class TraitsExecutor(HasStrictTraits):
         self._task_ids = itertools.count()
         self._thread = threading.current_thread()
         self._thread_id = threading.get_ident()
-        # Dropped without shutdown(): warn, and release what it owns.
-        finalizer = weakref.finalize(
-            self,
-            _Dropped(
-                f"{type(self).__name__} {id(self):#x}", router,
-                worker_pool if self._owns_worker_pool else None,
-                context if self._owns_context else None,
-            ),
+        # Dropped before it stopped: release what it owns (see _Dropped).
+        self._dropped = _Dropped(
+            f"{type(self).__name__} {id(self):#x}", router,
+            worker_pool if self._owns_worker_pool else None,
+            context if self._owns_context else None,
         )
+        self._finalizer = weakref.finalize(self, self._dropped)
         # At interpreter exit the pools' own exit handlers end the workers.
-        finalizer.atexit = False
-        self._finalizer = finalizer
+        self._finalizer.atexit = False
         logger.debug("executor %#x: created on %r", id(self), context)
 
     # Submitting -------------------------------------------------------------
@@ -304,6 +302,8 @@ class TraitsExecutor(HasStrictTraits):
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
         self._change_state(STOPPING)
+        # Stopping is enough: dropped now, it says nothing as it releases.
+        self._dropped.stopping = True
         # Waiting tasks first, newest first, then the running ones.  A
         # running task that ends on its cancel frees its worker, which takes
         # the next queued task: had that one not been withdrawn yet, it ran
@@ -490,7 +490,8 @@ def _weak_task_finished(executor_ref: weakref.ref) -> Any:
 
 
 class _Dropped:
-    """What a dropped TraitsExecutor does: warn, and release what it owns.
+    """What a TraitsExecutor dropped before it stopped does: release what it
+    owns, and warn if it was not even stopping.
 
     The executor's finalizer, so it holds no reference to the executor.  It
     runs on whichever thread dropped the last reference (or ran the garbage
@@ -499,9 +500,13 @@ class _Dropped:
     threads or processes exit after them), and the router, which their
     futures still need, is disconnected on the main thread once none is
     left.  A pool or context given to the executor is the caller's.
+
+    An executor dropped after ``stop()`` (``self.executor.stop();
+    self.executor = None``, in an application that keeps running) is
+    released the same way, silently: it was on its way to that.
     """
 
-    __slots__ = ("name", "router", "pool", "context")
+    __slots__ = ("name", "router", "pool", "context", "stopping")
 
     def __init__(
         self,
@@ -514,9 +519,13 @@ class _Dropped:
         self.router = router
         self.pool = pool
         self.context = context
+        #: Set by ``stop()``.
+        self.stopping = False
 
     def __call__(self) -> None:
         try:
+            if self.stopping:
+                return
             warnings.warn(
                 f"{self.name} was dropped without shutdown(): call "
                 "executor.shutdown() (at application exit, or in a test's "
