@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
-import sys
 import threading
 import time
 import warnings
@@ -17,6 +16,7 @@ from traits.api import Bool, HasStrictTraits, Property
 
 from offload._contexts.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
+from offload._executor.lifetime import Dropped, TaskTable, weak_release_if_idle
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
 from offload._futures.states import WAITING
@@ -27,31 +27,6 @@ logger = logging.getLogger("offload.executor")
 
 #: Seconds ``shutdown`` waits for killed worker processes' tasks to end.
 _TERMINATE_TIMEOUT = 10.0
-
-#: CPython's method cache (4,096 entries) keeps a reference to the name of
-#: each attribute it looked up, and tells names apart by address.  Traits
-#: makes a fresh string for three of the names it looks up as it creates a
-#: ``HasTraits`` object, so after a burst of futures about 800 of these
-#: strings stay, allocated all through the burst, and pin its memory:
-#: CPython can return one of its 1 MiB arenas to the system only once
-#: every block in it is free.  Measured with 20,000 finished futures
-#: dropped (benchmarks/memory.py): 12 MB kept instead of 4.  So once the
-#: executor's futures of a burst (its table grew past the size for 1,000
-#: futures) are all done, it empties that cache, which refills as lookups
-#: happen (a few microseconds).
-_BURST_TABLE_SIZE = sys.getsizeof(dict.fromkeys(range(1_000)))
-
-
-def _forget_looked_up_names() -> None:
-    """Empty CPython's method cache, if this Python has one to empty."""
-    # Documented as deprecated since 3.13 in favour of _clear_internal_caches,
-    # which also drops the specialised code of every function; it does not
-    # warn (our tests run with warnings as errors on 3.13).  A global
-    # warnings filter around it would not be thread-safe.
-    clear = getattr(sys, "_clear_type_cache", None)
-    if clear is not None:
-        clear()
-
 
 def _default_event_loop() -> IEventLoop:
     try:
@@ -179,19 +154,19 @@ class TraitsExecutor(HasStrictTraits):
             _TaskHandle if hasattr(worker_pool, "_offload_submit") else _PoolHandle
         )
         router: IMessageRouter = context.message_router(event_loop)
-        # The router (which the event loop holds while it is connected)
-        # holds the executor weakly, so that a dropped executor goes.
-        router.connect(_weak_task_finished(weakref.ref(self)))
+        #: task id -> future, for the futures not yet done.  What the
+        #: router holds of the executor (the event loop holds the router
+        #: while it is connected): a dropped executor goes.
+        self._futures = TaskTable()
+        router.connect(self._futures.finished)
         self._router = router
         # Looked up once: a property, on the path of every submission.
         self._sender = router.sender
-        #: task id -> future, for the futures not yet done.
-        self._futures = {}
         self._task_ids = itertools.count()
         self._thread = threading.current_thread()
         self._thread_id = threading.get_ident()
-        # Dropped before it stopped: release what it owns (see _Dropped).
-        self._dropped = _Dropped(
+        # Dropped before it stopped: release what it owns (see Dropped).
+        self._dropped = Dropped(
             f"{type(self).__name__} {id(self):#x}", router,
             worker_pool if self._owns_worker_pool else None,
             context if self._owns_context else None,
@@ -302,6 +277,8 @@ class TraitsExecutor(HasStrictTraits):
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
         self._change_state(STOPPING)
+        # STOPPED once the last task's end has been delivered.
+        self._futures.on_empty = weak_release_if_idle(weakref.ref(self))
         # Stopping is enough: dropped now, it says nothing as it releases.
         self._dropped.stopping = True
         # Waiting tasks first, newest first, then the running ones.  A
@@ -442,26 +419,6 @@ class TraitsExecutor(HasStrictTraits):
         if (old is STOPPED) != (new is STOPPED):
             notify("stopped", old is STOPPED, new is STOPPED)
 
-    def _task_finished(self, task_id: int) -> Any:
-        """Forget a task whose final message the router is about to deliver.
-
-        Called by the router, on the main thread, before the future's
-        observers run: one of them may call ``shutdown``, which must not
-        wait for this task.  When that leaves a stopping executor with no
-        task, returns what the router calls once the message is delivered:
-        the executor becomes STOPPED after its last future's observers ran.
-        """
-        futures = self._futures
-        del futures[task_id]
-        if not futures:
-            if sys.getsizeof(futures) > _BURST_TABLE_SIZE:
-                _forget_looked_up_names()
-            # Dicts never shrink; drop the table a burst of tasks grew.
-            self._futures = {}
-            if self._state is STOPPING:
-                return self._release_if_idle
-        return None
-
     def _release_if_idle(self) -> None:
         if self._state is STOPPING and not self._futures:
             self._release()
@@ -474,79 +431,6 @@ class TraitsExecutor(HasStrictTraits):
         if self._owns_context:
             self._context.close()
         self._change_state(STOPPED)
-
-
-def _weak_task_finished(executor_ref: weakref.ref) -> Any:
-    """The executor's ``_task_finished``, through a weak reference."""
-
-    def task_finished(task_id: int) -> Any:
-        executor = executor_ref()
-        if executor is None:
-            # Dropped: its futures still get their messages (see _Dropped).
-            return None
-        return executor._task_finished(task_id)
-
-    return task_finished
-
-
-class _Dropped:
-    """What a TraitsExecutor dropped before it stopped does: release what it
-    owns, and warn if it was not even stopping.
-
-    The executor's finalizer, so it holds no reference to the executor.  It
-    runs on whichever thread dropped the last reference (or ran the garbage
-    collector).  The tasks still running are not lost: the pool is told to
-    shut down, which lets them, and those queued, run to their end (its
-    threads or processes exit after them), and the router, which their
-    futures still need, is disconnected on the main thread once none is
-    left.  A pool or context given to the executor is the caller's.
-
-    An executor dropped after ``stop()`` (``self.executor.stop();
-    self.executor = None``, in an application that keeps running) is
-    released the same way, silently: it was on its way to that.
-    """
-
-    __slots__ = ("name", "router", "pool", "context", "stopping")
-
-    def __init__(
-        self,
-        name: str,
-        router: IMessageRouter,
-        pool: concurrent.futures.Executor | None,
-        context: IParallelContext | None,
-    ) -> None:
-        self.name = name
-        self.router = router
-        self.pool = pool
-        self.context = context
-        #: Set by ``stop()``.
-        self.stopping = False
-
-    def __call__(self) -> None:
-        try:
-            if self.stopping:
-                return
-            warnings.warn(
-                f"{self.name} was dropped without shutdown(): call "
-                "executor.shutdown() (at application exit, or in a test's "
-                "tearDown) once you are done with it.  Its worker threads or "
-                "processes now end once its tasks have",
-                ResourceWarning,
-                # Past weakref.finalize: the line that dropped the executor
-                # (or, for the garbage collector, wherever it ran).
-                stacklevel=3,
-            )
-        finally:
-            if self.pool is not None:
-                # Thread-safe: running and queued tasks still run.
-                self.pool.shutdown(wait=False)
-            self.router.release_when_idle(self._release)
-
-    def _release(self) -> None:
-        """On the main thread, once no task of the executor is left."""
-        self.router.disconnect()
-        if self.context is not None:
-            self.context.close()
 
 
 def _not_waiting(future: IFuture) -> bool:

@@ -188,6 +188,7 @@ class Inbox(IMessageRouter):
         popleft = items.popleft
         receivers = self._receivers
         on_finished = self._on_finished
+        final_kinds = FINAL_KINDS
         if time_slice is None:
             time_slice = self._time_slice
         deadline = time.perf_counter() + time_slice
@@ -202,7 +203,7 @@ class Inbox(IMessageRouter):
                         continue
                     # Which task a nested delivery must hold back.
                     self._current = task_id
-                    if message[0] in FINAL_KINDS:
+                    if message[0] in final_kinds:
                         # Forgotten before its observers run: one that shuts
                         # the executor down, or raises SystemExit, finds the
                         # task gone.
@@ -249,7 +250,6 @@ class Inbox(IMessageRouter):
             raise
         finally:
             self._depth = 0
-            self._current = None
             if self._when_idle is not None and not self._receivers:
                 self._call_when_idle()
         if not receivers and receivers is self._receivers:
