@@ -374,3 +374,34 @@ def test_release_when_idle_on_an_idle_main_thread_is_immediate(inbox):
     released = []
     inbox.release_when_idle(lambda: released.append(True))
     assert released == [True]
+
+
+def test_a_blocking_delivery_is_never_refused_for_depth(inbox):
+    # shutdown() from an observer as deep as deliveries go must still see
+    # every task end, or it would wait for ever.
+    from offload._routing.inbox import _MAX_DEPTH
+
+    delivered = []
+    ended_inside = []
+    last = _MAX_DEPTH  # the task whose end shutdown() waits for
+
+    def nest(message):
+        level = message[1]
+        if inbox._depth < _MAX_DEPTH:
+            # A nested loop that delivers the next task's message.
+            inbox.put((level + 1, ("progress", level + 1)))
+            inbox.pingee.on_ping()
+        else:
+            inbox.put((last, (RETURNED, "end")))
+            inbox.deliver_blocking(0.0)
+            ended_inside.append(list(delivered))
+        return False
+
+    for task_id in range(_MAX_DEPTH):
+        inbox.add_receiver(task_id, nest)
+    inbox.add_receiver(last, lambda message: delivered.append(message) or True)
+    inbox.put((0, ("progress", 0)))
+    inbox.pingee.pings = 0
+    inbox.pingee.on_ping()
+    assert ended_inside == [[(RETURNED, "end")]]
+    assert inbox.finished == [last]

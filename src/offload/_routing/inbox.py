@@ -270,9 +270,10 @@ class Inbox(IMessageRouter):
         must see every task end.
 
         Nesting is bounded: a task's messages never nest inside its own, and
-        past ``_MAX_DEPTH`` deliveries are owed until one returns.
+        past ``_MAX_DEPTH`` deliveries are owed until one returns (except
+        ``shutdown``'s, which would otherwise wait for ever).
         """
-        if self._depth >= _MAX_DEPTH:
+        if self._depth >= _MAX_DEPTH and not blocking:
             self._owed = True
             return
         outer = self._current
