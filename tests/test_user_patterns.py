@@ -496,3 +496,28 @@ def test_an_executor_dropped_after_stop_is_released_silently(offload_assistant, 
     assert future.state == CANCELLED
     offload_assistant.exercise_event_loop()
     wait_for(released)
+
+
+def test_an_awaiting_coroutine_wakes_even_if_an_observer_of_done_raises(reraise):
+    event_loop = AsyncioEventLoop()
+    loop = event_loop.event_loop
+    errors: list[BaseException] = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context["exception"]))
+    executor = TraitsExecutor(event_loop=event_loop)
+    try:
+        future = submit_call(executor, tf.wait_for_file, "/nonexistent/never", 0.2)
+        future.observe(fail_when_done, "done")
+
+        async def wait() -> str:
+            try:
+                await future
+            except Exception as error:  # the task's own TimeoutError
+                return type(error).__name__
+            return "completed"
+
+        # Awaiting before the task ends: the waiter is registered.
+        assert loop.run_until_complete(asyncio.wait_for(wait(), 20)) == "TaskFailed"
+    finally:
+        executor.shutdown(timeout=20)
+        event_loop.close()
+    assert [type(error) for error in errors] == [ObserverError]

@@ -424,11 +424,19 @@ class BaseFuture(HasStrictTraits):
             # Nothing can be cancelled any more: drop the reference to it.
             self._cancel = _no_cancel
         notify = _trait_property_changed
-        notify(self, "state", old_public, new_public)
-        if cancellable:
-            notify(self, "cancellable", not cancellable[0], cancellable[0])
-        if done:
+        if not done:
+            notify(self, "state", old_public, new_public)
+            if cancellable:
+                notify(self, "cancellable", not cancellable[0], cancellable[0])
+            return
+        try:
+            notify(self, "state", old_public, new_public)
+            if cancellable:
+                notify(self, "cancellable", not cancellable[0], cancellable[0])
             notify(self, "done", False, True)
+        finally:
+            # Even if an observer raised (Traits re-raises when told to):
+            # a coroutine awaiting the future must still wake.
             callbacks = self._done_callbacks
             if callbacks:
                 self._done_callbacks = None
