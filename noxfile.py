@@ -59,9 +59,14 @@ IN_PARALLEL = ["-n", "2"]
 #: (an X connection); in ``full``, on two workers, the second worker's first
 #: Qt test makes its application, and offscreen Qt's keeps only an eventfd,
 #: which the leak check lets the test that made it keep.
-GUI_FIRST = ["tests/test_event_loops_gui.py"] + sorted(
-    path for path in glob.glob("tests/test_*.py") if not path.endswith("_gui.py")
-)
+GUI_FIRST = [
+    "tests/test_event_loops_gui.py",
+    *sorted(
+        path for path in glob.glob("tests/test_*_gui.py")
+        if path != "tests/test_event_loops_gui.py"
+    ),
+    *sorted(path for path in glob.glob("tests/test_*.py") if not path.endswith("_gui.py")),
+]
 
 #: wxPython has no Linux wheel on PyPI: the wx session uses Debian's
 #: ``python3-wxgtk4.0``, which lives in the system Python's site-packages
@@ -69,12 +74,13 @@ GUI_FIRST = ["tests/test_event_loops_gui.py"] + sorted(
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 #: What the wx session runs: the GUI-loop module whole (its Qt cases skip),
-#: then the shared behaviour suites and the examples on the wx loop.
+#: then the nested-loop patterns, the shared behaviour suites, the users'
+#: patterns and the examples on the wx loop.
 WX_TESTS = [
-    "tests/test_event_loops_gui.py",
+    "tests/test_event_loops_gui.py", "tests/test_user_patterns_gui.py",
     "tests/test_call.py", "tests/test_iteration.py", "tests/test_progress.py",
     "tests/test_steps.py", "tests/test_group.py", "tests/test_custom_task.py",
-    "tests/test_ui.py", "tests/test_examples.py",
+    "tests/test_user_patterns.py", "tests/test_ui.py", "tests/test_examples.py",
     "-k", "wx or test_event_loops_gui",
 ]
 

@@ -11,6 +11,22 @@ from typing import Any
 
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
 
+#: While ``run_until`` waits, how often (s) the condition is re-checked in
+#: case it reads state other than the watched trait.
+_RECHECK = 0.05
+
+#: The key, in the context a delivery's error is handed to the loop's
+#: exception handler with, that tells it from other callbacks' errors
+#: (``run_until`` raises these).
+DELIVERY_ERROR = "offload_delivery_error"
+
+#: That context's message.
+_DELIVERY_ERROR_MESSAGE = (
+    "an exception was raised while offload delivered messages to futures (by "
+    "an observer, re-raised by Traits' exception handler, or by a future's "
+    "_process_<kind> method); the other messages are still delivered"
+)
+
 
 class AsyncioEventLoop(IEventLoop):
     """Deliver offload's messages on an asyncio event loop.
@@ -188,11 +204,23 @@ class _AsyncioPingee(IPingee):
         try:
             while count and self._connected:
                 count -= 1
-                # An exception propagates to the loop, which logs it (or
-                # stops, for KeyboardInterrupt); the other pings still come.
-                self._on_ping()
+                try:
+                    self._on_ping()
+                except Exception as error:
+                    # As the loop handles any callback's error (logged, by
+                    # default); KeyboardInterrupt and SystemExit stop it.
+                    # The other pings wait for the next turn, so that a
+                    # test's run_until, stopped by this one, raises it
+                    # before the next delivery can fail.
+                    self._report(error)
+                    break
         finally:
             self._drain(count)
+
+    def _report(self, error: Exception) -> None:
+        self._loop.call_exception_handler(
+            {"message": _DELIVERY_ERROR_MESSAGE, "exception": error, DELIVERY_ERROR: True}
+        )
 
     def _drain(self, undelivered: int) -> None:
         """Read the wake-up byte, after the delivery: a ping's latency does
@@ -215,7 +243,10 @@ class _AsyncioPingee(IPingee):
 
     def _deliver(self) -> None:
         if self._connected:
-            self._on_ping()
+            try:
+                self._on_ping()
+            except Exception as error:
+                self._report(error)
 
 
 def _close(*sockets: socket.socket) -> None:
@@ -246,38 +277,59 @@ class _AsyncioEventLoopHelper(IEventLoopHelper):
         if condition(object):
             return
         loop = self._loop
-        reached = loop.create_future()
+        outcome: list[bool] = []
+        errors: list[BaseException] = []
+
+        def finish(reached: bool) -> None:
+            # Stops the loop at the end of this turn: nothing else is
+            # delivered after the condition holds or an observer fails.
+            if not outcome:
+                outcome.append(reached)
+                loop.stop()
 
         def check(event: Any = None) -> None:
-            if not reached.done() and condition(object):
-                reached.set_result(True)
+            if not outcome and condition(object):
+                finish(True)
 
-        def expire() -> None:
-            if not reached.done():
-                reached.set_result(False)
+        def recheck() -> None:
+            # The condition may depend on more than the trait: check it again
+            # now and then too, cheaply.
+            check()
+            if not outcome:
+                rechecks[0] = loop.call_later(_RECHECK, recheck)
+
+        previous = loop.get_exception_handler()
+
+        def on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+            # An exception raised while futures were updated (an observer's,
+            # re-raised by Traits when told to) ends the run: it is raised
+            # here, in the test.  Other callbacks' errors go where they went.
+            if context.get(DELIVERY_ERROR) and not errors:
+                errors.append(context["exception"])
+                finish(False)
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
 
         object.observe(check, trait)
-        timer = loop.call_later(timeout, expire)
+        timer = loop.call_later(timeout, finish, False)
+        rechecks = [loop.call_later(_RECHECK, recheck)]
+        loop.set_exception_handler(on_error)
         try:
-            # The condition may depend on more than the trait: check it again
-            # once per loop turn too, cheaply.
-            ok = loop.run_until_complete(_poll(reached, check))
+            # ``finish`` runs only inside the loop, so it cannot stop it
+            # before it starts.
+            while not outcome:
+                loop.run_forever()
         finally:
+            loop.set_exception_handler(previous)
             timer.cancel()
+            rechecks[0].cancel()
             object.observe(check, trait, remove=True)
-        if not ok:
+        if errors:
+            raise errors[0]
+        if not outcome[0]:
             raise RuntimeError(
                 f"run_until timed out after {timeout} seconds: the condition "
                 f"on {object!r} (watching trait {trait!r}) never became true"
             )
-
-
-async def _poll(reached: asyncio.Future, check: Callable[[], None]) -> bool:
-    # Waiting on the future alone is enough when the trait fires; the short
-    # re-check covers conditions that read other state.
-    while not reached.done():
-        try:
-            await asyncio.wait_for(asyncio.shield(reached), 0.05)
-        except asyncio.TimeoutError:
-            check()
-    return bool(reached.result())

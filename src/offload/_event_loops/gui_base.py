@@ -2,14 +2,24 @@
 
 Imports no toolkit.  Each toolkit module brings its waker (a main-thread
 object whose ``wake()``, callable from any thread, calls back once on the
-main thread) and subclasses :class:`WakerPingee` and :class:`GuiLoopHelper`.
+main thread), built on :class:`ReentrantRun`, and subclasses
+:class:`WakerPingee` and :class:`GuiLoopHelper`.
+
+Observers may run nested event loops (a modal dialog on ``done``), and the
+futures must keep changing meanwhile.  A waker's callback may therefore run
+inside itself (the inbox keeps each task's messages in order, see
+``offload._routing.inbox``); and since the inbox posts nothing while a
+delivery runs, a nested loop that goes idle while a delivery is suspended
+below it nudges that delivery's waker once (:func:`nudge_suspended`), which
+lets the inbox deliver what waits and be woken again.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
 from offload._event_loops.interface import IEventLoopHelper, IPingee
@@ -17,6 +27,100 @@ from offload._event_loops.interface import IEventLoopHelper, IPingee
 
 class _Waker(Protocol):
     def wake(self) -> None: ...
+
+
+#: The wakers whose callback is running now, possibly suspended in a nested
+#: event loop that an observer runs (main thread only).
+_ACTIVE: list[ReentrantRun] = []
+
+
+class ReentrantRun:
+    """How a toolkit waker runs its callback: re-entrantly, with nudges.
+
+    The toolkit's waker sets ``_callback``, calls :meth:`_run` when woken,
+    implements :meth:`_post` (wake it again from the main thread, through
+    the toolkit's queue of events), and has the toolkit call
+    :func:`nudge_suspended` when its loop is about to wait for events.
+    Main thread only.
+    """
+
+    _callback: Callable[[], None]
+    #: ``_callback`` calls running now, one inside another.
+    _depth = 0
+    #: The depth up to which a suspended call has been nudged.
+    _nudged = 0
+
+    def _run(self) -> None:
+        depth = self._depth
+        if not depth:
+            _ACTIVE.append(self)
+        self._depth = depth + 1
+        try:
+            self._callback()
+        finally:
+            self._depth = depth
+            if self._nudged > depth:
+                self._nudged = depth
+            if not depth:
+                _ACTIVE.remove(self)
+
+    def _nudge(self) -> None:
+        """The loop is idle while ``_callback`` runs below it: wake once."""
+        if self._nudged < self._depth:
+            self._nudged = self._depth
+            self._post()
+
+    def _post(self) -> None:
+        """Ask for one more ``_run`` soon, from the main thread."""
+        raise NotImplementedError
+
+
+def nudge_suspended() -> None:
+    """Main thread, when the toolkit's loop is about to wait for events.
+
+    If a waker's callback is running, the loop that waits is nested in it
+    (an observer's modal dialog): nudge it, once per such level, so that
+    what waited for the suspended delivery is delivered now.  A plain
+    ``processEvents`` does not wait, and gets no nudge.
+    """
+    for waker in tuple(_ACTIVE):
+        waker._nudge()
+
+
+class Catcher:
+    """Where a test helper's ``run_until`` takes the first exception raised
+    in a delivery while it runs (see :func:`catching`)."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        #: Called once, with the first error: ends the run.
+        self._stop = stop
+        self.error: BaseException | None = None
+
+    def take(self, error: BaseException) -> bool:
+        """Keep ``error`` if it is the first; False if one came before."""
+        if self.error is not None:
+            return False
+        self.error = error
+        self._stop()
+        return True
+
+
+#: The catchers of the test helpers' ``run_until`` calls running now,
+#: innermost last (main thread only).
+_CATCHERS: list[Catcher] = []
+
+
+@contextlib.contextmanager
+def catching(catcher: Catcher) -> Iterator[Catcher]:
+    """While the block runs, the first exception raised in a delivery goes
+    to ``catcher`` (and ends the run), instead of out into the toolkit,
+    which prints it: a test helper's ``run_until`` raises it.  Later ones
+    go to the toolkit, as they would without a test."""
+    _CATCHERS.append(catcher)
+    try:
+        yield catcher
+    finally:
+        _CATCHERS.remove(catcher)
 
 
 class WakerPingee(IPingee):
@@ -47,7 +151,15 @@ class WakerPingee(IPingee):
 
     def _deliver(self) -> None:
         if self._connected:
-            self._on_ping()
+            try:
+                self._on_ping()
+            except BaseException as error:
+                # Raised by an observer (Traits re-raises when told to; a
+                # SystemExit always comes through).  In a test helper's
+                # run_until, the test gets it; otherwise it goes to the
+                # toolkit, as any slot's error (Qt and wx print it).
+                if not (_CATCHERS and _CATCHERS[-1].take(error)):
+                    raise
 
 
 class GuiLoopHelper(IEventLoopHelper):
@@ -79,11 +191,15 @@ class GuiLoopHelper(IEventLoopHelper):
         self._waker = self._make_waker(self._run_calls)
 
     def dispose(self) -> None:
+        catcher = Catcher(stop=lambda: None)
         if self._app is not None:
             # Handle what this test left queued now, not in the next test.
-            self._flush()
+            with catching(catcher):
+                self._flush()
         self._calls.clear()
         self._app = None
+        if catcher.error is not None:
+            raise catcher.error
 
     def setattr_soon(self, obj: Any, name: str, value: Any) -> None:
         waker = self._waker

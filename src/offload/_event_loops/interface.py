@@ -15,6 +15,11 @@ class IPingee(abc.ABC):
     (callable from any thread) makes the event loop call ``on_ping()`` once,
     soon, on the main thread.  Pings may be coalesced by the caller, never by
     the pingee: offload pings once per batch of messages, not per message.
+
+    ``on_ping()`` may raise (an observer's exception that Traits re-raises,
+    ``SystemExit``): the loop handles it as it handles its callbacks' errors,
+    and offload has pinged again for what is left.  It may also be called
+    inside itself, from a nested loop that an observer runs.
     """
 
     @abc.abstractmethod
@@ -68,7 +73,9 @@ class IEventLoopHelper(abc.ABC):
 
         The condition is checked at the start and whenever ``trait`` of
         ``object`` changes.  Raises ``RuntimeError`` if it is still false after
-        ``timeout`` seconds.
+        ``timeout`` seconds.  An exception raised by a pingee's ``on_ping``
+        meanwhile (an observer's, re-raised by Traits' exception handler when
+        told to) ends the run, and is raised here.
         """
 
 

@@ -18,7 +18,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from offload._event_loops.gui_base import GuiLoopHelper, WakerPingee
+from offload._event_loops.gui_base import (
+    Catcher,
+    GuiLoopHelper,
+    ReentrantRun,
+    WakerPingee,
+    catching,
+    nudge_suspended,
+)
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
 
 #: What to install when Qt is missing (also shown by ETSEventLoop).
@@ -42,7 +49,25 @@ _WAKE_EVENT = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())
 _RECHECK_MS = 100
 
 
-class _Waker(QtCore.QObject):
+#: The main thread's event dispatcher once it nudges suspended wakers.
+_WATCHED_DISPATCHER: list[Any] = []
+
+
+def _watch_the_dispatcher() -> None:
+    """Have the main thread's event dispatcher call ``nudge_suspended``
+    whenever it is about to block (main thread; once it exists).
+
+    ``aboutToBlock`` fires when a loop waits for events, a nested one
+    included, and not in ``processEvents()``, which does not wait.
+    """
+    dispatcher = QtCore.QAbstractEventDispatcher.instance()
+    if dispatcher is None or dispatcher in _WATCHED_DISPATCHER:
+        return
+    dispatcher.aboutToBlock.connect(nudge_suspended)
+    _WATCHED_DISPATCHER[:] = [dispatcher]
+
+
+class _Waker(QtCore.QObject, ReentrantRun):
     """A main-thread QObject that calls ``callback()`` once per ``wake()``.
 
     Made on the main thread; ``wake()`` may be called from any thread.  A
@@ -51,11 +76,11 @@ class _Waker(QtCore.QObject):
     zero-delay timer instead, so that the toolkit handles timers and user
     input before the next slice rather than a chain of posted events.
 
-    ``callback()`` is never re-entered: an observer may run a nested event
-    loop during a delivery (pyface's ``ProgressDialog.update``, behind
-    TraitsUI's ``ProgressEditor``, calls ``processEvents``), and a delivery
-    must not start inside another (out of order, and, repeated, down to a
-    ``RecursionError``); a wake that arrives then is kept for the timer.
+    ``callback()`` may run inside itself: an observer that runs a nested
+    event loop (a modal dialog) must see other futures change meanwhile.
+    The inbox keeps each task's messages in order and bounds the nesting;
+    the dispatcher's ``aboutToBlock`` nudges a suspended delivery (see
+    ``offload._event_loops.gui_base``).
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
@@ -64,8 +89,6 @@ class _Waker(QtCore.QObject):
         self._main_thread = threading.get_ident()
         #: Main-thread wakes not yet delivered (main thread only).
         self._main_wakes = 0
-        #: Whether ``callback()`` is running (main thread only).
-        self._running = False
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
@@ -101,14 +124,12 @@ class _Waker(QtCore.QObject):
             self._timer.start(0)
 
     def _run(self) -> None:
-        if self._running:
-            self._defer()
-            return
-        self._running = True
-        try:
-            self._callback()
-        finally:
-            self._running = False
+        if not self._depth and not _WATCHED_DISPATCHER:
+            _watch_the_dispatcher()
+        ReentrantRun._run(self)
+
+    def _post(self) -> None:
+        QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
 
 
 class QtEventLoop(IEventLoop):
@@ -186,6 +207,7 @@ class _QtEventLoopHelper(GuiLoopHelper):
         deadline.timeout.connect(expire)
         recheck = QtCore.QTimer()
         recheck.timeout.connect(check)
+        catcher = Catcher(stop=expire)
         object.observe(check, trait)
         try:
             deadline.start(max(0, round(timeout * 1000)))
@@ -193,12 +215,15 @@ class _QtEventLoopHelper(GuiLoopHelper):
             # ``quit`` before ``exec`` would be lost, but ``check`` and
             # ``expire`` only run from inside ``exec``, on this thread.
             run = getattr(loop, "exec", None) or loop.exec_
-            while not outcome:
-                run()
+            with catching(catcher):
+                while not outcome:
+                    run()
         finally:
             object.observe(check, trait, remove=True)
             deadline.stop()
             recheck.stop()
+        if catcher.error is not None:
+            raise catcher.error
         if not outcome[0]:
             raise RuntimeError(
                 f"run_until timed out after {timeout} seconds: the condition "

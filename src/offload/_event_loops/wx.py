@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from offload._event_loops.gui_base import GuiLoopHelper, WakerPingee
+from offload._event_loops.gui_base import (
+    Catcher,
+    GuiLoopHelper,
+    ReentrantRun,
+    WakerPingee,
+    catching,
+    nudge_suspended,
+)
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
 
 #: What to install when wx is missing (also shown by ETSEventLoop).
@@ -69,7 +76,30 @@ def _application() -> Any:
     return app
 
 
-class _Waker:
+#: The ``wx.App`` whose idle events nudge suspended wakers.
+_WATCHED_APP: list[Any] = []
+
+
+def _on_idle(event: Any) -> None:
+    # Main thread: the loop that runs (maybe an observer's modal dialog)
+    # has nothing left to do.
+    event.Skip()
+    nudge_suspended()
+
+
+def _watch_idle_events() -> None:
+    """Have the application's idle events call ``nudge_suspended`` (main
+    thread).  wx sends one whenever a loop, a nested one included, runs out
+    of events; ``Yield`` sends one too, which nudges at most once per level
+    of nesting (see ``offload._event_loops.gui_base``)."""
+    app = wx.GetApp()
+    if app is None or app in _WATCHED_APP:
+        return
+    app.Bind(wx.EVT_IDLE, _on_idle)
+    _WATCHED_APP[:] = [app]
+
+
+class _Waker(ReentrantRun):
     """A main-thread ``wx.EvtHandler`` that calls ``callback()`` per wake.
 
     Made on the main thread; ``wake()`` may be called from any thread.  A
@@ -80,10 +110,11 @@ class _Waker:
     events in the same pass, so a chain of posted events would starve
     timers, repaints and input for as long as a flood lasts.
 
-    ``callback()`` is never re-entered: an observer that runs a nested
-    event loop during a delivery (pyface's ``ProgressDialog.update`` yields
-    to wx) would otherwise start a delivery inside the delivery; a wake that
-    arrives then is kept for the timer.
+    ``callback()`` may run inside itself: an observer that runs a nested
+    event loop (a modal dialog) must see other futures change meanwhile.
+    The inbox keeps each task's messages in order and bounds the nesting;
+    the application's idle events nudge a suspended delivery (see
+    ``offload._event_loops.gui_base``).
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
@@ -95,9 +126,8 @@ class _Waker:
         self._main_wakes = 0
         #: When the last ``callback()`` returned (main thread only).
         self._last_end = float("-inf")
-        #: Whether ``callback()`` is running (main thread only).
-        self._running = False
         self._timer = wx.Timer(self._handler)
+        _watch_idle_events()
         self._handler.Bind(wx.EVT_TIMER, self._on_timer, self._timer)
 
     def wake(self) -> None:
@@ -136,15 +166,15 @@ class _Waker:
             self._timer.StartOnce(1)
 
     def _run(self) -> None:
-        if self._running:
-            self._defer()
-            return
-        self._running = True
         try:
-            self._callback()
+            ReentrantRun._run(self)
         finally:
-            self._running = False
             self._last_end = time.perf_counter()
+
+    def _post(self) -> None:
+        event = wx.PyEvent()
+        event.SetEventType(_WAKE_EVENT)
+        wx.PostEvent(self._handler, event)
 
 
 class WxEventLoop(IEventLoop):
@@ -215,17 +245,21 @@ class _WxEventLoopHelper(GuiLoopHelper):
         deadline = wx.CallLater(max(1, round(timeout * 1000)), finish, False)
         recheck = wx.Timer()
         recheck.Bind(wx.EVT_TIMER, check)
+        catcher = Catcher(stop=lambda: finish(False))
         object.observe(check, trait)
         try:
             recheck.Start(_RECHECK_MS)
             # ``check`` and ``finish`` only run from inside ``Run``, on this
             # thread, so an exit cannot be asked for before the loop runs.
-            while not outcome:
-                loop.Run()
+            with catching(catcher):
+                while not outcome:
+                    loop.Run()
         finally:
             object.observe(check, trait, remove=True)
             deadline.Stop()
             recheck.Stop()
+        if catcher.error is not None:
+            raise catcher.error
         if not outcome[0]:
             raise RuntimeError(
                 f"run_until timed out after {timeout} seconds: the condition "

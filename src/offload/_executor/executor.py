@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import warnings
+import weakref
 from typing import Any
 
 from traits.api import Any as AnyTrait
@@ -15,6 +16,7 @@ from traits.api import Bool, Event, HasStrictTraits, Property
 
 from offload._backends.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
+from offload._executor.lifetime import Dropped, TaskTable, weak_release_if_idle
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
 from offload._futures.states import WAITING
@@ -92,7 +94,10 @@ class TraitsExecutor(HasStrictTraits):
     _sender = AnyTrait()
     _futures = AnyTrait()
     _task_ids = AnyTrait()
+    _thread = AnyTrait()
     _thread_id = AnyTrait()
+    _dropped = AnyTrait()
+    _finalizer = AnyTrait()
 
     def __init__(
         self,
@@ -159,7 +164,11 @@ class TraitsExecutor(HasStrictTraits):
             _TaskHandle if hasattr(worker_pool, "_offload_submit") else _PoolHandle
         )
         router: IMessageRouter = context.message_router(event_loop)
-        router.connect(self._task_finished)
+        #: task id -> future, for the futures not yet done.  What the
+        #: router holds of the executor (the event loop holds the router
+        #: while it is connected): a dropped executor goes.
+        self._futures = TaskTable()
+        router.connect(self._futures.finished)
         self._router = router
         # A context only registered with IParallelContext may lack it.
         call_on_close = getattr(context, "call_on_close", None)
@@ -167,10 +176,18 @@ class TraitsExecutor(HasStrictTraits):
             call_on_close(self._context_closed)
         # Looked up once: a property, on the path of every submission.
         self._sender = router.sender
-        #: task id -> future, for the futures not yet done.
-        self._futures = {}
         self._task_ids = itertools.count()
+        self._thread = threading.current_thread()
         self._thread_id = threading.get_ident()
+        # Dropped before it stopped: release what it owns (see Dropped).
+        self._dropped = Dropped(
+            f"{type(self).__name__} {id(self):#x}", router,
+            worker_pool if self._owns_worker_pool else None,
+            context if self._owns_context else None,
+        )
+        self._finalizer = weakref.finalize(self, self._dropped)
+        # At interpreter exit the pools' own exit handlers end the workers.
+        self._finalizer.atexit = False
         logger.debug("executor %#x: created on %r", id(self), context)
 
     # Submitting -------------------------------------------------------------
@@ -273,13 +290,19 @@ class TraitsExecutor(HasStrictTraits):
         Raises
         ------
         RuntimeError
-            If the executor is not RUNNING.
+            If the executor is not RUNNING, or if called from a thread other
+            than the one that made the executor (nothing changes then).
         """
+        self._check_thread("stop")
         if self._state is not RUNNING:
             raise RuntimeError(
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
         self._change_state(STOPPING)
+        # STOPPED once the last task's end has been delivered.
+        self._futures.on_empty = weak_release_if_idle(weakref.ref(self))
+        # Stopping is enough: dropped now, it says nothing as it releases.
+        self._dropped.stopping = True
         # Waiting tasks first, newest first, then the running ones.  A
         # running task that ends on its cancel frees its worker, which takes
         # the next queued task: had that one not been withdrawn yet, it ran
@@ -295,10 +318,10 @@ class TraitsExecutor(HasStrictTraits):
         """Cancel all tasks, wait for them to end, release resources.
 
         Blocks, delivering the tasks' last messages itself: call it on the
-        main thread while the event loop is *not* running (at application
-        exit, or in a test's tearDown).  The futures' trait notifications
-        still fire on the calling thread, inside this call.  Does nothing if
-        already STOPPED.
+        main thread, at application exit, in a test's tearDown, or from an
+        observer (of a future's ``done``, say) while the event loop runs.
+        The futures' trait notifications still fire on the calling thread,
+        inside this call.  Does nothing if already STOPPED.
 
         Parameters
         ----------
@@ -314,14 +337,29 @@ class TraitsExecutor(HasStrictTraits):
             ``shutdown`` may be called again.  Worker processes can: if the
             executor owns its pool of processes, it kills them (their
             futures end CANCELLED), becomes STOPPED, and the error says so.
+            Also if called from a thread other than the one that made the
+            executor (nothing changes then).
+        Exception
+            The first exception an observer raised while ``shutdown``
+            delivered, if Traits' exception handler re-raises them
+            (``push_exception_handler(reraise_exceptions=True)``): raised
+            once the shutdown has gone to its end.  ``SystemExit`` and
+            ``KeyboardInterrupt`` propagate at once; the executor then stays
+            STOPPING, and ``shutdown`` may be called again.
         """
+        self._check_thread("shutdown")
         if self._state is STOPPED:
             return
         if self._state is RUNNING:
             self.stop()
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._deliver_until_done(deadline)
+        error = self._deliver_until_done(deadline)
         if not self._futures:
+            # Stopped already, unless the last task ended in a delivery that
+            # is still running (this is one of its observers).
+            self._release_if_idle()
+            if error is not None:
+                raise error
             return
         running = len(self._futures)
         message = (
@@ -331,19 +369,30 @@ class TraitsExecutor(HasStrictTraits):
         terminate = getattr(self._worker_pool, "terminate", None)
         if self._owns_worker_pool and terminate is not None:
             terminate("the executor's shutdown timed out")
-            self._deliver_until_done(time.monotonic() + _TERMINATE_TIMEOUT)
+            error = self._deliver_until_done(
+                time.monotonic() + _TERMINATE_TIMEOUT, error
+            )
             if not self._futures:
+                self._release_if_idle()
                 raise RuntimeError(
                     f"{message}  The executor killed its worker processes to "
                     "end them, and is stopped"
-                )
+                ) from error
         raise RuntimeError(
             f"{message}  The executor stays 'stopping'; call shutdown again "
             "to keep waiting"
-        )
+        ) from error
 
-    def _deliver_until_done(self, deadline: float | None) -> None:
-        """Deliver messages (without the event loop) until no task runs."""
+    def _deliver_until_done(
+        self, deadline: float | None, error: Exception | None = None
+    ) -> Exception | None:
+        """Deliver messages (without the event loop) until no task runs.
+
+        Returns the first exception an observer raised meanwhile (Traits
+        re-raises them when told to), or ``error`` if that came first: the
+        caller raises it once done, so that one failing observer neither
+        hides the shutdown's outcome nor stops the other deliveries.
+        """
         router = self._router
         while self._futures:
             if deadline is None:
@@ -351,8 +400,24 @@ class TraitsExecutor(HasStrictTraits):
             else:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    return
-            router.deliver_blocking(min(wait, 1.0))
+                    break
+            try:
+                router.deliver_blocking(min(wait, 1.0))
+            except Exception as exc:  # noqa: BLE001 - raised by shutdown() at its end
+                if error is None:
+                    error = exc
+        return error
+
+    def _check_thread(self, method: str) -> None:
+        """Raise RuntimeError unless called on the executor's own thread."""
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                f"{method}() must be called from the thread that made the "
+                f"TraitsExecutor ({self._thread.name!r}, which runs its event "
+                f"loop), not from {threading.current_thread().name!r}; from "
+                "another thread, ask that thread to call it (for instance "
+                "through its event loop)"
+            )
 
     # Private ----------------------------------------------------------------
 
@@ -383,17 +448,12 @@ class TraitsExecutor(HasStrictTraits):
             logger.debug("executor %#x: its context was closed", id(self))
             self.stop()
 
-    def _task_finished(self, task_id: int) -> None:
-        """Called by the router (main thread) after a task's final message."""
-        futures = self._futures
-        del futures[task_id]
-        if not futures:
-            # Dicts never shrink; drop the table a burst of tasks grew.
-            self._futures = {}
-            if self._state is STOPPING:
-                self._release()
+    def _release_if_idle(self) -> None:
+        if self._state is STOPPING and not self._futures:
+            self._release()
 
     def _release(self) -> None:
+        self._finalizer.detach()
         self._router.disconnect()
         if self._owns_worker_pool:
             self._worker_pool.shutdown(wait=True)

@@ -425,11 +425,19 @@ class BaseFuture(HasStrictTraits):
             # Nothing can be cancelled any more: drop the reference to it.
             self._cancel = _no_cancel
         notify = self.trait_property_changed  # type: ignore[attr-defined]
-        notify("state", old_public, new_public)
-        if cancellable:
-            notify("cancellable", not cancellable[0], cancellable[0])
-        if done:
+        if not done:
+            notify("state", old_public, new_public)
+            if cancellable:
+                notify("cancellable", not cancellable[0], cancellable[0])
+            return
+        try:
+            notify("state", old_public, new_public)
+            if cancellable:
+                notify("cancellable", not cancellable[0], cancellable[0])
             notify("done", False, True)
+        finally:
+            # Even if an observer raised (Traits re-raises when told to):
+            # a coroutine awaiting the future must still wake.
             callbacks = self._done_callbacks
             if callbacks:
                 self._done_callbacks = None
@@ -504,12 +512,26 @@ def _handler(cls: type, kind: str) -> Callable[[Any, Any], None]:
     name = "_process_" + kind
     handler = getattr(cls, name, None)
     if handler is None:
-        raise AttributeError(
-            f"{cls.__name__} has no method {name}() to handle the task's "
-            f"{kind!r} messages; define it on the future class"
-        )
+        return _unhandled(name, kind)
     _HANDLERS[cls, kind] = handler
     return handler
+
+
+def _unhandled(name: str, kind: str) -> Callable[[Any, Any], None]:
+    """What handles a message kind that has no ``_process_<kind>``: a log.
+
+    Logged, not raised, like a protocol error: raised, it would reach the
+    event loop (where the observers' exceptions that Traits re-raises go),
+    far from the future class that lacks the method.
+    """
+
+    def report(future: Any, arg: Any) -> None:
+        logger.error(
+            "%s has no method %s() to handle the task's %r messages; define "
+            "it on the future class", type(future).__name__, name, kind,
+        )
+
+    return report
 
 
 # HasTraits' metaclass and ABCMeta do not mix; register instead.

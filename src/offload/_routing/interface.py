@@ -9,6 +9,9 @@ from collections.abc import Callable
 #: task's last message.
 Receiver = Callable[[tuple], bool]
 
+#: ``on_finished(task_id) -> after``: see :meth:`IMessageRouter.connect`.
+OnFinished = Callable[[int], Callable[[], None] | None]
+
 
 class IMessageRouter(abc.ABC):
     """Carries each task's messages to its future's ``receive`` on the main thread.
@@ -29,8 +32,16 @@ class IMessageRouter(abc.ABC):
         """
 
     @abc.abstractmethod
-    def connect(self, on_finished: Callable[[int], None]) -> None:
-        """Start delivering.  ``on_finished(task_id)`` runs after a final message."""
+    def connect(self, on_finished: OnFinished) -> None:
+        """Start delivering.
+
+        ``on_finished(task_id)`` runs when a task's final message (its kind in
+        ``protocol.FINAL_KINDS``) is about to be delivered, the task already
+        forgotten by the router, so that the future's observers find it gone
+        (one may shut the executor down, or raise ``SystemExit``).  If it
+        returns a callable, the router calls that once the message has been
+        delivered, even if an observer raised.
+        """
 
     @abc.abstractmethod
     def disconnect(self) -> None:
@@ -58,10 +69,23 @@ class IMessageRouter(abc.ABC):
     def outstanding(self) -> int:
         """How many tasks have not yet delivered their final message."""
 
+    def release_when_idle(self, release: Callable[[], None]) -> None:
+        """Call ``release()`` on the main thread once no task is outstanding.
+
+        Any thread.  Used when an executor is dropped without ``shutdown``:
+        its futures still get their tasks' messages, then the router lets
+        ``release`` disconnect it.  This default never calls it (the router
+        stays connected until the event loop goes).
+        """
+        return None
+
     @abc.abstractmethod
     def deliver_blocking(self, timeout: float) -> None:
         """Deliver pending messages without the event loop, waiting for more.
 
         Returns after delivering at least one batch, or after ``timeout``
-        seconds.  Used by ``TraitsExecutor.shutdown``.
+        seconds.  Used by ``TraitsExecutor.shutdown``, which may call it
+        from inside a delivery (an observer that shuts the executor down):
+        it then delivers every task's messages, observers' exceptions
+        propagating as from any delivery.
         """

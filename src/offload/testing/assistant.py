@@ -77,13 +77,20 @@ class TestAssistant:
         ------
         RuntimeError
             If the condition is still false after ``timeout`` seconds.
+        Exception
+            The first exception raised while futures were updated, which
+            ends the run: an observer's, when Traits re-raises them
+            (``push_exception_handler(reraise_exceptions=True)``), or
+            ``SystemExit`` / ``KeyboardInterrupt``.  The messages not yet
+            delivered come at the next run.
         """
         self._event_loop_helper.run_until(object, trait, condition, timeout)
 
     def exercise_event_loop(self) -> None:
         """Run the event loop briefly, handling what is already queued.
 
-        Runs on the calling thread, like :meth:`run_until`.
+        Runs on the calling thread, like :meth:`run_until`, and raises what
+        it raises.
         """
         sentinel = _Sentinel()
         self._event_loop_helper.setattr_soon(sentinel, "reached", True)

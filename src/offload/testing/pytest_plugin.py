@@ -8,10 +8,13 @@ offload_event_loop
     on another loop.
 offload_assistant
     An object with ``run_until(object, trait, condition, timeout=...)`` and
-    ``exercise_event_loop()``, driving ``offload_event_loop``.
+    ``exercise_event_loop()``, driving ``offload_event_loop``; both raise
+    the exceptions that observers raise while they run, if Traits re-raises
+    them (``push_exception_handler(reraise_exceptions=True)``).
 traits_executor
     A :class:`~offload.api.TraitsExecutor` on ``offload_event_loop``, shut
-    down (with a timeout) after the test.
+    down (with a timeout) after the test; that shutdown raises, as the
+    test's teardown, what observers raise during it.
 """
 
 from __future__ import annotations

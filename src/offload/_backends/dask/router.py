@@ -24,6 +24,7 @@ from typing import Any
 from offload._backends.dask.outbox import DaskSender, Nested
 from offload._event_loops.interface import IEventLoop
 from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
+from offload._routing.interface import OnFinished
 from offload._routing.protocol import (
     CRASHED,
     FINAL_KINDS,
@@ -120,7 +121,7 @@ class DaskRouter(Inbox):
     def sender(self) -> Callable[[int, tuple], None]:
         return self._sender
 
-    def connect(self, on_finished: Callable[[int], None]) -> None:
+    def connect(self, on_finished: OnFinished) -> None:
         super().connect(on_finished)
         # Sent on the client's batched stream to the scheduler, ahead of any
         # task submitted later, so no event of this topic can be missed.
