@@ -155,7 +155,7 @@ except (OSError, AttributeError):  # not glibc
 #: neither Dask nor the process context installed).  distributed's own:
 #: the client's future and the scheduler's task record.
 PER_TASK_CLASSES = {
-    "CallFuture", "CallTask", "TaskRunner", "_TaskHandle", "ThreadCancelFlag",
+    "CallFuture", "CallTask", "TaskRunner", "TaskHandle", "ThreadCancelFlag",
     "ProcessCancelFlag", "DaskCancelFlag", "WorkerCancelFlag", "_Job",
     "TaskRecord", "Future", "TaskState",
 }

@@ -1,9 +1,11 @@
 """What the Qt and wx loops share: a pingee over a waker, and a test helper.
 
-Imports no toolkit.  Each toolkit module brings its waker (a main-thread
-object whose ``wake()``, callable from any thread, calls back once on the
-main thread), built on :class:`ReentrantRun`, and subclasses
-:class:`WakerPingee` and :class:`GuiLoopHelper`.
+Imports no toolkit.  One waker for both toolkits, :class:`GuiWaker` (a
+main-thread object whose ``wake()``, callable from any thread, calls back
+once on the main thread), with a hook per toolkit: how to post a wake from
+a worker, and a one-shot timer for the main thread's own wakes.  One test
+helper, :class:`GuiLoopHelper`, whose ``run_until`` runs a nested loop of
+the toolkit through hooks of the same kind.
 
 Observers may run nested event loops (a modal dialog on ``done``), and the
 futures must keep changing meanwhile.  A waker's callback may therefore run
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
@@ -29,19 +32,31 @@ class _Waker(Protocol):
     def wake(self) -> None: ...
 
 
+#: While ``run_until`` waits, how often (ms) the condition is re-checked in
+#: case it reads state other than the watched trait.  A timer, not a spin.
+RECHECK_MS = 100
+
 #: The wakers whose callback is running now, possibly suspended in a nested
 #: event loop that an observer runs (main thread only).
-_ACTIVE: list[ReentrantRun] = []
+_ACTIVE: list[GuiWaker] = []
 
 
-class ReentrantRun:
-    """How a toolkit waker runs its callback: re-entrantly, with nudges.
+class GuiWaker:
+    """Calls ``callback()`` on the main thread once per ``wake()``.
 
-    The toolkit's waker sets ``_callback``, calls :meth:`_run` when woken,
-    implements :meth:`_post` (wake it again from the main thread, through
-    the toolkit's queue of events), and has the toolkit call
-    :func:`nudge_suspended` when its loop is about to wait for events.
-    Main thread only.
+    Made on the main thread (by the toolkit's subclass, which calls
+    :meth:`_start` from its ``__init__``); ``wake()`` may be called from
+    any thread.  A wake from a worker posts an event to the toolkit
+    (:meth:`_post`).  A wake from the main thread itself (the inbox asking
+    to come back after a time slice) starts a one-shot timer instead
+    (:meth:`_start_timer`), so that the toolkit handles its timers and user
+    input before the next slice rather than a chain of posted events.
+
+    ``callback()`` may run inside itself: an observer that runs a nested
+    event loop (a modal dialog) must see other futures change meanwhile.
+    The inbox keeps each task's messages in order and bounds the nesting;
+    the toolkit calls :func:`nudge_suspended` when its loop is about to
+    wait for events, which wakes a suspended delivery once per level.
     """
 
     _callback: Callable[[], None]
@@ -49,6 +64,57 @@ class ReentrantRun:
     _depth = 0
     #: The depth up to which a suspended call has been nudged.
     _nudged = 0
+
+    def _start(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+        self._main_thread = threading.get_ident()
+        #: Main-thread wakes not yet delivered (main thread only).
+        self._main_wakes = 0
+
+    def wake(self) -> None:
+        """Ask for one ``callback()`` on the main thread.  Any thread; never raises."""
+        try:
+            if self._gone():
+                return
+            if threading.get_ident() == self._main_thread:
+                self._defer()
+            else:
+                self._post()
+        except Exception:  # noqa: BLE001
+            # The toolkit's objects or application are gone (interpreter
+            # or application exit): there is nothing left to wake.
+            pass
+
+    def _defer(self) -> None:
+        # Main thread: one more callback, from the timer.
+        self._main_wakes += 1
+        if not self._timer_running():
+            self._start_timer()
+
+    def _on_timer(self, *event: Any) -> None:
+        wakes, self._main_wakes = self._main_wakes, 0
+        for _ in range(wakes):
+            self._run()
+
+    # Hooks of the toolkit ---------------------------------------------------
+
+    def _gone(self) -> bool:
+        """True once the toolkit's application is gone (nothing to wake)."""
+        return False
+
+    # Not abc.abstractmethod: Qt's waker is a QObject too, whose metaclass
+    # does not mix with ABCMeta.
+    def _post(self) -> None:
+        """Post one wake to the main thread's loop (any thread)."""
+        raise NotImplementedError
+
+    def _timer_running(self) -> bool:
+        """Is the one-shot timer running (main thread)?"""
+        raise NotImplementedError
+
+    def _start_timer(self) -> None:
+        """Start the one-shot timer, which calls :meth:`_on_timer` (main thread)."""
+        raise NotImplementedError
 
     def _run(self) -> None:
         depth = self._depth
@@ -69,10 +135,6 @@ class ReentrantRun:
         if self._nudged < self._depth:
             self._nudged = self._depth
             self._post()
-
-    def _post(self) -> None:
-        """Ask for one more ``_run`` soon, from the main thread."""
-        raise NotImplementedError
 
 
 def nudge_suspended() -> None:
@@ -222,6 +284,71 @@ class GuiLoopHelper(IEventLoopHelper):
     def _not_initialised(self) -> NoReturn:
         raise RuntimeError(f"call init() on the {self.toolkit} event loop helper first")
 
+    def run_until(
+        self,
+        object: Any,
+        trait: str,
+        condition: Callable[[Any], bool],
+        timeout: float,
+    ) -> None:
+        self._check_initialised()
+        if condition(object):
+            return
+        loop = self._new_loop()
+        outcome: list[bool] = []
+
+        def finish(value: bool) -> None:
+            if not outcome:
+                outcome.append(value)
+                self._quit_loop(loop)
+
+        def check(event: Any = None) -> None:
+            if not outcome and condition(object):
+                finish(True)
+
+        catcher = Catcher(stop=lambda: finish(False))
+        object.observe(check, trait)
+        stop_deadline = self._timer(max(1, round(timeout * 1000)), lambda: finish(False), True)
+        stop_recheck = self._timer(RECHECK_MS, check, False)
+        try:
+            # ``check`` and ``finish`` only run from inside the loop, on
+            # this thread, so a quit cannot be asked for before it runs.
+            with catching(catcher):
+                while not outcome:
+                    self._run_loop(loop)
+        finally:
+            object.observe(check, trait, remove=True)
+            stop_deadline()
+            stop_recheck()
+        if catcher.error is not None:
+            raise catcher.error
+        if not outcome[0]:
+            raise RuntimeError(
+                f"run_until timed out after {timeout} seconds: the condition "
+                f"on {object!r} (watching trait {trait!r}) never became true"
+            )
+
+    # Hooks of the toolkit (main thread) -----------------------------------------
+
     @abc.abstractmethod
     def _flush(self) -> None:
         """Deliver the events a test left queued (main thread)."""
+
+    @abc.abstractmethod
+    def _new_loop(self) -> Any:
+        """A new nested event loop of the toolkit."""
+
+    @abc.abstractmethod
+    def _run_loop(self, loop: Any) -> None:
+        """Run ``loop`` until :meth:`_quit_loop`."""
+
+    @abc.abstractmethod
+    def _quit_loop(self, loop: Any) -> None:
+        """Make :meth:`_run_loop` of ``loop`` return (from inside it)."""
+
+    @abc.abstractmethod
+    def _timer(
+        self, ms: int, callback: Callable[[], None], single_shot: bool
+    ) -> Callable[[], None]:
+        """Start a timer calling ``callback()`` after ``ms`` (once, or every
+        ``ms``); return what stops it."""

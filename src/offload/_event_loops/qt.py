@@ -14,16 +14,13 @@ used: posting an event needs no connection to make or break.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from offload._event_loops.gui_base import (
-    Catcher,
     GuiLoopHelper,
-    ReentrantRun,
+    GuiWaker,
     WakerPingee,
-    catching,
     nudge_suspended,
 )
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
@@ -44,10 +41,6 @@ except (ImportError, RuntimeError) as _error:
 #: Our private event type, registered once per process.
 _WAKE_EVENT = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())
 
-#: While ``run_until`` waits, how often (ms) the condition is re-checked in
-#: case it reads state other than the watched trait.  A timer, not a spin.
-_RECHECK_MS = 100
-
 
 #: The main thread's event dispatcher once it nudges suspended wakers.
 _WATCHED_DISPATCHER: list[Any] = []
@@ -67,43 +60,20 @@ def _watch_the_dispatcher() -> None:
     _WATCHED_DISPATCHER[:] = [dispatcher]
 
 
-class _Waker(QtCore.QObject, ReentrantRun):
-    """A main-thread QObject that calls ``callback()`` once per ``wake()``.
+class _Waker(QtCore.QObject, GuiWaker):
+    """offload's waker on Qt (see :class:`GuiWaker`): a main-thread QObject.
 
-    Made on the main thread; ``wake()`` may be called from any thread.  A
-    wake from a worker posts an event.  A wake from the main thread itself
-    (offload's inbox asking to come back after a time slice) starts a
-    zero-delay timer instead, so that the toolkit handles timers and user
-    input before the next slice rather than a chain of posted events.
-
-    ``callback()`` may run inside itself: an observer that runs a nested
-    event loop (a modal dialog) must see other futures change meanwhile.
-    The inbox keeps each task's messages in order and bounds the nesting;
-    the dispatcher's ``aboutToBlock`` nudges a suspended delivery (see
-    ``offload._event_loops.gui_base``).
+    A worker's wake posts a plain ``QEvent`` of our private type to it; the
+    main thread's own wakes go through a zero-delay single-shot ``QTimer``.
+    The dispatcher's ``aboutToBlock`` nudges a suspended delivery.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
         super().__init__()
-        self._callback = callback
-        self._main_thread = threading.get_ident()
-        #: Main-thread wakes not yet delivered (main thread only).
-        self._main_wakes = 0
+        self._start(callback)
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer)
-
-    def wake(self) -> None:
-        """Ask for one ``callback()`` on the main thread.  Any thread; never raises."""
-        try:
-            if threading.get_ident() == self._main_thread:
-                self._defer()
-            else:
-                QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
-        except Exception:
-            # The C++ object or the application is gone (interpreter or
-            # application exit): there is nothing left to wake.
-            pass
 
     def event(self, event: QtCore.QEvent) -> bool:
         # Main thread, inside the Qt loop.
@@ -112,24 +82,19 @@ class _Waker(QtCore.QObject, ReentrantRun):
             return True
         return super().event(event)
 
-    def _on_timer(self) -> None:
-        wakes, self._main_wakes = self._main_wakes, 0
-        for _ in range(wakes):
-            self._run()
-
-    def _defer(self) -> None:
-        # Main thread: one more callback, from the timer.
-        self._main_wakes += 1
-        if not self._timer.isActive():
-            self._timer.start(0)
-
     def _run(self) -> None:
         if not self._depth and not _WATCHED_DISPATCHER:
             _watch_the_dispatcher()
-        ReentrantRun._run(self)
+        GuiWaker._run(self)
 
     def _post(self) -> None:
         QtCore.QCoreApplication.postEvent(self, QtCore.QEvent(_WAKE_EVENT))
+
+    def _timer_running(self) -> bool:
+        return self._timer.isActive()
+
+    def _start_timer(self) -> None:
+        self._timer.start(0)
 
 
 class QtEventLoop(IEventLoop):
@@ -179,56 +144,24 @@ class _QtEventLoopHelper(GuiLoopHelper):
         QtCore.QCoreApplication.sendPostedEvents(None, 0)
         self._app.processEvents()
 
-    def run_until(
-        self,
-        object: Any,
-        trait: str,
-        condition: Callable[[Any], bool],
-        timeout: float,
-    ) -> None:
-        self._check_initialised()
-        if condition(object):
-            return
-        loop = QtCore.QEventLoop()
-        outcome: list[bool] = []
+    def _new_loop(self) -> Any:
+        return QtCore.QEventLoop()
 
-        def check(event: Any = None) -> None:
-            if not outcome and condition(object):
-                outcome.append(True)
-                loop.quit()
+    def _run_loop(self, loop: Any) -> None:
+        run = getattr(loop, "exec", None) or loop.exec_  # PyQt5 has exec_ only
+        run()
 
-        def expire() -> None:
-            if not outcome:
-                outcome.append(False)
-                loop.quit()
+    def _quit_loop(self, loop: Any) -> None:
+        loop.quit()
 
-        deadline = QtCore.QTimer()
-        deadline.setSingleShot(True)
-        deadline.timeout.connect(expire)
-        recheck = QtCore.QTimer()
-        recheck.timeout.connect(check)
-        catcher = Catcher(stop=expire)
-        object.observe(check, trait)
-        try:
-            deadline.start(max(0, round(timeout * 1000)))
-            recheck.start(_RECHECK_MS)
-            # ``quit`` before ``exec`` would be lost, but ``check`` and
-            # ``expire`` only run from inside ``exec``, on this thread.
-            run = getattr(loop, "exec", None) or loop.exec_
-            with catching(catcher):
-                while not outcome:
-                    run()
-        finally:
-            object.observe(check, trait, remove=True)
-            deadline.stop()
-            recheck.stop()
-        if catcher.error is not None:
-            raise catcher.error
-        if not outcome[0]:
-            raise RuntimeError(
-                f"run_until timed out after {timeout} seconds: the condition "
-                f"on {object!r} (watching trait {trait!r}) never became true"
-            )
+    def _timer(
+        self, ms: int, callback: Callable[[], None], single_shot: bool
+    ) -> Callable[[], None]:
+        timer = QtCore.QTimer()
+        timer.setSingleShot(single_shot)
+        timer.timeout.connect(callback)
+        timer.start(ms)
+        return timer.stop
 
 
 def _application() -> Any:

@@ -14,17 +14,14 @@ events.  A worker never touches a window.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from offload._event_loops.gui_base import (
-    Catcher,
     GuiLoopHelper,
-    ReentrantRun,
+    GuiWaker,
     WakerPingee,
-    catching,
     nudge_suspended,
 )
 from offload._event_loops.interface import IEventLoop, IEventLoopHelper, IPingee
@@ -52,10 +49,6 @@ _EVT_WAKE = wx.PyEventBinder(_WAKE_EVENT)
 #: A wake handled less than this (s) after the previous delivery ended is
 #: taken as part of a flood and deferred through a timer (see ``_Waker``).
 _CHAIN_GAP = 0.001
-
-#: While ``run_until`` waits, how often (ms) the condition is re-checked in
-#: case it reads state other than the watched trait.  A timer, not a spin.
-_RECHECK_MS = 100
 
 #: The wx.App made by offload when the process had none (kept alive here).
 _KEEP_ALIVE: list[Any] = []
@@ -99,82 +92,57 @@ def _watch_idle_events() -> None:
     _WATCHED_APP[:] = [app]
 
 
-class _Waker(ReentrantRun):
-    """A main-thread ``wx.EvtHandler`` that calls ``callback()`` per wake.
+class _Waker(GuiWaker):
+    """offload's waker on wx (see :class:`GuiWaker`): a main-thread
+    ``wx.EvtHandler``.
 
-    Made on the main thread; ``wake()`` may be called from any thread.  A
-    wake from a worker posts an event.  A wake from the main thread itself
-    (offload's inbox asking to come back after a time slice), and a posted
-    wake handled straight after the previous delivery, start a one-shot
-    timer instead: wx handles the events posted while it handles pending
-    events in the same pass, so a chain of posted events would starve
-    timers, repaints and input for as long as a flood lasts.
-
-    ``callback()`` may run inside itself: an observer that runs a nested
-    event loop (a modal dialog) must see other futures change meanwhile.
-    The inbox keeps each task's messages in order and bounds the nesting;
-    the application's idle events nudge a suspended delivery (see
-    ``offload._event_loops.gui_base``).
+    A worker's wake posts a ``wx.PyEvent`` of our private type to it; the
+    main thread's own wakes go through a one-shot ``wx.Timer``, and so does
+    a posted wake handled straight after the previous delivery: wx handles
+    the events posted while it handles pending events in the same pass, so
+    a chain of posted events would starve timers, repaints and input for as
+    long as a flood lasts.  The application's idle events nudge a suspended
+    delivery.
     """
 
     def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback = callback
-        self._main_thread = threading.get_ident()
+        self._start(callback)
         self._handler = wx.EvtHandler()
         self._handler.Bind(_EVT_WAKE, self._on_wake)
-        #: Main-thread wakes not yet delivered (main thread only).
-        self._main_wakes = 0
         #: When the last ``callback()`` returned (main thread only).
         self._last_end = float("-inf")
         self._timer = wx.Timer(self._handler)
         _watch_idle_events()
         self._handler.Bind(wx.EVT_TIMER, self._on_timer, self._timer)
 
-    def wake(self) -> None:
-        """Ask for one ``callback()`` on the main thread.  Any thread; never raises."""
-        try:
-            if wx.GetApp() is None:
-                # The application has gone (exit): nothing left to wake.
-                return
-            if threading.get_ident() == self._main_thread:
-                self._defer()
-                return
-            event = wx.PyEvent()
-            event.SetEventType(_WAKE_EVENT)
-            wx.PostEvent(self._handler, event)
-        except Exception:
-            pass
-
     def _on_wake(self, event: Any) -> None:
-        # Main thread, inside the wx loop.  A wake that arrives right after
-        # a delivery ended is part of a flood (wx is handling events posted
-        # while it handled the previous one): go through the timer, so that
-        # wx gets back to its own loop in between.  Otherwise deliver now.
+        # Main thread, inside the wx loop: a wake right after a delivery
+        # ended is part of a flood, so it goes through the timer.
         if time.perf_counter() - self._last_end < _CHAIN_GAP:
             self._defer()
         else:
             self._run()
 
-    def _on_timer(self, event: Any) -> None:
-        wakes, self._main_wakes = self._main_wakes, 0
-        for _ in range(wakes):
-            self._run()
-
-    def _defer(self) -> None:
-        self._main_wakes += 1
-        if not self._timer.IsRunning():
-            self._timer.StartOnce(1)
-
     def _run(self) -> None:
         try:
-            ReentrantRun._run(self)
+            GuiWaker._run(self)
         finally:
             self._last_end = time.perf_counter()
+
+    def _gone(self) -> bool:
+        # wx drops what is posted with no application (exit).
+        return wx.GetApp() is None
 
     def _post(self) -> None:
         event = wx.PyEvent()
         event.SetEventType(_WAKE_EVENT)
         wx.PostEvent(self._handler, event)
+
+    def _timer_running(self) -> bool:
+        return self._timer.IsRunning()
+
+    def _start_timer(self) -> None:
+        self._timer.StartOnce(1)
 
 
 class WxEventLoop(IEventLoop):
@@ -219,49 +187,22 @@ class _WxEventLoopHelper(GuiLoopHelper):
     def _flush(self) -> None:
         self._app.ProcessPendingEvents()
 
-    def run_until(
-        self,
-        object: Any,
-        trait: str,
-        condition: Callable[[Any], bool],
-        timeout: float,
-    ) -> None:
-        self._check_initialised()
-        if condition(object):
-            return
-        loop = wx.GUIEventLoop()
-        outcome: list[bool] = []
+    def _new_loop(self) -> Any:
+        return wx.GUIEventLoop()
 
-        def finish(value: bool) -> None:
-            if not outcome:
-                outcome.append(value)
-                if loop.IsRunning():
-                    loop.Exit()
+    def _run_loop(self, loop: Any) -> None:
+        loop.Run()
 
-        def check(event: Any = None) -> None:
-            if not outcome and condition(object):
-                finish(True)
+    def _quit_loop(self, loop: Any) -> None:
+        if loop.IsRunning():
+            loop.Exit()
 
-        deadline = wx.CallLater(max(1, round(timeout * 1000)), finish, False)
-        recheck = wx.Timer()
-        recheck.Bind(wx.EVT_TIMER, check)
-        catcher = Catcher(stop=lambda: finish(False))
-        object.observe(check, trait)
-        try:
-            recheck.Start(_RECHECK_MS)
-            # ``check`` and ``finish`` only run from inside ``Run``, on this
-            # thread, so an exit cannot be asked for before the loop runs.
-            with catching(catcher):
-                while not outcome:
-                    loop.Run()
-        finally:
-            object.observe(check, trait, remove=True)
-            deadline.Stop()
-            recheck.Stop()
-        if catcher.error is not None:
-            raise catcher.error
-        if not outcome[0]:
-            raise RuntimeError(
-                f"run_until timed out after {timeout} seconds: the condition "
-                f"on {object!r} (watching trait {trait!r}) never became true"
-            )
+    def _timer(
+        self, ms: int, callback: Callable[[], None], single_shot: bool
+    ) -> Callable[[], None]:
+        if single_shot:
+            return wx.CallLater(ms, callback).Stop
+        timer = wx.Timer()
+        timer.Bind(wx.EVT_TIMER, lambda event: callback())
+        timer.Start(ms)
+        return timer.Stop

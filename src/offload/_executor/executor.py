@@ -16,12 +16,14 @@ from traits.api import Bool, Event, HasStrictTraits, Property
 
 from offload._backends.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
+from offload._executor.handles import PoolHandle, TaskHandle
 from offload._executor.lifetime import Dropped, TaskTable, weak_release_if_idle
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
 from offload._futures.states import WAITING
+from offload._futures.submit import submit_call, submit_iteration, submit_progress
 from offload._routing.interface import IMessageRouter
-from offload._routing.protocol import CRASHED, TaskRunner, raised_message
+from offload._routing.protocol import TaskRunner
 
 logger = logging.getLogger("offload.executor")
 
@@ -161,7 +163,7 @@ class TraitsExecutor(HasStrictTraits):
         self._worker_pool = worker_pool
         # offload's own pools take the task handle as the pool future.
         self._handle_class = (
-            _TaskHandle if hasattr(worker_pool, "_offload_submit") else _PoolHandle
+            TaskHandle if hasattr(worker_pool, "_offload_submit") else PoolHandle
         )
         router: IMessageRouter = context.message_router(event_loop)
         #: task id -> future, for the futures not yet done.  What the
@@ -243,8 +245,6 @@ class TraitsExecutor(HasStrictTraits):
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_call(executor, callable, ...)``."""
-        from offload._futures.submit import submit_call
-
         warnings.warn(
             "TraitsExecutor.submit_call method is deprecated; use the function "
             "submit_call(executor, callable, ...)",
@@ -255,8 +255,6 @@ class TraitsExecutor(HasStrictTraits):
 
     def submit_iteration(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_iteration(executor, callable, ...)``."""
-        from offload._futures.submit import submit_iteration
-
         warnings.warn(
             "TraitsExecutor.submit_iteration method is deprecated; use the function "
             "submit_iteration(executor, callable, ...)",
@@ -267,8 +265,6 @@ class TraitsExecutor(HasStrictTraits):
 
     def submit_progress(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_progress(executor, callable, ...)``."""
-        from offload._futures.submit import submit_progress
-
         warnings.warn(
             "TraitsExecutor.submit_progress method is deprecated; use the function "
             "submit_progress(executor, callable, ...)",
@@ -465,125 +461,3 @@ class TraitsExecutor(HasStrictTraits):
 def _not_waiting(future: IFuture) -> bool:
     # Futures registered with IFuture need not have a state.
     return getattr(future, "state", None) != WAITING
-
-
-#: Why a task withdrawn from its pool before it ran ends (a cancelled
-#: future ends CANCELLED, whatever the error).
-_WITHDRAWN = (
-    "the worker pool cancelled this task before it ran (was the pool shut down?)"
-)
-
-
-class _TaskHandle:
-    """One task in one of offload's own pools, standing in for its pool future.
-
-    offload's pools accept it through ``pool._offload_submit(handle, fn)``
-    and treat it as the ``concurrent.futures.Future`` they would otherwise
-    make: ``set_running_or_notify_cancel`` when a worker takes the task,
-    ``set_result`` / ``set_exception`` when it is over, ``cancel`` to
-    withdraw it.  That pool future would cost ~1 KB and ~2.5 µs per task (a
-    ``Condition`` with its lock and deque, a callback list); offload needs
-    none of it, since the runner reports every outcome of the task itself.
-
-    Calling the handle is the future's ``cancel``: set the task's flag and,
-    if no worker has taken the task yet, withdraw it, so that it ends at
-    once.  Taking and withdrawing race (worker and main thread); a
-    non-blocking acquire of one lock decides, exactly once, which wins.
-    """
-
-    __slots__ = ("router", "task_id", "flag", "event_loop", "_untaken", "_over")
-
-    def __init__(
-        self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
-    ) -> None:
-        self.router = router
-        self.task_id = task_id
-        self.flag = flag
-        #: The loop that delivers the task's messages (``await`` checks it).
-        self.event_loop = event_loop
-        #: Acquired by whoever takes (worker) or withdraws (cancel) the task.
-        self._untaken = threading.Lock()
-        self._over = False
-
-    def start(self, pool: Any, runner: TaskRunner) -> None:
-        """Submit ``runner`` to ``pool`` (offload's), this handle its future."""
-        pool._offload_submit(self, runner)
-
-    def cancel(self) -> bool:
-        """Cancel: the future's (main thread) or the pool's (any thread)."""
-        self.flag.set()
-        if self._untaken.acquire(False):
-            self.set_exception(RuntimeError(_WITHDRAWN))
-            return True
-        return False
-
-    __call__ = cancel
-
-    def set_running_or_notify_cancel(self) -> bool:
-        """A worker takes the task; False if it was withdrawn.  Any thread."""
-        return self._untaken.acquire(False)
-
-    def set_result(self, result: Any) -> None:
-        """The task's runner returned: it reported everything already."""
-        self._over = True
-
-    def set_exception(self, exc: BaseException) -> None:
-        """The task ended outside its runner (worker died, withdrawn...)."""
-        if self._over:
-            return
-        self._over = True
-        self.router.inject(self.task_id, raised_message(exc, CRASHED))
-
-
-class _PoolHandle:
-    """What the executor keeps of one task in a pool that is not offload's.
-
-    Calling it (:meth:`cancel`) is the future's ``cancel``: it sets the task's flag and
-    withdraws the task from the pool if it has not started there, so that a
-    task still queued ends at once (CANCELLED) instead of waiting for a
-    worker only to be abandoned.  Main thread.
-
-    :meth:`pool_future_done` reports a task that its pool could not run to
-    the end.  The runner reports every outcome of the task itself, so its
-    pool future fails only when something outside the task broke: the
-    worker died, the task could not be sent to it, ...  It runs in whatever
-    thread the pool completes futures in, and drops the pool future, which
-    would otherwise live (with its lock and condition) until the main thread
-    has delivered the task's end.
-    """
-
-    __slots__ = ("router", "task_id", "flag", "event_loop", "pool_future")
-
-    def __init__(
-        self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
-    ) -> None:
-        self.router = router
-        self.task_id = task_id
-        self.flag = flag
-        self.event_loop = event_loop
-        self.pool_future: concurrent.futures.Future | None = None
-
-    def start(self, pool: concurrent.futures.Executor, runner: TaskRunner) -> None:
-        """Submit ``runner`` to ``pool``; watch its pool future."""
-        pool_future = pool.submit(runner)
-        self.pool_future = pool_future
-        pool_future.add_done_callback(self.pool_future_done)
-
-    def cancel(self) -> None:
-        self.flag.set()
-        pool_future = self.pool_future
-        if pool_future is not None:
-            pool_future.cancel()
-
-    __call__ = cancel
-
-    def pool_future_done(self, pool_future: concurrent.futures.Future) -> None:
-        self.pool_future = None
-        if pool_future.cancelled():
-            error: BaseException = RuntimeError(_WITHDRAWN)
-        else:
-            exc = pool_future.exception()
-            if exc is None:
-                return
-            error = exc
-        self.router.inject(self.task_id, raised_message(error, CRASHED))

@@ -15,7 +15,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 
-from offload._contexts.interface import IParallelContext
+from offload._backends.interface import IParallelContext
 from offload._routing.interface import IMessageRouter
 
 

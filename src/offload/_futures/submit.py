@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+from offload._futures.base import IFuture, ITaskSpecification
 from offload._futures.call import BackgroundCall, CallFuture
 from offload._futures.iteration import BackgroundIteration, IterationFuture
 from offload._futures.progress import BackgroundProgress, ProgressFuture
 from offload._futures.steps import BackgroundSteps, StepsFuture
 
-if TYPE_CHECKING:
-    from offload._executor.executor import TraitsExecutor
+
+class Submitter(Protocol):
+    """What the ``submit_*`` functions submit to: a ``TraitsExecutor``, or
+    anything else with its ``submit(task)``."""
+
+    def submit(self, task: ITaskSpecification) -> IFuture:
+        """Submit ``task``; return its future."""
+        ...
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,7 +39,7 @@ def _not_callable(function_name: str, callable: object) -> TypeError:
 
 
 def submit_call(
-    executor: TraitsExecutor,
+    executor: Submitter,
     callable: Callable[P, Any],
     /,
     *args: P.args,
@@ -64,7 +71,7 @@ def submit_call(
 
 
 def submit_iteration(
-    executor: TraitsExecutor,
+    executor: Submitter,
     callable: Callable[P, Iterable[Any]],
     /,
     *args: P.args,
@@ -99,7 +106,7 @@ def submit_iteration(
 
 
 def submit_progress(
-    executor: TraitsExecutor,
+    executor: Submitter,
     callable: Callable[..., Any],
     /,
     *args: Any,
@@ -134,7 +141,7 @@ def submit_progress(
 
 
 def submit_steps(
-    executor: TraitsExecutor,
+    executor: Submitter,
     total: int,
     message: str,
     callable: Callable[..., Any],

@@ -205,7 +205,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         """Run ``fn()``, with the executor's ``handle`` as its pool future.
 
         ``handle`` has the methods of ``concurrent.futures.Future`` that the
-        pool calls; see ``offload._executor.executor._TaskHandle``.
+        pool calls; see ``offload._executor.handles.TaskHandle``.
         """
         self._submit(handle, fn)
 

@@ -76,7 +76,7 @@ class WorkerThreadPool(concurrent.futures.Executor):
         The executor calls it with its ``handle`` of a task and the task's
         runner (no arguments).  ``handle`` has the methods of
         ``concurrent.futures.Future`` that the workers call; see
-        ``offload._executor.executor._TaskHandle``.
+        ``offload._executor.handles.TaskHandle``.
         """
         item = (handle, fn, args, kwargs)
         with self._lock:
