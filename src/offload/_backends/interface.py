@@ -7,7 +7,7 @@ import concurrent.futures
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
@@ -137,6 +137,47 @@ class CloseNotices:
                 logging.getLogger("offload.contexts").exception(
                     "an executor failed to stop as its context closed"
                 )
+
+
+_Context = TypeVar("_Context", bound="ContextBase")
+
+
+class ContextBase(IParallelContext):
+    """What offload's own contexts share: their closed state, the executors
+    they tell as they close (:meth:`call_on_close`), and ``with``.
+
+    A subclass calls ``super().__init__()``, and starts its ``close()``
+    with ``if not self._mark_closed(): return``.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._close_notices = CloseNotices()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def call_on_close(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (a bound method, held weakly) as the context
+        closes: how an executor learns that its context is gone."""
+        self._close_notices.add(callback)
+        return True
+
+    def _mark_closed(self) -> bool:
+        """Close: refuse further use, tell the executors.  False if it was
+        closed already (``close()`` is idempotent)."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._close_notices.run()
+        return True
+
+    def __enter__(self: _Context) -> _Context:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def check_open(context: IParallelContext) -> None:

@@ -27,7 +27,6 @@ import itertools
 import logging
 import os
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from offload._backends.dask.cancel import (
@@ -52,8 +51,7 @@ from offload._backends.dask.outbox import forget_topic
 from offload._backends.dask.pool import DaskWorkerPool
 from offload._backends.dask.router import DaskRouter
 from offload._backends.interface import (
-    CloseNotices,
-    IParallelContext,
+    ContextBase,
     check_max_workers,
     check_open,
     check_seconds,
@@ -68,7 +66,7 @@ logger = logging.getLogger("offload.contexts.dask")
 _ALL_TOPIC = "all"
 
 
-class DaskContext(IParallelContext):
+class DaskContext(ContextBase):
     """Run tasks on a Dask cluster: an embedded one, or yours.
 
     Parameters
@@ -164,8 +162,7 @@ class DaskContext(IParallelContext):
         check_seconds("DaskContext(timeout=...)", timeout)
         check_seconds("DaskContext(start_timeout=...)", start_timeout)
         distributed = import_distributed()
-        self._closed = False
-        self._close_notices = CloseNotices()
+        super().__init__()
         self._cluster: Any = None
         self._helper: HelperClient | None = None
         #: A client of the helper's scheduler, made when first asked for.
@@ -292,10 +289,8 @@ class DaskContext(IParallelContext):
         more seconds; so right after 100,000 tasks, ``close()`` may take
         that long, and it leaves no thread, socket or process behind.
         """
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
-        self._close_notices.run()
         client = self._client
         client_closed = not self._owns_client
         user_client = self._user_client
@@ -327,22 +322,6 @@ class DaskContext(IParallelContext):
                     # Its close timed out (on a busy scheduler, which has
                     # had time since, or is gone): its loop thread stayed.
                     finish_closing(client, self._timeout)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def call_on_close(self, callback: Callable[[], None]) -> bool:
-        """Call ``callback`` (a bound method, held weakly) as the context
-        closes: how an executor learns that its context is gone."""
-        self._close_notices.add(callback)
-        return True
-
-    def __enter__(self) -> DaskContext:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # Private ------------------------------------------------------------------
 

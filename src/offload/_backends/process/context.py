@@ -25,12 +25,10 @@ import logging
 import multiprocessing
 import sys
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from offload._backends.interface import (
-    CloseNotices,
-    IParallelContext,
+    ContextBase,
     check_max_workers,
     check_open,
 )
@@ -90,7 +88,7 @@ def _preload_worker_modules(mp_context: Any) -> None:
         mp_context.set_forkserver_preload(WORKER_MODULES)
 
 
-class MultiprocessingContext(IParallelContext):
+class MultiprocessingContext(ContextBase):
     """Run tasks in worker processes.
 
     Processes suit CPU-bound pure-Python work, which threads cannot run in
@@ -156,8 +154,7 @@ class MultiprocessingContext(IParallelContext):
             spare_workers_a_missing_script()
         self._flags = FlagSlots()
         self._pools: weakref.WeakSet[ProcessWorkerPool] = weakref.WeakSet()
-        self._closed = False
-        self._close_notices = CloseNotices()
+        super().__init__()
 
     @property
     def start_method(self) -> str:
@@ -209,10 +206,8 @@ class MultiprocessingContext(IParallelContext):
         their tasks).  Pools still running work get two seconds, then their
         workers are killed.  Idempotent.
         """
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
-        self._close_notices.run()
         pools = list(self._pools)
         for pool in pools:
             pool.shutdown(wait=False)
@@ -225,22 +220,6 @@ class MultiprocessingContext(IParallelContext):
                 pool.terminate("the MultiprocessingContext was closed")
                 pool.join(STOP_GRACE_PERIOD)
         self._flags.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def call_on_close(self, callback: Callable[[], None]) -> bool:
-        """Call ``callback`` (a bound method, held weakly) as the context
-        closes: how an executor learns that its context is gone."""
-        self._close_notices.add(callback)
-        return True
-
-    def __enter__(self) -> MultiprocessingContext:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -5,11 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable
 
 from offload._backends.interface import (
-    CloseNotices,
-    IParallelContext,
+    ContextBase,
     check_max_workers,
     check_open,
 )
@@ -39,7 +37,7 @@ class ThreadCancelFlag:
         return self._set
 
 
-class MultithreadingContext(IParallelContext):
+class MultithreadingContext(ContextBase):
     """Run tasks in worker threads of this process (the executor's default).
 
     Threads suit I/O-bound work and work that releases the GIL (NumPy, most
@@ -52,8 +50,7 @@ class MultithreadingContext(IParallelContext):
     """
 
     def __init__(self) -> None:
-        self._closed = False
-        self._close_notices = CloseNotices()
+        super().__init__()
 
     def worker_pool(self, *, max_workers: int | None = None) -> concurrent.futures.Executor:
         check_open(self)
@@ -84,23 +81,6 @@ class MultithreadingContext(IParallelContext):
 
     def close(self) -> None:
         """Refuse further use; executors still running on it stop."""
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
-        self._close_notices.run()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def call_on_close(self, callback: Callable[[], None]) -> bool:
-        """Call ``callback`` (a bound method, held weakly) as the context
-        closes: how an executor learns that its context is gone."""
-        self._close_notices.add(callback)
-        return True
-
-    def __enter__(self) -> MultithreadingContext:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
