@@ -165,6 +165,8 @@ def test_gui_example_runs_drives_and_shoots(name, toolkit, tmp_path):
         pytest.skip("wx needs a display (run under xvfb-run)")
     if name == "dask_cluster":
         pytest.importorskip("distributed")
+    if name == "pi_iteration":
+        pytest.importorskip("matplotlib")  # the examples extra
     if name in ("background_processes", "dask_cluster"):
         try:
             from offload._backends.process.context import MultiprocessingContext  # noqa: F401
