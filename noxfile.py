@@ -360,9 +360,12 @@ def lowest(session: nox.Session) -> None:
         "QT_QPA_PLATFORM": "offscreen", "QT_API": "pyside6", "PYTEST_QT_API": "pyside6",
         **WHEEL_ENV,
     }
+    # The examples run in full, wx and pyqt6; here they would cost a
+    # minute of CI's budget and test the examples more than the versions.
+    tests = [path for path in GUI_FIRST if path != "tests/test_examples.py"]
     session.run(
         *PYTEST, *IN_PARALLEL, "-m", "not stress and not tooling",
-        *(session.posargs or GUI_FIRST), env=env,
+        *(session.posargs or tests), env=env,
     )
 
 
