@@ -12,10 +12,11 @@ import weakref
 from typing import Any
 
 from traits.api import Any as AnyTrait
-from traits.api import Bool, Event, HasStrictTraits, Property
+from traits.api import Bool, Dict, Event, HasStrictTraits, Int, List, Property, Str
 
 from offload._backends.interface import IParallelContext, check_max_workers, check_open
 from offload._event_loops.interface import IEventLoop
+from offload._executor.bookkeeping import Bookkeeping
 from offload._executor.handles import PoolHandle, TaskHandle
 from offload._executor.lifetime import Dropped, TaskTable, weak_release_if_idle
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
@@ -84,6 +85,16 @@ class TraitsExecutor(HasStrictTraits):
     #: follows.  Costs a few tens of nanoseconds unobserved.
     submitted = Event()
 
+    #: The futures not yet done, oldest first (a new list on each read).
+    #: Read-only; observable, notified on the main thread once per batch of
+    #: delivered messages (and once after a burst of submissions).
+    futures = Property(List())
+
+    #: Number of this executor's futures in each of the six states (the
+    #: states' names as keys, every state present), those done included.
+    #: Read-only; observable, notified as ``futures`` is.
+    counts = Property(Dict(Str(), Int()))
+
     _state = AnyTrait(RUNNING)
     _context = AnyTrait()
     _new_cancel_flag = AnyTrait()
@@ -100,6 +111,7 @@ class TraitsExecutor(HasStrictTraits):
     _thread_id = AnyTrait()
     _dropped = AnyTrait()
     _finalizer = AnyTrait()
+    _bookkeeping = AnyTrait()
 
     def __init__(
         self,
@@ -172,6 +184,8 @@ class TraitsExecutor(HasStrictTraits):
         self._futures = TaskTable()
         router.connect(self._futures.finished)
         self._router = router
+        self._bookkeeping = Bookkeeping(self, event_loop, router)
+        self._futures.on_end = self._bookkeeping.future_ended
         # A context only registered with IParallelContext may lack it.
         call_on_close = getattr(context, "call_on_close", None)
         if call_on_close is not None:
@@ -241,6 +255,7 @@ class TraitsExecutor(HasStrictTraits):
             del self._futures[task_id]
             raise
         self.submitted = (future, task)
+        self._bookkeeping.changed()
         return future
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
@@ -425,6 +440,12 @@ class TraitsExecutor(HasStrictTraits):
 
     def _get_stopped(self) -> bool:
         return self._state is STOPPED
+
+    def _get_futures(self) -> list[IFuture]:
+        return list(self._futures.values())
+
+    def _get_counts(self) -> dict[str, int]:
+        return self._bookkeeping.counts(self._futures.values())
 
     def _change_state(self, new: str) -> None:
         old = self._state

@@ -14,6 +14,7 @@ import concurrent.futures
 import warnings
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from offload._backends.interface import IParallelContext
 from offload._routing.interface import IMessageRouter
@@ -27,13 +28,16 @@ class TaskTable(dict):
     that an executor the application forgets is collected.
     """
 
-    __slots__ = ("on_empty",)
+    __slots__ = ("on_empty", "on_end")
 
     def __init__(self) -> None:
         super().__init__()
         #: Returned by :meth:`finished` when the last task goes: set once the
         #: executor stops, to make it STOPPED.
         self.on_empty: Callable[[], None] | None = None
+        #: Called with each future whose task ended (the executor's
+        #: bookkeeping counts it once its final message is delivered).
+        self.on_end: Callable[[Any], None] | None = None
 
     def finished(self, task_id: int) -> Callable[[], None] | None:
         """Forget a task whose final message the router is about to deliver.
@@ -45,7 +49,9 @@ class TaskTable(dict):
         delivered: the executor becomes STOPPED after its last future's
         observers ran.
         """
-        del self[task_id]
+        future = self.pop(task_id)
+        if self.on_end is not None:
+            self.on_end(future)
         if self:
             return None
         # Dicts never shrink, but clear() drops the table a burst grew.

@@ -93,6 +93,10 @@ class Inbox(IMessageRouter):
         self._owed = False
         #: See :meth:`release_when_idle`.
         self._when_idle: Callable[[], None] | None = None
+        #: Called on the main thread at the end of every delivery (a batch
+        #: of messages), nested ones included: what the executor publishes
+        #: its ``futures`` and ``counts`` with, once per batch.
+        self.on_batch: Callable[[], None] | None = None
 
     # Producer side (any thread) ---------------------------------------------
 
@@ -252,6 +256,8 @@ class Inbox(IMessageRouter):
             self._depth = 0
             if self._when_idle is not None and not self._receivers:
                 self._call_when_idle()
+            if self.on_batch is not None:
+                self.on_batch()
         if not receivers and receivers is self._receivers:
             # A dict never shrinks: after a burst of 20,000 futures its
             # table (576 KiB) would stay for good.  A fresh one is free.
@@ -334,6 +340,8 @@ class Inbox(IMessageRouter):
             if self._owed:
                 self._owed = False
                 self._pingee.ping()
+            if self.on_batch is not None:
+                self.on_batch()
 
     def release_when_idle(self, release: Callable[[], None]) -> None:
         """Call ``release()`` on the main thread once no task is outstanding.

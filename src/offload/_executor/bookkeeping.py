@@ -1,0 +1,134 @@
+"""``executor.futures`` and ``executor.counts``: what runs, published once per batch.
+
+An application with tens of tasks shows how many wait, run and ended (a
+status bar, an activity list).  Notifying that per message would cost more
+than the messages; so the executor notifies once per *batch*: the first
+delivery of messages by the router (``Inbox.on_batch``) ends with one
+notification of ``futures`` and ``counts``, whatever the batch held, and a
+burst of submissions asks the event loop for one call after it.  Values
+are computed only for observers: unobserved, a batch pays two
+``trait_property_changed`` calls that find no notifier.
+
+Futures not yet done are the executor's task table; the ones that ended
+are only counted, by state, in :attr:`Bookkeeping.totals`: nothing here
+keeps a finished future (or its result) alive past the batch that ended it.
+Which state a future ended in is read after its final message was
+delivered, so :attr:`Bookkeeping.ended` keeps the futures of the batch
+until then.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from traits.api import Undefined
+
+from offload._futures.soon import soon_caller
+from offload._futures.states import (
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    EXECUTING,
+    FAILED,
+    WAITING,
+)
+
+#: The keys of ``executor.counts``, in the order of a task's life.
+STATES = (WAITING, EXECUTING, CANCELLING, COMPLETED, FAILED, CANCELLED)
+
+
+class Bookkeeping:
+    """Tallies an executor's ended futures and notifies once per batch.
+
+    Main thread, except :meth:`changed`, which a submission from another
+    thread may call: it then asks the main thread to notify through the
+    event loop's thread-safe pingee path (``soon_caller`` is main-thread
+    only).
+    """
+
+    __slots__ = (
+        "_executor_ref", "_event_loop", "_call_soon", "_thread_id",
+        "_scheduled", "_batched", "ended", "totals",
+    )
+
+    def __init__(self, executor: Any, event_loop: Any, router: Any) -> None:
+        # The router holds this (through the task table): never the executor.
+        self._executor_ref = weakref.ref(executor)
+        self._event_loop = event_loop
+        #: Made on the first change: an executor nobody submits to makes none.
+        self._call_soon: Callable[[Callable[[], None]], None] | None = None
+        self._thread_id = threading.get_ident()
+        self._scheduled = False
+        #: Futures whose final message this batch delivers (or delivered).
+        self.ended: list[Any] = []
+        #: state -> number of futures that ended in it.
+        self.totals = dict.fromkeys((COMPLETED, FAILED, CANCELLED), 0)
+        # offload's routers say when a batch ends; a router that is only
+        # registered with IMessageRouter may not: each end then asks for a
+        # call after the batch.
+        self._batched = hasattr(router, "on_batch")
+        if self._batched:
+            router.on_batch = self.publish
+
+    def future_ended(self, future: Any) -> None:
+        """A task's final message is about to be delivered (main thread)."""
+        self.ended.append(future)
+        if not self._batched and not self._scheduled:
+            self._schedule()
+
+    def changed(self) -> None:
+        """Something to publish after this batch (a submission)."""
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if threading.get_ident() != self._thread_id:
+            # A submission from another thread: the main thread publishes
+            # when it delivers that task's messages (its end at the latest).
+            return
+        self._scheduled = True
+        call_soon = self._call_soon
+        if call_soon is None:
+            call_soon = self._call_soon = soon_caller(self._event_loop)
+        call_soon(self.publish)
+
+    def publish(self) -> None:
+        """Count the batch's ended futures; notify the executor's observers."""
+        self._scheduled = False
+        self._tally()
+        executor = self._executor_ref()
+        if executor is not None:
+            # New values are computed only if someone observes them.
+            executor.trait_property_changed("futures", Undefined)
+            executor.trait_property_changed("counts", Undefined)
+
+    def _tally(self) -> None:
+        """Move the ended futures that are done into ``totals``."""
+        ended = self.ended
+        if not ended:
+            return
+        totals = self.totals
+        pending = []
+        for future in ended:
+            state = getattr(future, "state", None)
+            if state in totals:
+                totals[state] += 1
+            elif state is not None:
+                # Its final message is still to come (an observer of the
+                # same batch asked): count it next time.
+                pending.append(future)
+        self.ended = pending
+
+    def counts(self, pending: Iterable[Any]) -> dict[str, int]:
+        """state -> number of futures, pending ones included (main thread)."""
+        self._tally()
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(self.totals)
+        for future in (*pending, *self.ended):
+            state = getattr(future, "state", None)
+            if state in counts:
+                counts[state] += 1
+        return counts

@@ -1,0 +1,120 @@
+"""``executor.futures`` and ``executor.counts``: right, read-only, once per batch."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+from traits.api import TraitError
+
+import task_functions as tf
+from conftest import wait_file
+from offload.api import (
+    CANCELLED,
+    COMPLETED,
+    EXECUTING,
+    FAILED,
+    WAITING,
+    submit_call,
+)
+
+STATES = ("waiting", "executing", "cancelling", "completed", "failed", "cancelled")
+
+
+def zero(**given):
+    counts = dict.fromkeys(STATES, 0)
+    counts.update(given)
+    return counts
+
+
+def test_counts_and_futures_follow_the_tasks(executor, assistant, tmp_path):
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    assert executor.counts == zero()
+    assert executor.futures == []
+
+    failing = submit_call(executor, tf.fail)
+    assert executor.futures == [failing]
+    assert executor.counts == zero(waiting=1)
+    assistant.run_until(failing, "done", lambda f: f.done, timeout=20)
+    assert executor.counts == zero(failed=1)
+
+    blocked = submit_call(executor, tf.mark_then_wait, started, release)
+    wait_file(assistant, started)
+    assistant.run_until(blocked, "state", lambda f: f.state == EXECUTING, timeout=20)
+    assert executor.futures == [blocked]
+    assert executor.counts == zero(executing=1, failed=1)
+
+    cancelled = submit_call(executor, tf.square, 3)
+    cancelled.cancel()
+    assert executor.counts == zero(executing=1, failed=1, cancelling=1)
+    assistant.run_until(cancelled, "done", lambda f: f.done, timeout=20)
+    open(release, "w").close()
+    assistant.run_until(blocked, "done", lambda f: f.done, timeout=20)
+    assert executor.futures == []
+    assert executor.counts == zero(completed=1, failed=1, cancelled=1)
+    assert (blocked.state, failing.state, cancelled.state) == (COMPLETED, FAILED, CANCELLED)
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_observers_are_notified_once_per_batch(executor, assistant):
+    counts_seen = []
+    futures_seen = []
+    executor.observe(lambda event: counts_seen.append(event.new), "counts")
+    executor.observe(lambda event: futures_seen.append(len(event.new)), "futures")
+
+    n = 1000
+    # Submitted while the loop does not run: their messages (2,000) wait,
+    # and are delivered in a few batches.
+    futures = [submit_call(executor, tf.square, i) for i in range(n)]
+    assistant.run_until(
+        executor, "counts", lambda e: e.counts["completed"] == n, timeout=30
+    )
+    assert all(f.state == COMPLETED for f in futures)
+    # One notification per batch: far fewer than messages or tasks.
+    assert 1 <= len(counts_seen) < 100, len(counts_seen)
+    assert len(futures_seen) == len(counts_seen)
+    assert counts_seen[-1] == zero(completed=n)
+    assert futures_seen[-1] == 0
+    # Each notification carries a consistent snapshot.
+    for counts in counts_seen:
+        assert sum(counts.values()) == n
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_submissions_alone_are_published(executor, assistant, tmp_path):
+    seen = []
+    executor.observe(lambda event: seen.append(event.new[WAITING]), "counts")
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    blocker = submit_call(executor, tf.mark_then_wait, started, release)
+    wait_file(assistant, started)
+    assistant.run_until(blocker, "state", lambda f: f.state == EXECUTING, timeout=20)
+    seen.clear()
+    # A burst of submissions behind a busy worker: nothing is delivered,
+    # yet observers hear of them, once.
+    for _ in range(50):
+        submit_call(executor, tf.square, 2)
+    assistant.run_until(executor, "counts", lambda e: bool(seen), timeout=20)
+    assert seen[0] >= 49
+    open(release, "w").close()
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_futures_and_counts_are_read_only(executor):
+    with pytest.raises(TraitError):
+        executor.futures = []
+    with pytest.raises(TraitError):
+        executor.counts = {}
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_done_futures_are_not_kept(executor, assistant):
+    future = submit_call(executor, tf.square, 5)
+    assistant.run_until(future, "done", lambda f: f.done, timeout=20)
+    # The batch that ended it has been published (the loop turned).
+    assistant.exercise_event_loop()
+    ref = weakref.ref(future)
+    del future
+    gc.collect()
+    assert ref() is None
+    assert executor.counts == zero(completed=1)
