@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from traits.api import Undefined
+from traits.api import Undefined  # type: ignore[attr-defined]  # public; missing from the stubs
 
 from offload._futures.soon import soon_caller
 from offload._futures.states import (
