@@ -43,22 +43,19 @@ STATES = (WAITING, EXECUTING, CANCELLING, COMPLETED, FAILED, CANCELLED)
 class Bookkeeping:
     """Tallies an executor's ended futures and notifies once per batch.
 
-    Main thread, except :meth:`changed`, which a submission from another
-    thread may call: it then asks the main thread to notify through the
-    event loop's thread-safe pingee path (``soon_caller`` is main-thread
-    only).
+    Main thread, except :meth:`changed`, which is safe from any thread.
     """
 
     __slots__ = (
-        "_executor_ref", "_event_loop", "_call_soon", "_thread_id",
+        "_executor_ref", "_router", "_event_loop", "_call_soon", "_thread_id",
         "_scheduled", "_batched", "ended", "totals",
     )
 
     def __init__(self, executor: Any, event_loop: Any, router: Any) -> None:
         # The router holds this (through the task table): never the executor.
         self._executor_ref = weakref.ref(executor)
+        self._router = router
         self._event_loop = event_loop
-        #: Made on the first change: an executor nobody submits to makes none.
         self._call_soon: Callable[[Callable[[], None]], None] | None = None
         self._thread_id = threading.get_ident()
         self._scheduled = False
@@ -67,33 +64,34 @@ class Bookkeeping:
         #: state -> number of futures that ended in it.
         self.totals = dict.fromkeys((COMPLETED, FAILED, CANCELLED), 0)
         # offload's routers say when a batch ends; a router that is only
-        # registered with IMessageRouter may not: each end then asks for a
-        # call after the batch.
-        self._batched = hasattr(router, "on_batch")
+        # registered with IMessageRouter may not: each change then asks the
+        # event loop for a call after the batch.
+        self._batched = hasattr(router, "on_batch") and hasattr(router, "request_batch")
         if self._batched:
             router.on_batch = self.publish
 
     def future_ended(self, future: Any) -> None:
         """A task's final message is about to be delivered (main thread)."""
         self.ended.append(future)
-        if not self._batched and not self._scheduled:
-            self._schedule()
+        if not self._batched:
+            self.changed()
 
     def changed(self) -> None:
-        """Something to publish after this batch (a submission)."""
-        if not self._scheduled:
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if threading.get_ident() != self._thread_id:
-            # A submission from another thread: the main thread publishes
-            # when it delivers that task's messages (its end at the latest).
+        """Something to publish, outside a batch (a submission).  Any thread."""
+        if self._scheduled:
             return
         self._scheduled = True
-        call_soon = self._call_soon
-        if call_soon is None:
-            call_soon = self._call_soon = soon_caller(self._event_loop)
-        call_soon(self.publish)
+        if self._batched:
+            # The batch's end publishes.
+            self._router.request_batch()
+        elif threading.get_ident() == self._thread_id:
+            call_soon = self._call_soon
+            if call_soon is None:
+                call_soon = self._call_soon = soon_caller(self._event_loop)
+            call_soon(self.publish)
+        else:
+            # The main thread publishes when it next delivers.
+            self._scheduled = False
 
     def publish(self) -> None:
         """Count the batch's ended futures; notify the executor's observers."""

@@ -117,6 +117,13 @@ class Inbox(IMessageRouter):
     def inject(self, task_id: int, message: tuple) -> None:
         self.put((task_id, message))
 
+    def request_batch(self) -> None:
+        """Make the main thread deliver soon, if only an empty batch, so
+        that :attr:`on_batch` runs.  Any thread; through the inbox's own
+        wake-up, so none is added if one is on its way."""
+        # An item for no task: delivered to nobody.
+        self.put((None, None))
+
     def wait_for_backlog(self, limit: int, timeout: float) -> None:
         """If more than ``limit`` items wait, wait up to ``timeout`` s for
         the main thread to bring them down to half that.  One producer
