@@ -1,4 +1,5 @@
-"""An executor's task table, and what happens to one dropped without ``shutdown()``.
+"""An executor's task table, the announcement of a task submitted from
+another thread, and what happens to an executor dropped without ``shutdown()``.
 
 Nothing that outlives the executor holds it: its router, which the event
 loop keeps while it is connected, holds only its :class:`TaskTable`.  So
@@ -11,12 +12,19 @@ collected, without losing the tasks still running.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from offload._backends.interface import IParallelContext
 from offload._routing.interface import IMessageRouter
+
+#: The message that announces a task submitted from another thread.  Only
+#: its :class:`Announcer` ever receives it (matched by identity); it is no
+#: control kind, so the router treats it as an ordinary message.
+ANNOUNCEMENT = ("offload-submitted", None)
 
 
 class TaskTable(dict):
@@ -25,15 +33,21 @@ class TaskTable(dict):
     The executor's bookkeeping, and all that its router holds of it (the
     event loop holds the router while it is connected): a plain dict, so
     that an executor the application forgets is collected.
+
+    Other threads add tasks to it too (submissions from any thread), under
+    ``lock``: the table is only emptied under it, so that such a task is
+    never wiped out with the others.
     """
 
-    __slots__ = ("on_empty",)
+    __slots__ = ("on_empty", "lock")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock) -> None:
         super().__init__()
         #: Returned by :meth:`finished` when the last task goes: set once the
         #: executor stops, to make it STOPPED.
         self.on_empty: Callable[[], None] | None = None
+        #: The executor's lock, held by submissions from other threads.
+        self.lock = lock
 
     def finished(self, task_id: int) -> Callable[[], None] | None:
         """Forget a task whose final message the router is about to deliver.
@@ -48,9 +62,63 @@ class TaskTable(dict):
         del self[task_id]
         if self:
             return None
-        # Dicts never shrink, but clear() drops the table a burst grew.
-        self.clear()
+        with self.lock:
+            if self:
+                # Another thread submitted meanwhile.
+                return None
+            # Dicts never shrink, but clear() drops the table a burst grew.
+            self.clear()
         return self.on_empty
+
+
+class Announcer:
+    """The receiver of a task submitted from another thread, until the main
+    thread has announced it.
+
+    The submitting thread registers it with the router as the task's
+    receiver and queues :data:`ANNOUNCEMENT` for the task before handing
+    the task to its pool, so it comes before anything the task sends.  The
+    main thread, delivering it, fires the executor's ``submitted`` and puts
+    the future's own ``receive`` in its place.  It holds the executor
+    weakly, like everything the router holds.
+    """
+
+    __slots__ = ("executor_ref", "router", "task_id", "future", "task")
+
+    def __init__(
+        self,
+        executor_ref: weakref.ref,
+        router: IMessageRouter,
+        task_id: int,
+        future: Any,
+        task: Any,
+    ) -> None:
+        self.executor_ref = executor_ref
+        self.router = router
+        self.task_id = task_id
+        self.future = future
+        self.task = task
+
+    def __call__(self, message: tuple) -> bool:
+        """Main thread: announce, then hand over to the future."""
+        future = self.future
+        if message is not ANNOUNCEMENT:
+            # Never queued before the announcement by offload's routers;
+            # should another router reorder them, the message still
+            # reaches the future (and the router forgot a final one's task).
+            self._announce()
+            final = future.receive(message)
+            if not final:
+                self.router.add_receiver(self.task_id, future.receive)
+            return final
+        self.router.add_receiver(self.task_id, future.receive)
+        self._announce()
+        return False
+
+    def _announce(self) -> None:
+        executor = self.executor_ref()
+        if executor is not None:
+            executor.submitted = (self.future, self.task)
 
 
 def weak_release_if_idle(executor_ref: weakref.ref) -> Callable[[], None]:
