@@ -34,10 +34,12 @@ from offload._futures.states import (
     WAITING,
     FutureState,
 )
+from offload._routing.forwarded import reissue
 from offload._routing.protocol import (
     CONTROL_NAMES,
     CRASHED,
     FINAL_KINDS,
+    FORWARDED,
     RAISED,
     RETURNED,
     STARTED,
@@ -334,6 +336,13 @@ class BaseFuture(HasStrictTraits):
             return True
         if kind == STARTED and state is WAITING:
             self._set_internal_state(EXECUTING)
+            return False
+        if kind == FORWARDED:
+            # A warning or log record of the task, in any state: not part
+            # of the task's life, so not in the table.  What it raises (a
+            # warning the filters turn into an error) goes where an
+            # observer's exception goes.
+            reissue(arg)
             return False
         if kind == CRASHED and state is WAITING:
             self._set_internal_state(EXECUTING)
