@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import task_functions as tf
-from conftest import EVENT_LOOPS, StateRecorder, load, wait_done
+from conftest import CONTEXTS, EVENT_LOOPS, StateRecorder, load, wait_done
 from offload.api import (
     CANCELLED,
     COMPLETED,
@@ -276,6 +276,26 @@ def test_submit_from_a_thread_on_processes(assistant):
                 lambda: [submit_call(executor, tf.square, n) for n in range(10)]
             )
             run_until_true(assistant, lambda: all(f.done for f in futures))
+            assert [f.result for f in futures] == [n * n for n in range(10)]
+        finally:
+            executor.shutdown(timeout=20)
+
+
+@pytest.mark.dask
+# "context" names the kind, so that the leak check starts the shared
+# cluster before its snapshot.
+@pytest.mark.parametrize("context", ["dask"])
+def test_submit_from_a_thread_on_dask(context, offload_assistant, shared_dask_cluster):
+    DaskContext = load(CONTEXTS, context)
+    with DaskContext(address=shared_dask_cluster) as dask_context:
+        executor = TraitsExecutor(
+            context=dask_context, event_loop=offload_assistant.event_loop
+        )
+        try:
+            futures = in_thread(
+                lambda: [submit_call(executor, tf.square, n) for n in range(10)]
+            )
+            run_until_true(offload_assistant, lambda: all(f.done for f in futures))
             assert [f.result for f in futures] == [n * n for n in range(10)]
         finally:
             executor.shutdown(timeout=20)
