@@ -195,10 +195,15 @@ def _showwarning(
         if issubclass(klass, Warning)
     )
     module = _module_of(filename)
-    runner.send(
-        runner.task_id,
-        (FORWARDED, ("warning", (categories, text, filename, lineno, module))),
-    )
+    try:
+        runner.send(
+            runner.task_id,
+            (FORWARDED, ("warning", (categories, text, filename, lineno, module))),
+        )
+    except Exception:  # noqa: BLE001 - a warning never raises into the task
+        # Cannot reach the application (a process the task forked, say):
+        # shown here, as without offload.
+        _original_showwarning[0](message, category, filename, lineno, file, line)
 
 
 def _module_of(filename: str) -> str:
