@@ -286,13 +286,13 @@ class TraitsExecutor(HasStrictTraits):
             router.add_receiver(
                 task_id, Announcer(weakref.ref(self), router, task_id, future, task)
             )
-            self._futures[task_id] = future
+            self._futures.others[task_id] = future
             router.inject(task_id, ANNOUNCEMENT)
             try:
                 handle.start(self._worker_pool, runner)
             except BaseException:
                 router.discard_receiver(task_id)
-                del self._futures[task_id]
+                del self._futures.others[task_id]
                 raise
         return future
 
@@ -367,6 +367,7 @@ class TraitsExecutor(HasStrictTraits):
         # the lock first is in the task table, cancelled below.
         with self._lock:
             self._accepting = False
+            self._futures.absorb()
         self._change_state(STOPPING)
         # STOPPED once the last task's end has been delivered.
         self._futures.on_empty = weak_release_if_idle(weakref.ref(self))

@@ -34,12 +34,14 @@ class TaskTable(dict):
     event loop holds the router while it is connected): a plain dict, so
     that an executor the application forgets is collected.
 
-    Other threads add tasks to it too (submissions from any thread), under
-    ``lock``: the table is only emptied under it, so that such a task is
-    never wiped out with the others.
+    The dict itself is the main thread's alone.  Tasks submitted from other
+    threads go in :attr:`others`, under ``lock``, until ``stop()``
+    :meth:`absorb` takes them in (under the same lock, once other threads can
+    submit no more): so the main thread's submissions and the end of its
+    tasks take no lock, and no task is ever lost between the two.
     """
 
-    __slots__ = ("on_empty", "lock")
+    __slots__ = ("on_empty", "lock", "others")
 
     def __init__(self, lock: threading.Lock) -> None:
         super().__init__()
@@ -48,6 +50,9 @@ class TaskTable(dict):
         self.on_empty: Callable[[], None] | None = None
         #: The executor's lock, held by submissions from other threads.
         self.lock = lock
+        #: task id -> future, of the tasks other threads submitted while
+        #: the executor ran (under ``lock``).
+        self.others: dict[int, Any] = {}
 
     def finished(self, task_id: int) -> Callable[[], None] | None:
         """Forget a task whose final message the router is about to deliver.
@@ -59,16 +64,35 @@ class TaskTable(dict):
         delivered: the executor becomes STOPPED after its last future's
         observers ran.
         """
-        del self[task_id]
-        if self:
+        try:
+            del self[task_id]
+        except KeyError:
+            return self._other_finished(task_id)
+        # ``others`` read without the lock: a task that another thread adds
+        # meanwhile is not in this dict, and no one stops while it may be.
+        if self or self.others:
             return None
-        with self.lock:
-            if self:
-                # Another thread submitted meanwhile.
-                return None
-            # Dicts never shrink, but clear() drops the table a burst grew.
-            self.clear()
+        # Dicts never shrink, but clear() drops the table a burst grew.
+        self.clear()
         return self.on_empty
+
+    def _other_finished(self, task_id: int) -> Callable[[], None] | None:
+        with self.lock:
+            others = self.others
+            del others[task_id]
+            if others or self:
+                return None
+            self.others = {}
+        return self.on_empty
+
+    def absorb(self) -> None:
+        """Take :attr:`others` in, in the order of their task ids.  Main
+        thread, under ``lock``, once other threads can add no more."""
+        others, self.others = self.others, {}
+        if others:
+            merged = sorted([*self.items(), *others.items()])
+            self.clear()
+            self.update(merged)
 
 
 class Announcer:
