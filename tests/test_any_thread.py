@@ -24,6 +24,9 @@ import pytest
 
 import task_functions as tf
 from conftest import CONTEXTS, EVENT_LOOPS, StateRecorder, load, wait_done
+from offload._event_loops.interface import IEventLoop, IPingee
+from offload._routing.inbox import Inbox
+from offload._routing.protocol import RETURNED
 from offload.api import (
     CANCELLED,
     COMPLETED,
@@ -299,3 +302,72 @@ def test_submit_from_a_thread_on_dask(context, offload_assistant, shared_dask_cl
             assert [f.result for f in futures] == [n * n for n in range(10)]
         finally:
             executor.shutdown(timeout=20)
+
+
+# The inbox's table of receivers, replaced while another thread adds -------------
+
+
+class _NoLoop(IEventLoop):
+    """An event loop whose pingee does nothing: the test delivers itself."""
+
+    def pingee(self, on_ping: Callable[[], None]) -> IPingee:
+        return _NoPingee()
+
+    def event_loop_helper(self) -> Any:
+        raise NotImplementedError
+
+
+class _NoPingee(IPingee):
+    def connect(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    def ping(self) -> None:
+        pass
+
+
+class _Inbox(Inbox):
+    sender = None
+
+
+class _Table(dict):
+    """A table of receivers that lets another thread add one at the worst
+    moment: while the main thread, having found the table empty after a
+    delivery, is about to replace it."""
+
+    def __init__(self, add_from_another_thread: Callable[[], None]) -> None:
+        super().__init__()
+        self.add_from_another_thread: Callable[[], None] | None = add_from_another_thread
+
+    def __len__(self) -> int:
+        length = super().__len__()
+        add, self.add_from_another_thread = self.add_from_another_thread, None
+        if add is not None and length == 0:
+            # The main thread sees it empty; the other thread adds now.
+            thread = threading.Thread(target=add)
+            thread.start()
+            thread.join(20)
+        return length
+
+
+def test_a_receiver_added_while_the_main_thread_replaces_the_table():
+    """The main thread replaces the emptied table of receivers after a
+    delivery; a receiver that another thread adds meanwhile (a submission
+    from that thread) must not be lost: its task's messages would go to
+    nobody."""
+    inbox = _Inbox(_NoLoop(), time_slice=float("inf"))
+    inbox.connect(lambda task_id: None)
+    received: list[tuple] = []
+
+    def add_from_another_thread() -> None:
+        inbox.add_receiver(2, received.append)
+
+    inbox._receivers = _Table(add_from_another_thread)
+    inbox.add_receiver(1, lambda message: True)
+    inbox.put((1, (RETURNED, None)))
+    inbox._deliver()  # task 1 ends: the table is empty, and replaced
+    inbox.put((2, ("progress", "kept")))
+    inbox._deliver()
+    assert received == [("progress", "kept")]
