@@ -103,8 +103,9 @@ class ITaskSpecification(abc.ABC):
     """Describes one background job: its worker callable and its future.
 
     Submit it with ``TraitsExecutor.submit``, which calls both methods on the
-    main thread.  The callable that :meth:`task` returns runs in a worker;
-    the future that :meth:`future` returns lives on the main thread.
+    thread that submits (the main thread, or any other).  The callable that
+    :meth:`task` returns runs in a worker; the future that :meth:`future`
+    returns changes on the main thread only.
     Subclass it, or ``register`` a class with it.
     """
 
@@ -122,7 +123,9 @@ class ITaskSpecification(abc.ABC):
     def future(self, cancel: Callable[[], None]) -> IFuture:
         """Return the future; its ``cancel()`` must call ``cancel``.
 
-        Called on the main thread.
+        Called on the submitting thread (the main thread, or any other):
+        make the future there, and change it only when it receives messages
+        (on the main thread).
         """
 
 
