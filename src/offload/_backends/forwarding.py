@@ -54,7 +54,17 @@ _DROPPED = frozenset({"args", "exc_info", "msg", "message"})
 
 #: This process's id (a forked child updates it).
 _pid = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _forked() -> None:
+    # A child that a task forked is no worker: it cannot send the task's
+    # messages, so its warnings and records stay in it, as without offload.
+    _pid[0] = os.getpid()
+    _sole[0] = None
+    _by_thread.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def check_forward(
