@@ -139,23 +139,6 @@ def test_submit_after_stop_is_an_error(loop):
         submit_call(executor, tf.square, 2)
 
 
-def test_submit_from_another_thread_is_an_error(loop):
-    executor = TraitsExecutor(event_loop=loop)
-    errors = []
-
-    def worker():
-        try:
-            submit_call(executor, tf.square, 2)
-        except RuntimeError as exc:
-            errors.append(str(exc))
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join(timeout=10)
-    assert len(errors) == 1 and "thread" in errors[0]
-    executor.shutdown(timeout=10)
-
-
 @pytest.mark.parametrize("submit", [submit_call, submit_iteration, submit_progress])
 def test_non_callable_is_a_type_error(loop, submit):
     executor = TraitsExecutor(event_loop=loop)

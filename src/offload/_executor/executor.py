@@ -1,4 +1,9 @@
-"""TraitsExecutor: submit tasks, track them, stop and shut down."""
+"""TraitsExecutor: submit tasks, track them, stop and shut down.
+
+Why this module is long: submitting (from the main thread or any other),
+stopping and shutting down read and change the same state, task table and
+lock, and their races are only clear when read side by side.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,13 @@ from offload._backends.interface import IParallelContext, check_max_workers, che
 from offload._event_loops.interface import IEventLoop
 from offload._executor.bookkeeping import Bookkeeping
 from offload._executor.handles import PoolHandle, TaskHandle
-from offload._executor.lifetime import Dropped, TaskTable, weak_release_if_idle
+from offload._executor.lifetime import (
+    ANNOUNCEMENT,
+    Announcer,
+    Dropped,
+    TaskTable,
+    weak_release_if_idle,
+)
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
 from offload._futures.states import WAITING
@@ -66,9 +77,10 @@ class TraitsExecutor(HasStrictTraits):
 
     Notes
     -----
-    Make the executor, submit to it, stop it and shut it down on the main
-    thread, the thread that runs the event loop.  Every trait change of the
-    executor and its futures happens there.
+    Make the executor, stop it and shut it down on the main thread, the
+    thread that runs the event loop; submit to it from any thread.  Every
+    trait change of the executor and its futures happens on the main
+    thread.
     """
 
     #: RUNNING, STOPPING or STOPPED.  Read-only, observable.
@@ -80,9 +92,11 @@ class TraitsExecutor(HasStrictTraits):
     #: True once STOPPED: every task has ended and resources are released.
     stopped = Property(Bool())
 
-    #: Fired on the main thread by each successful ``submit`` with
+    #: Fired on the main thread for each successful ``submit`` with
     #: ``(future, task specification)``: what ``offload.ui.ActivityView``
-    #: follows.  Costs a few tens of nanoseconds unobserved.
+    #: follows.  For a submission from another thread, it fires before the
+    #: task's first message is delivered.  Costs a few tens of nanoseconds
+    #: unobserved.
     submitted = Event()
 
     #: The futures not yet done, oldest first (a new list on each read).
@@ -109,6 +123,11 @@ class TraitsExecutor(HasStrictTraits):
     _task_ids = AnyTrait()
     _thread = AnyTrait()
     _thread_id = AnyTrait()
+    #: Taken by submissions from other threads, and by ``stop()`` to stop
+    #: accepting them (``_accepting``): the main thread's own submissions
+    #: need neither, since ``stop()`` runs on that thread too.
+    _lock = AnyTrait()
+    _accepting = Bool(True)
     _dropped = AnyTrait()
     _finalizer = AnyTrait()
     _bookkeeping = AnyTrait()
@@ -181,7 +200,8 @@ class TraitsExecutor(HasStrictTraits):
         #: task id -> future, for the futures not yet done.  What the
         #: router holds of the executor (the event loop holds the router
         #: while it is connected): a dropped executor goes.
-        self._futures = TaskTable()
+        self._lock = threading.Lock()
+        self._futures = TaskTable(self._lock)
         router.connect(self._futures.finished)
         self._router = router
         self._bookkeeping = Bookkeeping(self, event_loop, router)
@@ -211,35 +231,36 @@ class TraitsExecutor(HasStrictTraits):
     def submit(self, task: ITaskSpecification) -> IFuture:
         """Submit a task specification; return its future.
 
-        Call it on the main thread.  ``task.task()`` and ``task.future()``
-        are called here; the task callable then runs in a worker, and the
-        future changes on the main thread as the event loop delivers the
-        task's messages.
+        Call it from any thread: the main thread (the one that made the
+        executor and runs its event loop), another thread of the
+        application, or a task running on a thread context (a task that
+        submits a follow-up task).  ``task.task()`` and ``task.future()``
+        are called on the calling thread; the task callable then runs in a
+        worker.  The future is returned WAITING, and every change of it
+        happens on the main thread, as the event loop delivers the task's
+        messages.
+
+        ``submitted`` fires on the main thread: at once for a submission
+        made there, else before the task's first message is delivered, so
+        that an observer attached to the future from ``submitted`` misses
+        nothing.  From another thread, attach observers to the future
+        before the main thread can deliver (or from ``submitted``):
+        Traits' ``observe`` is not atomic with a notification running on
+        another thread.
 
         Raises
         ------
         RuntimeError
             If the executor is not RUNNING (an offload context closed under
-            it stops it, and the message says so), or if called from a
-            thread other than the one that made the executor.
+            it stops it, and the message says so).  A submission from
+            another thread that races with ``stop()`` or ``shutdown()`` is
+            either refused so, or accepted before the stop, which then
+            cancels its future and waits for it like any other.
         """
-        if self._state is not RUNNING:
-            if self._context.closed:
-                raise RuntimeError(
-                    f"cannot submit to a TraitsExecutor in state {self._state!r}: "
-                    "its context was closed while it ran; shut the executor "
-                    "down before closing its context, and create a new executor"
-                )
-            raise RuntimeError(
-                f"cannot submit to a TraitsExecutor in state {self._state!r}; "
-                "create a new executor"
-            )
         if threading.get_ident() != self._thread_id:
-            raise RuntimeError(
-                "tasks must be submitted from the thread that made the "
-                "TraitsExecutor (the main thread); from a worker thread, send "
-                "a message to the main thread and submit there"
-            )
+            return self._submit_from_another_thread(task)
+        if self._state is not RUNNING:
+            raise self._refusal()
         cancel_flag = self._new_cancel_flag()
         task_id = next(self._task_ids)
         router = self._router
@@ -257,6 +278,54 @@ class TraitsExecutor(HasStrictTraits):
         self.submitted = (future, task)
         self._bookkeeping.changed()
         return future
+
+    def _submit_from_another_thread(self, task: ITaskSpecification) -> IFuture:
+        """``submit`` on a thread other than the main one.
+
+        Under the executor's lock, which ``stop()`` takes to stop accepting:
+        so a task is either refused, or registered and handed to its pool
+        before ``stop()`` looks at the task table (which then cancels it and
+        waits for its end).  ``submitted`` is announced through the router,
+        queued before the task can send anything, so the main thread fires
+        it before delivering the task's first message.
+        """
+        with self._lock:
+            if not self._accepting:
+                raise self._refusal()
+            cancel_flag = self._new_cancel_flag()
+            task_id = next(self._task_ids)
+            router = self._router
+            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+            future = task.future(handle)
+            runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
+            router.add_receiver(
+                task_id, Announcer(weakref.ref(self), router, task_id, future, task)
+            )
+            self._futures.others[task_id] = future
+            router.inject(task_id, ANNOUNCEMENT)
+            try:
+                handle.start(self._worker_pool, runner)
+            except BaseException:
+                router.discard_receiver(task_id)
+                del self._futures.others[task_id]
+                raise
+        return future
+
+    def _refusal(self) -> RuntimeError:
+        """The error for a submission to an executor that takes no more."""
+        # Another thread may be refused between stop()'s taking the lock
+        # and its change of state: the executor is stopping already.
+        state = STOPPING if self._state is RUNNING else self._state
+        if self._context.closed:
+            return RuntimeError(
+                f"cannot submit to a TraitsExecutor in state {state!r}: "
+                "its context was closed while it ran; shut the executor "
+                "down before closing its context, and create a new executor"
+            )
+        return RuntimeError(
+            f"cannot submit to a TraitsExecutor in state {state!r}; "
+            "create a new executor"
+        )
 
     def submit_call(self, callable: Any, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: use ``submit_call(executor, callable, ...)``."""
@@ -309,6 +378,11 @@ class TraitsExecutor(HasStrictTraits):
             raise RuntimeError(
                 f"stop() needs a running executor; this one is {self._state!r}"
             )
+        # From here on other threads' submissions are refused; one that got
+        # the lock first is in the task table, cancelled below.
+        with self._lock:
+            self._accepting = False
+            self._futures.absorb()
         self._change_state(STOPPING)
         # STOPPED once the last task's end has been delivered.
         self._futures.on_empty = weak_release_if_idle(weakref.ref(self))
@@ -442,10 +516,10 @@ class TraitsExecutor(HasStrictTraits):
         return self._state is STOPPED
 
     def _get_futures(self) -> list[IFuture]:
-        return list(self._futures.values())
+        return self._futures.pending()
 
     def _get_counts(self) -> dict[str, int]:
-        return self._bookkeeping.counts(self._futures.values())
+        return self._bookkeeping.counts(self._futures.pending())
 
     def _change_state(self, new: str) -> None:
         old = self._state

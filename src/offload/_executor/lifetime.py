@@ -1,4 +1,5 @@
-"""An executor's task table, and what happens to one dropped without ``shutdown()``.
+"""An executor's task table, the announcement of a task submitted from
+another thread, and what happens to an executor dropped without ``shutdown()``.
 
 Nothing that outlives the executor holds it: its router, which the event
 loop keeps while it is connected, holds only its :class:`TaskTable`.  So
@@ -11,6 +12,7 @@ collected, without losing the tasks still running.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import warnings
 import weakref
 from collections.abc import Callable
@@ -19,6 +21,11 @@ from typing import Any
 from offload._backends.interface import IParallelContext
 from offload._routing.interface import IMessageRouter
 
+#: The message that announces a task submitted from another thread.  Only
+#: its :class:`Announcer` ever receives it (matched by identity); it is no
+#: control kind, so the router treats it as an ordinary message.
+ANNOUNCEMENT = ("offload-submitted", None)
+
 
 class TaskTable(dict):
     """task id -> future, of an executor's tasks not yet done.
@@ -26,11 +33,17 @@ class TaskTable(dict):
     The executor's bookkeeping, and all that its router holds of it (the
     event loop holds the router while it is connected): a plain dict, so
     that an executor the application forgets is collected.
+
+    The dict itself is the main thread's alone.  Tasks submitted from other
+    threads go in :attr:`others`, under ``lock``, until ``stop()``
+    :meth:`absorb` takes them in (under the same lock, once other threads can
+    submit no more): so the main thread's submissions and the end of its
+    tasks take no lock, and no task is ever lost between the two.
     """
 
-    __slots__ = ("on_empty", "on_end")
+    __slots__ = ("on_empty", "on_end", "lock", "others")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock) -> None:
         super().__init__()
         #: Returned by :meth:`finished` when the last task goes: set once the
         #: executor stops, to make it STOPPED.
@@ -38,6 +51,11 @@ class TaskTable(dict):
         #: Called with each future whose task ended (the executor's
         #: bookkeeping counts it once its final message is delivered).
         self.on_end: Callable[[Any], None] | None = None
+        #: The executor's lock, held by submissions from other threads.
+        self.lock = lock
+        #: task id -> future, of the tasks other threads submitted while
+        #: the executor ran (under ``lock``).
+        self.others: dict[int, Any] = {}
 
     def finished(self, task_id: int) -> Callable[[], None] | None:
         """Forget a task whose final message the router is about to deliver.
@@ -49,14 +67,98 @@ class TaskTable(dict):
         delivered: the executor becomes STOPPED after its last future's
         observers ran.
         """
-        future = self.pop(task_id)
+        try:
+            future = self.pop(task_id)
+        except KeyError:
+            return self._other_finished(task_id)
         if self.on_end is not None:
             self.on_end(future)
-        if self:
+        # ``others`` read without the lock: a task that another thread adds
+        # meanwhile is not in this dict, and no one stops while it may be.
+        if self or self.others:
             return None
         # Dicts never shrink, but clear() drops the table a burst grew.
         self.clear()
         return self.on_empty
+
+    def _other_finished(self, task_id: int) -> Callable[[], None] | None:
+        with self.lock:
+            others = self.others
+            future = others.pop(task_id)
+            empty = not (others or self)
+            if empty:
+                self.others = {}
+        if self.on_end is not None:
+            self.on_end(future)
+        return self.on_empty if empty else None
+
+    def pending(self) -> list[Any]:
+        """The futures not yet done, in the order of their task ids (main
+        thread)."""
+        with self.lock:
+            others = list(self.others.items())
+        if not others:
+            return list(self.values())
+        return [future for _, future in sorted([*self.items(), *others])]
+
+    def absorb(self) -> None:
+        """Take :attr:`others` in, in the order of their task ids.  Main
+        thread, under ``lock``, once other threads can add no more."""
+        others, self.others = self.others, {}
+        if others:
+            merged = sorted([*self.items(), *others.items()])
+            self.clear()
+            self.update(merged)
+
+
+class Announcer:
+    """The receiver of a task submitted from another thread, until the main
+    thread has announced it.
+
+    The submitting thread registers it with the router as the task's
+    receiver and queues :data:`ANNOUNCEMENT` for the task before handing
+    the task to its pool, so it comes before anything the task sends.  The
+    main thread, delivering it, fires the executor's ``submitted`` and puts
+    the future's own ``receive`` in its place.  It holds the executor
+    weakly, like everything the router holds.
+    """
+
+    __slots__ = ("executor_ref", "router", "task_id", "future", "task")
+
+    def __init__(
+        self,
+        executor_ref: weakref.ref,
+        router: IMessageRouter,
+        task_id: int,
+        future: Any,
+        task: Any,
+    ) -> None:
+        self.executor_ref = executor_ref
+        self.router = router
+        self.task_id = task_id
+        self.future = future
+        self.task = task
+
+    def __call__(self, message: tuple) -> bool:
+        """Main thread: announce, then hand over to the future."""
+        future = self.future
+        if message is not ANNOUNCEMENT:
+            # Never queued before the announcement by offload's routers;
+            # should another router reorder them, the message still
+            # reaches the future (and the router forgot a final one's task).
+            self._announce()
+            final = future.receive(message)
+            if not final:
+                self.router.add_receiver(self.task_id, future.receive)
+            return final
+        self.router.add_receiver(self.task_id, future.receive)
+        self._announce()
+        return False
+
+    def _announce(self) -> None:
+        executor = self.executor_ref()
+        if executor is not None:
+            executor.submitted = (self.future, self.task)
 
 
 def weak_release_if_idle(executor_ref: weakref.ref) -> Callable[[], None]:

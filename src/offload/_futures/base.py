@@ -34,10 +34,12 @@ from offload._futures.states import (
     WAITING,
     FutureState,
 )
+from offload._routing.forwarded import reissue
 from offload._routing.protocol import (
     CONTROL_NAMES,
     CRASHED,
     FINAL_KINDS,
+    FORWARDED,
     RAISED,
     RETURNED,
     STARTED,
@@ -101,8 +103,9 @@ class ITaskSpecification(abc.ABC):
     """Describes one background job: its worker callable and its future.
 
     Submit it with ``TraitsExecutor.submit``, which calls both methods on the
-    main thread.  The callable that :meth:`task` returns runs in a worker;
-    the future that :meth:`future` returns lives on the main thread.
+    thread that submits (the main thread, or any other).  The callable that
+    :meth:`task` returns runs in a worker; the future that :meth:`future`
+    returns changes on the main thread only.
     Subclass it, or ``register`` a class with it.
     """
 
@@ -120,7 +123,9 @@ class ITaskSpecification(abc.ABC):
     def future(self, cancel: Callable[[], None]) -> IFuture:
         """Return the future; its ``cancel()`` must call ``cancel``.
 
-        Called on the main thread.
+        Called on the submitting thread (the main thread, or any other):
+        make the future there, and change it only when it receives messages
+        (on the main thread).
         """
 
 
@@ -334,6 +339,13 @@ class BaseFuture(HasStrictTraits):
             return True
         if kind == STARTED and state is WAITING:
             self._set_internal_state(EXECUTING)
+            return False
+        if kind == FORWARDED:
+            # A warning or log record of the task, in any state: not part
+            # of the task's life, so not in the table.  What it raises (a
+            # warning the filters turn into an error) goes where an
+            # observer's exception goes.
+            reissue(arg)
             return False
         if kind == CRASHED and state is WAITING:
             self._set_internal_state(EXECUTING)

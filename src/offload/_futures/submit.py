@@ -47,8 +47,10 @@ def submit_call(
 ) -> CallFuture:
     """Run ``callable(*args, **kwargs)`` in the background.
 
-    Call it on the main thread.  ``callable`` runs once in a worker; the
-    future's traits change, and notify, on the main thread.
+    Call it from any thread (see :meth:`~offload.api.TraitsExecutor.submit`), a task
+    running on a thread context included.  ``callable`` runs once in a
+    worker; the future is returned WAITING, and its traits change, and
+    notify, on the main thread.
 
     Parameters
     ----------
@@ -79,7 +81,7 @@ def submit_iteration(
 ) -> IterationFuture:
     """Iterate over ``callable(*args, **kwargs)`` in the background.
 
-    Call it on the main thread.  ``callable`` is called, and its iterable
+    Call it from any thread.  ``callable`` is called, and its iterable
     consumed, in a worker.  Each item fires the future's ``result_event`` on
     the main thread, in order; a generator's return value becomes
     ``result``.  Cancellation is checked between items, and a cancelled
@@ -114,7 +116,7 @@ def submit_progress(
 ) -> ProgressFuture:
     """Run ``callable(*args, progress=reporter, **kwargs)`` in the background.
 
-    Call it on the main thread.  ``callable`` runs in a worker, and so do
+    Call it from any thread.  ``callable`` runs in a worker, and so do
     its calls ``reporter(info)``; each fires the future's ``progress`` event
     with ``info`` later on the main thread, in order.  Once cancellation is
     asked for, ``reporter`` raises :class:`TaskCancelled`, which ends the
@@ -151,7 +153,7 @@ def submit_steps(
 ) -> StepsFuture:
     """Run ``callable(*args, reporter=reporter, **kwargs)``, counting its steps.
 
-    Call it on the main thread.  ``callable`` runs in a worker, and so do
+    Call it from any thread.  ``callable`` runs in a worker, and so do
     its calls ``reporter.step(message, size=1)`` (start a step of ``size``
     of the ``total`` units; the previous step is then complete) and
     ``reporter.stop(message)`` (the last step is complete).  The future's

@@ -166,10 +166,19 @@ class Inbox(IMessageRouter):
         self._connected = False
 
     def add_receiver(self, task_id: int, receiver: Receiver) -> None:
-        self._receivers[task_id] = receiver
+        # Any thread (an executor takes submissions from any thread).  The
+        # main thread may replace the table meanwhile (see _deliver): then
+        # it goes in the new one as well.
+        receivers = self._receivers
+        receivers[task_id] = receiver
+        if receivers is not self._receivers:
+            self._receivers[task_id] = receiver
 
     def discard_receiver(self, task_id: int) -> None:
-        self._receivers.pop(task_id, None)
+        receivers = self._receivers
+        receivers.pop(task_id, None)
+        if receivers is not self._receivers:
+            self._receivers.pop(task_id, None)
 
     @property
     def outstanding(self) -> int:
@@ -269,6 +278,11 @@ class Inbox(IMessageRouter):
             # A dict never shrinks: after a burst of 20,000 futures its
             # table (576 KiB) would stay for good.  A fresh one is free.
             self._receivers = {}
+            if receivers:
+                # Another thread's add_receiver went into the old one after
+                # the look above (it also puts it in the new one if it sees
+                # the swap; this catches the case where it did not).
+                self._receivers.update(receivers)
 
     def _deliver_nested(self, time_slice: float | None, blocking: bool) -> None:
         """A delivery inside a delivery (main thread).

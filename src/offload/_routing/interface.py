@@ -17,8 +17,11 @@ class IMessageRouter(abc.ABC):
     """Carries each task's messages to its future's ``receive`` on the main thread.
 
     One router serves one executor.  The executor calls every method on the
-    main thread except :meth:`inject`, which any thread may call.  A router is
-    made by ``IParallelContext.message_router(event_loop)``.
+    main thread except :meth:`inject`, :meth:`add_receiver` and
+    :meth:`discard_receiver`, which any thread may call (a submission from
+    another thread registers its task there, while the main thread
+    delivers).  A router is made by
+    ``IParallelContext.message_router(event_loop)``.
     """
 
     @property

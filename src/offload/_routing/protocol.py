@@ -29,6 +29,10 @@ RETURNED = 1  #: arg: the task's return value.
 RAISED = 2  #: arg: (exception 3-tuple of str, exception object or None).
 ABANDONED = 3  #: arg None: cancelled before it started; the callable never ran.
 CRASHED = 4  #: arg: (3-tuple, exception or None): lost outside the task itself.
+#: arg: ("warning" | "log", payload): what a task in another process warned
+#: or logged, said again on the main thread (``offload._routing.forwarded``).
+#: Neither a state change nor final: futures handle it before their table.
+FORWARDED = 5
 
 CONTROL_NAMES = {
     STARTED: "started",
@@ -36,6 +40,7 @@ CONTROL_NAMES = {
     RAISED: "raised",
     ABANDONED: "abandoned",
     CRASHED: "crashed",
+    FORWARDED: "forwarded",
 }
 
 #: Kinds after which a task sends nothing more.

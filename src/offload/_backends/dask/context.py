@@ -50,6 +50,7 @@ from offload._backends.dask.helper import STARTUP_TIMEOUT, HelperClient, start_h
 from offload._backends.dask.outbox import forget_topic
 from offload._backends.dask.pool import DaskWorkerPool
 from offload._backends.dask.router import DaskRouter
+from offload._backends.forwarding import check_forward
 from offload._backends.interface import (
     ContextBase,
     check_max_workers,
@@ -99,6 +100,16 @@ class DaskContext(ContextBase):
         Run the embedded cluster's scheduler, and the client of it, in this
         process instead of a helper process (default False; see Notes).
         Always True where there is no POSIX (Windows), for now.
+    forward_warnings : bool, optional
+        Re-issue on the main thread, with ``warnings.warn_explicit``, the
+        warnings that tasks raise on the workers, so that the
+        application's filters apply (default True).
+    forward_logging : bool, optional
+        Handle on the main thread, with the application's loggers, the log
+        records that tasks make on the workers at or above the
+        application's root level (default True).  Workers in this process
+        (``processes=False``) need neither: their warnings and records
+        reach the application directly.
     **cluster_kwargs
         More ``LocalCluster`` arguments.
 
@@ -155,8 +166,11 @@ class DaskContext(ContextBase):
         threads_per_worker: int = 1,
         processes: bool = True,
         in_process: bool = False,
+        forward_warnings: bool = True,
+        forward_logging: bool = True,
         **cluster_kwargs: Any,
     ) -> None:
+        self._forward = check_forward("DaskContext", forward_warnings, forward_logging)
         if address is not None and client is not None:
             raise TypeError("give DaskContext an address or a client, not both")
         check_seconds("DaskContext(timeout=...)", timeout)
@@ -275,7 +289,9 @@ class DaskContext(ContextBase):
     def message_router(self, event_loop: IEventLoop) -> IMessageRouter:
         check_open(self)
         topic = f"{self._token}-topic-{next(self._router_numbers)}"
-        router = DaskRouter(event_loop, self._client, topic, self._router_closed)
+        router = DaskRouter(
+            event_loop, self._client, topic, self._router_closed, forward=self._forward
+        )
         self._routers[topic] = router
         return router
 

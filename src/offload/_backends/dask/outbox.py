@@ -38,6 +38,7 @@ import time
 from collections import deque
 from typing import Any
 
+from offload._backends.forwarding import on_the_wire
 from offload._routing.protocol import (
     CRASHED,
     FINAL_KINDS,
@@ -66,13 +67,29 @@ class DaskSender:
     path makes no look-up per message.
     """
 
-    __slots__ = ("topic",)
+    __slots__ = ("topic", "config", "forward")
 
-    def __init__(self, topic: str) -> None:
+    def __init__(
+        self,
+        topic: str,
+        config: tuple[bool, bool] | None = None,
+        forward: tuple | None = None,
+    ) -> None:
         self.topic = topic
+        #: Application side: the context's (forward_warnings, forward_logging).
+        self.config = config
+        #: Worker side: what to forward (see ``forwarding.on_the_wire``).
+        self.forward = forward
 
     def __reduce__(self) -> tuple:
-        return (DaskSender, (self.topic,))
+        return (DaskSender, (self.topic, None, self._wire()))
+
+    def _wire(self) -> tuple | None:
+        # Pickled again where it was unpickled (Dask's scheduler may), it
+        # carries on what it got.
+        if self.config is None:
+            return self.forward
+        return on_the_wire(self.config)
 
     def bind(self, worker: Any) -> Any:
         """The outbox ``send`` of ``worker`` for this topic.  Worker side."""

@@ -96,6 +96,8 @@ class DaskRouter(Inbox):
         A topic name unique to this router.
     on_disconnect : callable, optional
         ``on_disconnect(router)``, called by :meth:`disconnect` (main thread).
+    forward : (bool, bool), optional
+        Whether tasks' warnings and log records are sent to the application.
     """
 
     def __init__(
@@ -105,11 +107,12 @@ class DaskRouter(Inbox):
         topic: str,
         on_disconnect: Callable[[DaskRouter], None] | None = None,
         time_slice: float = DEFAULT_TIME_SLICE,
+        forward: tuple[bool, bool] | None = None,
     ) -> None:
         super().__init__(event_loop, time_slice)
         self._client = client
         self.topic = topic
-        self._sender = DaskSender(topic)
+        self._sender = DaskSender(topic, forward)
         self._on_disconnect = on_disconnect
         #: task id -> record, while the task's Dask future is pending.
         self._tasks: dict[int, TaskRecord] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 
+from offload._backends import forwarding
 from offload._backends.dask.cancel import task_ended, task_starting
 from offload._backends.dask.outbox import DaskSender
 from offload._backends.remote import dumps
@@ -20,19 +21,28 @@ def run_task(runner: TaskRunner) -> None:
     from distributed import get_worker
 
     send = runner.send
+    # Asked of the sender before it is bound: the bound one is the outbox's.
+    forward = forwarding.settings_of(runner)
     if type(send) is DaskSender:
         runner.send = send.bind(get_worker())
     key = getattr(runner.cancel_flag, "key", None)
-    if key is None:
-        runner()
-        return
-    # While the runner runs, a cancellation of it leaves its Dask future
-    # alone (see dask_cancel.mark_cancelled).
-    task_starting(key)
+    if forward is not None:
+        # Several tasks may run at once on this worker: per thread.
+        forwarding.starting(runner, forward, per_thread=True)
     try:
-        runner()
+        if key is None:
+            runner()
+            return
+        # While the runner runs, a cancellation of it leaves its Dask future
+        # alone (see dask_cancel.mark_cancelled).
+        task_starting(key)
+        try:
+            runner()
+        finally:
+            task_ended(key)
     finally:
-        task_ended(key)
+        if forward is not None:
+            forwarding.ended(runner, per_thread=True)
 
 
 def run_pickled(data: bytes) -> bytes | None:

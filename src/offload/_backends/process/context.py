@@ -27,6 +27,7 @@ import sys
 import weakref
 from typing import Any
 
+from offload._backends.forwarding import check_forward
 from offload._backends.interface import (
     ContextBase,
     check_max_workers,
@@ -116,11 +117,24 @@ class MultiprocessingContext(ContextBase):
         ends, and the tasks waiting for workers FAIL saying why), instead
         of running the application in every worker.
 
+    forward_warnings : bool, optional
+        Re-issue on the main thread, with ``warnings.warn_explicit``, the
+        warnings that tasks raise, so that the application's filters apply
+        (default True).  False leaves them to the worker, which prints
+        them on its standard error.
+    forward_logging : bool, optional
+        Handle on the main thread, with the application's loggers, the
+        log records that tasks make at or above the application's root
+        level (default True).  See "Warnings and logs from workers" in the
+        guide.
+
     Raises
     ------
     RuntimeError
         If made while a new worker process runs the main script (the
         script has no ``__main__`` guard).
+    TypeError
+        If ``forward_warnings`` or ``forward_logging`` is not a bool.
 
     Notes
     -----
@@ -136,8 +150,17 @@ class MultiprocessingContext(ContextBase):
     .. _cloudpickle: https://github.com/cloudpipe/cloudpickle
     """
 
-    def __init__(self, start_method: str | None = None) -> None:
+    def __init__(
+        self,
+        start_method: str | None = None,
+        *,
+        forward_warnings: bool = True,
+        forward_logging: bool = True,
+    ) -> None:
         check_guarded("MultiprocessingContext()")
+        self._forward = check_forward(
+            "MultiprocessingContext", forward_warnings, forward_logging
+        )
         if start_method is None:
             start_method = default_start_method()
         methods = multiprocessing.get_all_start_methods()
@@ -197,7 +220,7 @@ class MultiprocessingContext(ContextBase):
 
     def message_router(self, event_loop: IEventLoop) -> IMessageRouter:
         check_open(self)
-        return ProcessRouter(event_loop)
+        return ProcessRouter(event_loop, forward=self._forward)
 
     def close(self) -> None:
         """Stop every pool this context made and free its shared memory.

@@ -21,6 +21,7 @@ import os
 import weakref
 from collections.abc import Callable, Iterable
 
+from offload._backends.forwarding import on_the_wire
 from offload._backends.process import channel as process_channel
 from offload._event_loops.interface import IEventLoop
 from offload._routing.inbox import DEFAULT_TIME_SLICE, Inbox
@@ -37,19 +38,33 @@ _router_ids = itertools.count()
 class ProcessSender:
     """``sender(task_id, message)`` for tasks in worker processes.
 
-    Pickles to its router's id only, so sending it with every task costs a
-    few bytes.  Runs in the worker (any thread).
+    Pickles to its router's id and what to forward, so sending it with
+    every task costs a few bytes.  Runs in the worker (any thread).
     """
 
-    __slots__ = ("router_id", "owner_pid")
+    __slots__ = ("router_id", "owner_pid", "config", "forward")
 
-    def __init__(self, router_id: int, owner_pid: int) -> None:
+    def __init__(
+        self,
+        router_id: int,
+        owner_pid: int,
+        config: tuple[bool, bool] | None = None,
+        forward: tuple | None = None,
+    ) -> None:
         self.router_id = router_id
         #: The process of the router (a forked child has a copy of its table).
         self.owner_pid = owner_pid
+        #: Application side: the context's (forward_warnings, forward_logging).
+        self.config = config
+        #: Worker side: what to forward (see ``forwarding.on_the_wire``).
+        self.forward = forward
 
     def __reduce__(self) -> tuple:
-        return (ProcessSender, (self.router_id, self.owner_pid))
+        return (
+            ProcessSender,
+            (self.router_id, self.owner_pid, None,
+             self.forward if self.config is None else on_the_wire(self.config)),
+        )
 
     def __call__(self, task_id: int, message: tuple) -> None:
         channel = process_channel.current_channel()
@@ -109,10 +124,15 @@ class ProcessRouter(Inbox):
         Longest time (s) spent delivering per wake-up of the loop.
     """
 
-    def __init__(self, event_loop: IEventLoop, time_slice: float = DEFAULT_TIME_SLICE):
+    def __init__(
+        self,
+        event_loop: IEventLoop,
+        time_slice: float = DEFAULT_TIME_SLICE,
+        forward: tuple[bool, bool] | None = None,
+    ):
         super().__init__(event_loop, time_slice)
         self._router_id = next(_router_ids)
-        self._sender = ProcessSender(self._router_id, os.getpid())
+        self._sender = ProcessSender(self._router_id, os.getpid(), forward)
         _ROUTERS[self._router_id] = self
 
     @property

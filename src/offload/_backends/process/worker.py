@@ -32,6 +32,7 @@ import threading
 import traceback
 from typing import Any
 
+from offload._backends import forwarding
 from offload._backends.main_script import MP_MAIN
 from offload._backends.process.channel import (
     DONE,
@@ -89,15 +90,23 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
             channel.control((DONE, work_id, False, failure))
             continue
         del data
+        # Its warnings and log records go to the application, on its channel.
+        forward = forwarding.settings_of(function)
+        if forward is not None:
+            forwarding.starting(function, forward, per_thread=False)
         try:
             value = function()
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             if os.getpid() != pid:
                 end_forked_child("raised from", "".join(traceback.format_exception(error)), 1)
+            if forward is not None:
+                forwarding.ended(function, per_thread=False)
             channel.control((DONE, work_id, False, error))
         else:
             if os.getpid() != pid:
                 end_forked_child("returned from")
+            if forward is not None:
+                forwarding.ended(function, per_thread=False)
             channel.control((DONE, work_id, True, value))
         # Drop the task (and its arguments) before waiting for the next one.
         function = value = None
