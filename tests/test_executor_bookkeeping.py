@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
 import pytest
@@ -116,3 +117,26 @@ def test_done_futures_are_not_kept(executor, assistant):
     gc.collect()
     assert ref() is None
     assert executor.counts == zero(completed=1)
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_futures_submitted_from_other_threads_are_counted(executor, assistant, tmp_path):
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    made = []
+    thread = threading.Thread(
+        target=lambda: made.append(
+            submit_call(executor, tf.mark_then_wait, started, release)
+        )
+    )
+    thread.start()
+    thread.join(timeout=20)
+    assert len(made) == 1
+    # Counted before the main thread has taken it into its own table.
+    assert executor.futures == made
+    assert sum(executor.counts.values()) == 1
+    wait_file(assistant, started)
+    open(release, "w").close()
+    assistant.run_until(
+        executor, "counts", lambda e: e.counts["completed"] == 1, timeout=20
+    )
+    assert executor.futures == []
