@@ -195,6 +195,17 @@ def _no_cancel() -> None:
     pass
 
 
+def _force(cancel: Any) -> None:
+    """Force the end of the task that ``cancel`` (its handle) cancels.
+
+    The executor's handles have a ``force()``; a cancel callable of
+    another kind has not, and ``cancel(force=True)`` is then a cancel.
+    """
+    force = getattr(cancel, "force", None)
+    if force is not None:
+        force()
+
+
 class BaseFuture(HasStrictTraits):
     """Base class for futures: state machine, result, exception, dispatch.
 
@@ -295,18 +306,38 @@ class BaseFuture(HasStrictTraits):
         else:
             callbacks.append(callback)
 
-    def cancel(self) -> bool:
-        """Ask the task to stop.
+    def cancel(self, *, force: bool = False) -> bool:
+        """Ask the task to stop; with ``force=True``, make it stop.
 
         In WAITING or EXECUTING: moves to CANCELLING, asks the task to stop,
         and returns True.  In any other state: does nothing, returns False.
         Call it on the main thread.
+
+        Parameters
+        ----------
+        force : bool, optional
+            Also end a running task that does not look at its cancel flag.
+            On a process context, the worker process running the task is
+            killed with every process it started (SIGTERM to its process
+            group, SIGKILL ``kill_grace`` seconds later); the future stays
+            CANCELLING until the worker is dead, then becomes CANCELLED,
+            and a new worker takes its place.  On Dask, the worker is
+            restarted if it runs one task at a time.  Threads cannot be
+            killed: there (and on a Dask worker running several tasks) it
+            is the same as ``cancel()``.  A task that has not started is
+            simply withdrawn.  Given while CANCELLING (after a plain
+            ``cancel()`` that the task ignores), it still forces the end,
+            and returns False like ``cancel()``.
         """
         new_state = TRANSITIONS.get((self._internal_state, CANCEL))
         if new_state is None:
+            if force and self._internal_state is CANCELLING_AFTER_START:
+                _force(self._cancel)
             return False
         self._set_internal_state(new_state)
         self._cancel()  # type: ignore[misc]
+        if force:
+            _force(self._cancel)
         return True
 
     def receive(self, message: tuple) -> bool:

@@ -31,10 +31,12 @@ from offload._backends.interface import (
     ContextBase,
     check_max_workers,
     check_open,
+    check_seconds,
 )
 from offload._backends.main_script import check_guarded, spare_workers_a_missing_script
 from offload._backends.process.flags import FlagSlots, ProcessCancelFlag, ProcessEvent
 from offload._backends.process.pool import STOP_GRACE_PERIOD, ProcessWorkerPool
+from offload._backends.process.recycling import make_limits
 from offload._backends.process.queue import ProcessQueue
 from offload._backends.process.router import ProcessRouter
 from offload._event_loops.interface import IEventLoop
@@ -115,12 +117,28 @@ class MultiprocessingContext(ContextBase):
         while a worker runs the script raises ``RuntimeError`` (the worker
         ends, and the tasks waiting for workers FAIL saying why), instead
         of running the application in every worker.
+    kill_grace : float, optional
+        Seconds a force-cancelled task's worker (``future.cancel(force=
+        True)``, or a timeout) gets between SIGTERM and SIGKILL, it and
+        every process it started (each worker leads its own process
+        group).  Default 1.0.
+    max_tasks_per_worker : int, optional
+        A worker exits after this many tasks, and a new one takes its
+        place: a remedy for tasks that leak.  Default: no limit.
+    max_worker_memory : int, optional
+        A worker whose resident memory (bytes) is over this after a task
+        exits, and a new one takes its place.  Read from
+        ``/proc/self/statm`` (Linux), or the peak resident size where there
+        is no ``/proc``.  Default: no limit.
 
     Raises
     ------
     RuntimeError
         If made while a new worker process runs the main script (the
         script has no ``__main__`` guard).
+    TypeError, ValueError
+        If ``kill_grace``, ``max_tasks_per_worker`` or ``max_worker_memory``
+        is not a positive number (the message names it).
 
     Notes
     -----
@@ -136,7 +154,17 @@ class MultiprocessingContext(ContextBase):
     .. _cloudpickle: https://github.com/cloudpipe/cloudpickle
     """
 
-    def __init__(self, start_method: str | None = None) -> None:
+    def __init__(
+        self,
+        start_method: str | None = None,
+        *,
+        kill_grace: float = 1.0,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | None = None,
+    ) -> None:
+        check_seconds("kill_grace", kill_grace)
+        self._kill_grace = kill_grace
+        self._limits = make_limits(max_tasks_per_worker, max_worker_memory)
         check_guarded("MultiprocessingContext()")
         if start_method is None:
             start_method = default_start_method()
@@ -166,7 +194,10 @@ class MultiprocessingContext(ContextBase):
         the number of CPUs), started on demand; the caller shuts it down."""
         check_open(self)
         check_max_workers(max_workers)
-        pool = ProcessWorkerPool(self._mp_context, max_workers=max_workers)
+        pool = ProcessWorkerPool(
+            self._mp_context, max_workers=max_workers,
+            kill_grace=self._kill_grace, limits=self._limits,
+        )
         self._pools.add(pool)
         return pool
 
