@@ -95,3 +95,17 @@ def memory_hog(megabytes: int) -> int:
 
 
 _HOG = bytearray()
+
+
+def cooperative(seconds: float, path: str | None = None, progress=None) -> str:
+    """Reports progress (so notices cancellation) for ``seconds``."""
+    _started(path)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progress(None)
+        time.sleep(0.005)
+    return "finished"
+
+
+def echo_kwargs(**kwargs):
+    return kwargs

@@ -30,6 +30,7 @@ from offload._futures.states import (
     FAILED,
     PUBLIC_STATE,
     SENT,
+    TIMING_OUT,
     TRANSITIONS,
     WAITING,
     FutureState,
@@ -41,6 +42,7 @@ from offload._routing.protocol import (
     RAISED,
     RETURNED,
     STARTED,
+    TIMED_OUT,
 )
 
 logger = logging.getLogger("offload.futures")
@@ -353,7 +355,7 @@ class BaseFuture(HasStrictTraits):
                 handler = _handler(type(self), kind)
                 handler(self, arg)
                 return False
-            if state is CANCELLING_AFTER_START:
+            if state is CANCELLING_AFTER_START or state is TIMING_OUT:
                 return False
             self._protocol_error(kind)
             return False
@@ -378,7 +380,11 @@ class BaseFuture(HasStrictTraits):
             if new_state == COMPLETED:
                 self._result = arg
         elif kind == RAISED or kind == CRASHED:
-            if new_state == FAILED:
+            # Only from EXECUTING: a task timing out fails with its TaskTimedOut.
+            if new_state == FAILED and state is EXECUTING:
+                self._failure = arg
+        elif kind == TIMED_OUT:
+            if new_state is not state:  # not while cancelling
                 self._failure = arg
         self._set_internal_state(new_state)
         return new_state in DONE_STATES

@@ -29,6 +29,9 @@ RETURNED = 1  #: arg: the task's return value.
 RAISED = 2  #: arg: (exception 3-tuple of str, exception object or None).
 ABANDONED = 3  #: arg None: cancelled before it started; the callable never ran.
 CRASHED = 4  #: arg: (3-tuple, exception or None): lost outside the task itself.
+#: arg: (3-tuple, TaskTimedOut): the task overran its time limit; injected
+#: by the executor's timer, its end follows.
+TIMED_OUT = 5
 
 CONTROL_NAMES = {
     STARTED: "started",
@@ -36,6 +39,7 @@ CONTROL_NAMES = {
     RAISED: "raised",
     ABANDONED: "abandoned",
     CRASHED: "crashed",
+    TIMED_OUT: "timed out",
 }
 
 #: Kinds after which a task sends nothing more.
