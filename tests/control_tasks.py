@@ -109,3 +109,17 @@ def cooperative(seconds: float, path: str | None = None, progress=None) -> str:
 
 def echo_kwargs(**kwargs):
     return kwargs
+
+
+def record(path: str, label: str) -> str:
+    """Append ``label`` to ``path``: the order tasks started in."""
+    with open(path, "a") as file:
+        file.write(label + "\n")
+    return label
+
+
+def wait_for_file(path: str, timeout: float = 30.0) -> None:
+    """Hold the worker until ``path`` exists (the test releases it)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)

@@ -96,13 +96,16 @@ _pool_ids = itertools.count()
 class _Job:
     """One submitted item: its pool future and, until sent, its bytes."""
 
-    __slots__ = ("future", "data", "running")
+    __slots__ = ("future", "data", "running", "priority")
 
     def __init__(
-        self, future: concurrent.futures.Future, data: bytes | memoryview | None
+        self, future: concurrent.futures.Future, data: bytes | memoryview | None,
+        priority: int = 0,
     ) -> None:
         self.future = future
         self.data = data
+        #: Higher starts first (``executor.options(priority=...)``).
+        self.priority = priority
         #: Marked running in its future (once: a resend after a failed
         #: send keeps it so).
         self.running = False
@@ -234,6 +237,11 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         """
         self._submit(handle, fn)
 
+    def _offload_submit_priority(self, handle: Any, fn: Any, priority: int) -> None:
+        """:meth:`_offload_submit` for a task of ``priority`` (higher
+        starts first; equal priorities first in, first out)."""
+        self._submit(handle, fn, priority)
+
     def _offload_kill(self, handle: Any) -> None:
         """Kill the worker running the task of ``handle``, and every process
         it started; nothing if no worker runs it (any thread).
@@ -259,7 +267,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             self._replace()
         self._poke()
 
-    def _submit(self, future: Any, fn: Any) -> None:
+    def _submit(self, future: Any, fn: Any, priority: int = 0) -> None:
         if self._shutdown:
             raise RuntimeError("cannot submit to a worker process pool after shutdown")
         work_id = next(self._work_ids)
@@ -272,14 +280,18 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             failure.__cause__ = error
             future.set_exception(failure)
             return
-        job = _Job(future, data)
+        job = _Job(future, data, priority)
         with self._lock:
             if self._idle:
                 worker = self._idle.pop()
                 if not self._send(worker, job):
                     self._idle.append(worker)
             else:
-                self._pending.append(job)
+                pending = self._pending
+                if priority or (pending and pending[-1].priority < 0):
+                    _insert_ranked(pending, job)
+                else:
+                    pending.append(job)
                 self._want_worker()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -707,6 +719,15 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._alive_read.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _insert_ranked(pending: deque[_Job], job: _Job) -> None:
+    """Queue ``job`` after every job of its priority or higher (the queue
+    is in order of priority, then of submission).  Under the pool's lock."""
+    index = len(pending)
+    while index and pending[index - 1].priority < job.priority:
+        index -= 1
+    pending.insert(index, job)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
