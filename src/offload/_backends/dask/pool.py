@@ -35,9 +35,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from offload._backends.dask.cancel import DaskCancelFlag
+from offload._backends.dask.cancel import DaskCancelFlag, restart_running
 from offload._backends.dask.cluster import BURST, forget_task_keys
-from offload._backends.dask.helper import HelperLost
+from offload._backends.dask.helper import HelperClient, HelperLost
 from offload._backends.dask.outbox import DaskSender
 from offload._backends.dask.router import TaskRecord
 from offload._backends.dask.worker import run_task
@@ -172,6 +172,34 @@ class DaskWorkerPool(concurrent.futures.Executor):
         if not launched:
             self._release_slot()
         return job.pool_future
+
+    def _offload_kill(self, pool_future: concurrent.futures.Future) -> None:
+        """Force-cancel the task of ``pool_future`` (main thread): restart
+        the Dask worker running it if it runs one task at a time (see
+        ``cancel.restart_running``), in a thread of its own, since each
+        step is a round trip to the scheduler.  Otherwise nothing more
+        than the cooperative cancel already asked for."""
+        for dask_future, pending in list(self._pending.items()):
+            if pending is pool_future:
+                break
+        else:
+            return  # not handed to Dask, or over
+        threading.Thread(
+            target=self._restart, args=(dask_future.key,), name="offload-dask-force",
+            daemon=True,
+        ).start()
+
+    def _restart(self, key: str) -> None:
+        try:
+            if isinstance(self._client, HelperClient):
+                outcome = self._client.call(restart_running, key)
+            else:
+                outcome = restart_running(self._client, None, key)
+        except Exception:  # noqa: BLE001 - the cooperative cancel stands
+            logger.warning("offload: could not restart the Dask worker running %s",
+                           key, exc_info=True)
+            return
+        logger.debug("offload: force-cancel of Dask task %s: %s", key, outcome)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting tasks; optionally cancel queued ones and wait."""
