@@ -144,25 +144,54 @@ def _expire(handle: Any) -> None:
     handle.force()
 
 
+def _arm(handle: Any) -> None:
+    handle.armed = TIMER.call_at(time.monotonic() + handle.timeout, lambda: _expire(handle))
+
+
+def _timed_receiver(handle: Any, receive: Any) -> Any:
+    """``receive`` of a task with a time limit: arms it as the future
+    receives STARTED (unless the pool armed it already), disarms it as the
+    future receives the task's final message.  Main thread, in the task's
+    order, so the two never race."""
+
+    def receive_and_time(message: tuple) -> bool:
+        kind = message[0]
+        if kind == STARTED:
+            if handle.armed is None and not handle.arms_when_taken:
+                _arm(handle)
+        elif kind in FINAL_KINDS:
+            armed = handle.armed
+            if armed is not None:
+                handle.armed = None
+                TIMER.cancel(armed)
+        return receive(message)
+
+    return receive_and_time
+
+
 class OptionsTaskHandle(TaskHandle):
     """A :class:`TaskHandle` with a time limit and a priority.
 
-    The limit is armed as a worker takes the task (the pool calls
-    ``set_running_or_notify_cancel`` there: in the worker thread, or in the
-    process pool as it sends the task to an idle worker), and disarmed as
-    the task's runner ends.
+    Where the pool takes a task in the thread that runs it (offload's
+    thread pool says so with ``starts_when_taken``), the limit is armed
+    there, in ``set_running_or_notify_cancel``, right before the task runs.
+    Elsewhere (the process pool takes a task as it sends it to a worker,
+    which may be slow to read it), it is armed as the future receives
+    STARTED: a little late, never early.  It is disarmed as the task ends.
     """
 
-    __slots__ = ("timeout", "priority", "armed")
+    __slots__ = ("timeout", "priority", "armed", "arms_when_taken")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.timeout: float | None = None
         self.priority = 0
         self.armed: list | None = None
+        self.arms_when_taken = False
 
     def start(self, pool: Any, runner: Any) -> None:
         self.pool = pool
+        self.arms_when_taken = getattr(pool, "starts_when_taken", False)
         submit = getattr(pool, "_offload_submit_priority", None)
         if self.priority and submit is not None:
             submit(self, runner, self.priority)
@@ -170,12 +199,12 @@ class OptionsTaskHandle(TaskHandle):
             pool._offload_submit(self, runner)
 
     def receiver(self, receive: Any) -> Any:
-        return receive
+        return receive if self.timeout is None else _timed_receiver(self, receive)
 
     def set_running_or_notify_cancel(self) -> bool:
         taken = super().set_running_or_notify_cancel()
-        if taken and self.timeout is not None:
-            self.armed = TIMER.call_at(time.monotonic() + self.timeout, lambda: _expire(self))
+        if taken and self.timeout is not None and self.arms_when_taken:
+            _arm(self)
         return taken
 
     def set_result(self, result: Any) -> None:
@@ -204,6 +233,9 @@ class OptionsPoolHandle(PoolHandle):
 
     __slots__ = ("timeout", "priority", "armed")
 
+    #: Such a pool never says when the task starts.
+    arms_when_taken = False
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.timeout: float | None = None
@@ -221,19 +253,4 @@ class OptionsPoolHandle(PoolHandle):
         pool_future.add_done_callback(self.pool_future_done)
 
     def receiver(self, receive: Any) -> Any:
-        if self.timeout is None:
-            return receive
-
-        def receive_and_time(message: tuple) -> bool:
-            # Both on the main thread, in the task's order: no race.
-            kind = message[0]
-            if kind == STARTED:
-                self.armed = TIMER.call_at(
-                    time.monotonic() + self.timeout, lambda: _expire(self)
-                )
-            elif kind in FINAL_KINDS and self.armed is not None:
-                TIMER.cancel(self.armed)
-                self.armed = None
-            return receive(message)
-
-        return receive_and_time
+        return receive if self.timeout is None else _timed_receiver(self, receive)

@@ -40,6 +40,10 @@ class WorkerThreadPool(concurrent.futures.Executor):
     run on one thread, however many a burst started.
     """
 
+    #: A task's handle is marked running in the thread that runs it, right
+    #: before it runs: where a time limit starts (see _executor.options).
+    starts_when_taken = True
+
     def __init__(self, max_workers: int | None = None, name: str = "offload-worker") -> None:
         if max_workers is None:
             max_workers = 32
