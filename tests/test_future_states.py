@@ -101,7 +101,6 @@ PingFuture.add_class_trait("pings", int)
 )
 def test_every_state_event_pair(internal_state, event, caplog):
     future = future_in(internal_state)
-    public_before = future.state
     changes = []
     future.observe(lambda e: changes.append((e.old, e.new)), "state")
     expected = TRANSITIONS.get((internal_state, event))

@@ -286,11 +286,10 @@ def restart_running(client: Any, cluster: Any, key: str) -> str:
     """
     import distributed
 
-    for address, keys in client.processing().items():
-        if key in keys:
-            break
-    else:
+    running = [address for address, keys in client.processing().items() if key in keys]
+    if not running:
         return "not running"
+    address = running[0]
     if client.nthreads().get(address) != 1:
         return "cooperative: the worker runs several tasks at once"
     # Only a nanny restarts a worker: one without is removed for good.

@@ -179,13 +179,12 @@ class DaskWorkerPool(concurrent.futures.Executor):
         ``cancel.restart_running``), in a thread of its own, since each
         step is a round trip to the scheduler.  Otherwise nothing more
         than the cooperative cancel already asked for."""
-        for dask_future, pending in list(self._pending.items()):
-            if pending is pool_future:
-                break
-        else:
+        keys = [dask.key for dask, pending in list(self._pending.items())
+                if pending is pool_future]
+        if not keys:
             return  # not handed to Dask, or over
         threading.Thread(
-            target=self._restart, args=(dask_future.key,), name="offload-dask-force",
+            target=self._restart, args=(keys[0],), name="offload-dask-force",
             daemon=True,
         ).start()
 

@@ -36,8 +36,8 @@ from offload._backends.interface import (
 from offload._backends.main_script import check_guarded, spare_workers_a_missing_script
 from offload._backends.process.flags import FlagSlots, ProcessCancelFlag, ProcessEvent
 from offload._backends.process.pool import STOP_GRACE_PERIOD, ProcessWorkerPool
-from offload._backends.process.recycling import make_limits
 from offload._backends.process.queue import ProcessQueue
+from offload._backends.process.recycling import make_limits
 from offload._backends.process.router import ProcessRouter
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter

@@ -60,8 +60,8 @@ from typing import Any
 from offload._backends.main_script import main_script
 from offload._backends.process.channel import DONE, QUEUE_PUT
 from offload._backends.process.queue import deliver
-from offload._backends.process.router import dispatch
 from offload._backends.process.recycling import Limits
+from offload._backends.process.router import dispatch
 from offload._backends.process.worker import READY, RETIRE, worker_main
 from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 

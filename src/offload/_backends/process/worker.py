@@ -104,17 +104,18 @@ def worker_main(
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             if os.getpid() != pid:
                 end_forked_child("raised from", "".join(traceback.format_exception(error)), 1)
-            done = (DONE, work_id, False, error)
+            done: tuple = (DONE, work_id, False, error)
         else:
             if os.getpid() != pid:
                 end_forked_child("returned from")
             done = (DONE, work_id, True, value)
-        retire = limits is not None and limits.reached()
+        retire = limits is not None and limits.reached()  # see recycling
         if retire:
             channel.control((RETIRE, pid))
         channel.control(done)
         # Drop the task (and its arguments) before waiting for the next one.
-        function = value = done = None
+        function = value = None
+        done = ()
         if retire:
             break
     install(None)
