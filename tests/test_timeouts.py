@@ -40,6 +40,17 @@ def test_a_task_past_its_limit_fails_with_task_timed_out(executor, assistant, tm
     assert states == [EXECUTING, FAILED]
 
 
+@pytest.mark.parametrize("task", [ct.sleep_in_c, ct.blocking_select, ct.spin])
+def test_a_task_deaf_to_cancellation_still_fails_with_task_timed_out(
+    executor, assistant, task
+):
+    # Killed on processes; elsewhere the future fails once the task ends.
+    future = submit_call(executor.options(timeout=0.3), task, 1.5)
+    wait_done(assistant, future)
+    assert future.state == FAILED
+    assert isinstance(future.exception_object, TaskTimedOut)
+
+
 def test_a_task_within_its_limit_completes(executor, assistant):
     future = submit_call(executor.options(timeout=30.0), ct.worker_pid)
     wait_done(assistant, future)

@@ -312,7 +312,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         return not self._reader.is_alive()
 
     def terminate(self, reason: str = "the pool was terminated") -> None:
-        """Kill every worker now; their items and the queued ones fail.  Any thread."""
+        """Kill every worker now, with the processes its task started; their
+        items and the queued ones fail.  Any thread."""
         with self._lock:
             self._shutdown = True
             self._terminating = True
@@ -320,6 +321,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             for worker in self._by_results.values():
                 worker.poison = reason
                 _kill(worker.process)
+                if worker.ready:  # it leads its own process group by then
+                    _signal_group(worker.process.pid, signal.SIGKILL)
         for job in abandoned:
             _settle(job.future, False, RuntimeError(f"{reason} before this task started"))
         self._poke()
