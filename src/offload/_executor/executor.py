@@ -236,7 +236,8 @@ class TraitsExecutor(HasStrictTraits):
         Parameters
         ----------
         timeout : float, optional
-            Seconds the task may run, from the moment a worker takes it.
+            Seconds the task may run, from the moment it starts (not
+            while it waits for a worker).
             Past it the task is force-cancelled (``cancel(force=True)``:
             its worker process is killed; threads are only asked to stop)
             and its future ends FAILED, with a :class:`TaskTimedOut` as

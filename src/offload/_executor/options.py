@@ -87,8 +87,8 @@ class TaskOptions:
     executor : TraitsExecutor
         Where the tasks go.
     timeout : float or None
-        The time limit in seconds, from the moment a worker takes the task;
-        None: no limit.
+        The time limit in seconds, from the moment the task starts; None:
+        no limit.  Where the clock starts exactly: see :class:`OptionsTaskHandle`.
     priority : int
         Tasks of higher priority start first; equal priorities start in
         the order submitted.
