@@ -121,6 +121,16 @@ def test_startup_prints_json() -> None:
     assert records[-1]["error"].startswith("concurrent.futures.process.BrokenProcessPool")
 
 
+@pytest.mark.process
+def test_control_prints_json() -> None:
+    records = run_script("control")
+    assert [r["config"]["measure"] for r in records] == [
+        "force_cancel", "force_cancel_sigterm_ignored", "next_start", "timeout_late",
+        "timeout_late_thread",
+    ]
+    assert all(RECORD_KEYS <= set(r) for r in records)
+
+
 @pytest.mark.dask
 @pytest.mark.stress
 def test_dask_channels_prints_json() -> None:

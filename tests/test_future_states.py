@@ -15,7 +15,15 @@ from offload._futures.states import (
     SENT,
     TRANSITIONS,
 )
-from offload._routing.protocol import ABANDONED, CRASHED, FINAL_KINDS, RAISED, RETURNED, STARTED
+from offload._routing.protocol import (
+    ABANDONED,
+    CRASHED,
+    FINAL_KINDS,
+    RAISED,
+    RETURNED,
+    STARTED,
+    TIMED_OUT,
+)
 from offload.api import (
     CANCELLED,
     CANCELLING,
@@ -26,7 +34,7 @@ from offload.api import (
     CallFuture,
 )
 
-EVENTS = [STARTED, SENT, RETURNED, RAISED, ABANDONED, CRASHED, CANCEL]
+EVENTS = [STARTED, SENT, RETURNED, RAISED, ABANDONED, CRASHED, CANCEL, TIMED_OUT]
 
 #: The SPEC's public state machine: the only legal public transitions.
 LEGAL_PUBLIC = {
@@ -39,6 +47,7 @@ LEGAL_PUBLIC = {
 }
 
 ERROR = (("ValueError", "bad", "Traceback ..."), ValueError("bad"))
+TIMEOUT = (("offload.api.TaskTimedOut", "late", "..."), TimeoutError("late"))
 
 
 def message_for(event):
@@ -46,6 +55,8 @@ def message_for(event):
         return ("ping", 1)
     if event in (RAISED, CRASHED):
         return (event, ERROR)
+    if event == TIMED_OUT:
+        return (event, TIMEOUT)
     if event == RETURNED:
         return (event, "result")
     return (event, None)
@@ -61,6 +72,8 @@ def future_in(internal_state):
         "cancelling (not started)": [CANCEL],
         "cancelling (started)": [STARTED, CANCEL],
         CANCELLED: [CANCEL, ABANDONED],
+        "timing out (not started)": [TIMED_OUT],
+        "timing out": [STARTED, TIMED_OUT],
     }
     future = PingFuture()
     for event in paths[internal_state]:
@@ -88,7 +101,6 @@ PingFuture.add_class_trait("pings", int)
 )
 def test_every_state_event_pair(internal_state, event, caplog):
     future = future_in(internal_state)
-    public_before = future.state
     changes = []
     future.observe(lambda e: changes.append((e.old, e.new)), "state")
     expected = TRANSITIONS.get((internal_state, event))
@@ -118,7 +130,21 @@ def test_every_state_event_pair(internal_state, event, caplog):
         if future.state in DONE_STATES:
             assert event in FINAL_KINDS
     if event == SENT:
-        assert future.pings == (1 if public_before == EXECUTING else 0)
+        # Delivered while EXECUTING, dropped once cancelling or timing out.
+        assert future.pings == (1 if internal_state == EXECUTING else 0)
+    if future.state == FAILED and "timing out" in internal_state:
+        assert future.exception == TIMEOUT[0]  # whatever ended the task
+
+
+def test_a_timed_out_future_fails_with_its_timeout_whatever_the_task_does():
+    for last in (RETURNED, RAISED, CRASHED):
+        future = future_in("timing out")
+        assert future.state == EXECUTING
+        apply(future, SENT)
+        apply(future, last)
+        assert future.state == FAILED
+        assert future.exception_object is TIMEOUT[1]
+        assert getattr(future, "pings", 0) == 0
 
 
 def test_crash_before_start_passes_through_executing():

@@ -56,6 +56,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     # offload's own hooks between its modules, probed on objects that may be
     # a user's (a pool or event loop of their own), which lack them.
     ("_executor/executor.py", "_offload_submit"): "offload's own pools' hook",
+    ("_executor/handles.py", "_offload_kill"): "offload's own pools' hook (force-cancel)",
+    ("_executor/options.py", "_offload_submit_priority"): (
+        "offload's own pools' hook (priority)"
+    ),
     ("_futures/base.py", "_check_await_in"): "offload's own event loops' hook",
     # Outside the files of the change that added this test; to be replaced
     # by public APIs (issue 29).

@@ -48,7 +48,7 @@ from hypothesis.stateful import (
 from traits.api import HasStrictTraits, Int
 
 from conftest import CONTEXTS, EVENT_LOOPS, load
-from offload._futures.states import CANCELLING_AFTER_START
+from offload._futures.states import CANCELLING_AFTER_START, TIMING_OUT
 from offload.api import (
     CANCELLED,
     CANCELLING,
@@ -72,6 +72,10 @@ SETTLE_TIMEOUT = 10.0
 
 #: One draw of stop (or shutdown) in this many acts.
 STOP_ODDS = 10
+
+#: Time limit (s) of the tasks submitted with one: short, so that a task
+#: times out as soon as it starts, before the next step can tell it more.
+TIMEOUT = 0.05
 
 LEGAL_FUTURE_TRANSITIONS = {
     (WAITING, EXECUTING),
@@ -108,10 +112,19 @@ class Ticker(HasStrictTraits):
 class TaskModel:
     """What the test did to one task, and the future it got."""
 
-    def __init__(self, number: int, honours: bool, future: Any, ticker: Ticker) -> None:
+    def __init__(
+        self, number: int, honours: bool, future: Any, ticker: Ticker,
+        timed: bool = False, kills: bool = False,
+    ) -> None:
         self.number = number
         self.honours = honours
         self.future = future
+        #: Submitted with ``options(timeout=TIMEOUT)``.
+        self.timed = timed
+        #: The context kills a worker to force a task's end (processes).
+        self.kills = kills
+        #: Force-cancelled while in a worker, on a context that kills.
+        self.killed = False
         self.commands = 0
         #: Messages the task was told to send.
         self.sent = 0
@@ -161,13 +174,24 @@ class TaskModel:
     def started_before_cancel(self) -> bool:
         return self.cancelled_in == EXECUTING
 
-    def ends_by_itself(self) -> bool:
-        """Once it has a worker, the task ends without another command."""
-        if self.final is not None:
+    def ends_by_itself(self, working: bool = True) -> bool:
+        """Once it has a worker (``working``), the task ends without
+        another command."""
+        if self.final is not None or self.killed:
             return True
         if self.cancelled_in == WAITING and not self.started_unseen:
             return True  # abandoned when a worker takes it
+        if self.timed and working:
+            # Its limit sets its cancel flag, and kills it where it can.
+            return self.honours or self.kills
         return self.cancelled_in is not None and self.honours
+
+    def takes_commands(self) -> bool:
+        """The task still reads commands: not ended, nor ending.  A timed
+        task takes them only once timing out (it must not end first)."""
+        if self.final is not None or self.killed or (self.cancelled_in and self.honours):
+            return False
+        return not self.timed or self.future._internal_state == TIMING_OUT
 
     def messages(self) -> list[int]:
         return [arg for kind, arg in self.future.log if kind == "message"]
@@ -178,6 +202,7 @@ def make_machine(
     assistant: OffloadAssistant,
     directory: str,
     settle_timeout: float = SETTLE_TIMEOUT,
+    kills: bool = False,
 ) -> type:
     """The state machine class, bound to one context, loop and directory."""
 
@@ -223,6 +248,9 @@ def make_machine(
                 return frozenset({WAITING})
             if model.cancelled_in is not None:
                 return frozenset({CANCELLED if model.ends_by_itself() else CANCELLING})
+            if model.timed:
+                # Timed out as it started: FAILED once it ends, whatever it did.
+                return frozenset({FAILED if model.ends_by_itself() else EXECUTING})
             if model.final == "return":
                 return frozenset({COMPLETED})
             if model.final == "raise":
@@ -232,6 +260,8 @@ def make_machine(
         def expected_messages(self, model: TaskModel, with_worker: set[int]) -> int:
             if model.number not in with_worker or model.cancelled_in == WAITING:
                 return 0
+            if model.timed:
+                return 0  # nothing is delivered once it times out
             if model.cancelled_in is not None:
                 return model.sent_at_cancel
             return model.sent
@@ -248,6 +278,12 @@ def make_machine(
                     return False
                 if len(model.messages()) != self.expected_messages(model, with_worker):
                     return False
+                if (
+                    model.timed and model.number in with_worker
+                    and model.cancelled_in is None and not model.future.done
+                    and model.future._internal_state is not TIMING_OUT
+                ):
+                    return False  # its limit has not fired yet
             if not self.stopped_by_test:
                 return self.executor.state == RUNNING
             if self.stuck():
@@ -295,6 +331,18 @@ def make_machine(
             self.settle()
             return model
 
+        @precondition(lambda self: self.executor.state == RUNNING and len(self.models) < 8)
+        @rule(target=tasks, honours=st.booleans())
+        def submit_timed(self, honours: bool) -> TaskModel:
+            number = next(_numbers)
+            options = self.executor.options(timeout=TIMEOUT)
+            future = options.submit(ScriptedSpec(directory, number, honours))
+            assert future.state == WAITING
+            model = TaskModel(number, honours, future, self.ticker, timed=True, kills=kills)
+            self.models.append(model)
+            self.settle()
+            return model
+
         @precondition(lambda self: self.executor.state != RUNNING)
         @rule(honours=st.booleans())
         def submit_when_not_running(self, honours: bool) -> None:
@@ -314,9 +362,27 @@ def make_machine(
                 assert model.future.state == before
             self.settle()
 
+        @rule(model=tasks)
+        def force_cancel(self, model: TaskModel) -> None:
+            # Only where the model knows that the task is in a worker: a
+            # force while WAITING may or may not catch a task that a worker
+            # has just taken.
+            internal = model.future._internal_state
+            if internal not in (EXECUTING, CANCELLING_AFTER_START, TIMING_OUT):
+                return
+            before = model.future.state
+            returned = model.future.cancel(force=True)
+            assert returned == (before == EXECUTING), (before, returned)
+            assert model.future.state == CANCELLING
+            if returned:
+                model.cancelled_in = before
+                model.sent_at_cancel = model.sent
+            model.killed = kills
+            self.settle()
+
         @rule(model=tasks, count=st.integers(1, 20))
         def send(self, model: TaskModel, count: int) -> None:
-            if model.final is not None or (model.cancelled_in and model.honours):
+            if not model.takes_commands():
                 return  # the task has ended, or will, without reading more
             self.command(model, f"send {count}")
             model.sent += count
@@ -324,7 +390,7 @@ def make_machine(
 
         @rule(model=consumes(tasks), how=st.sampled_from(["return", "raise"]))
         def end(self, model: TaskModel, how: str) -> None:
-            if model.final is not None or (model.cancelled_in and model.honours):
+            if not model.takes_commands():
                 return
             self.command(model, how)
             model.final = how
@@ -413,6 +479,9 @@ def make_machine(
                 future = model.future
                 if future.state == COMPLETED:
                     assert future.result == ("returned", model.number, model.sent)
+                elif future.state == FAILED and model.timed:
+                    assert future.exception[0] == "offload.api.TaskTimedOut"
+                    assert f"{TIMEOUT:g} seconds" in future.exception[1]
                 elif future.state == FAILED:
                     assert future.exception[0] == "ValueError"
                     assert f"task {model.number} raised" in future.exception[1]
@@ -433,6 +502,8 @@ def make_machine(
             # Let every task end, then shut down; nothing may stay running.
             for model in self.models:
                 if model.final is None and not (model.cancelled_in and model.honours):
+                    # A timed task that has not started may now end before
+                    # its limit: only its being done is checked from here.
                     self.command(model, "return")
                     model.final = "return"
             self.executor.shutdown(timeout=SETTLE_TIMEOUT)
@@ -481,7 +552,9 @@ def run_machine(context_kind: str, loop_kind: str, profile: str, tmp_path: Any) 
                 )
             return TraitsExecutor(context=context, event_loop=event_loop, worker_pool=pool)
 
-        machine = make_machine(executor_factory, assistant, str(tmp_path))
+        machine = make_machine(
+            executor_factory, assistant, str(tmp_path), kills=context_kind == "process"
+        )
         run_state_machine_as_test(
             machine,
             settings=settings(

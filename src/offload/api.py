@@ -8,7 +8,8 @@ Futures
     :class:`CallFuture`, :class:`IterationFuture`, :class:`ProgressFuture`,
     NEW :class:`StepsFuture`; :class:`TaskCancelled` (raised in a task that
     was cancelled); NEW :class:`TaskFailed` (raised by ``await future`` when
-    it failed).
+    it failed); NEW :class:`TaskTimedOut` (the failure of a task that
+    overran its time limit, ``executor.options(timeout=...)``).
 Many futures at once
     NEW :class:`FutureGroup`: counts, overall fraction, ``cancel()``,
     ``as_completed()``, ``wait()``, ``await group``.
@@ -51,6 +52,7 @@ from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.ets import ETSEventLoop
 from offload._event_loops.interface import IEventLoop
 from offload._executor.executor import TraitsExecutor
+from offload._executor.options import TaskTimedOut
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import (
     BaseFuture,
@@ -103,6 +105,7 @@ __all__ = [
     "StepsFuture",
     "TaskCancelled",
     "TaskFailed",
+    "TaskTimedOut",
     # Many futures
     "FutureGroup",
     # Future states

@@ -2,7 +2,9 @@
 
 Why this module is long: submitting (from the main thread or any other),
 stopping and shutting down read and change the same state, task table and
-lock, and their races are only clear when read side by side.
+lock, and their races are only clear when read side by side.  Per-task
+options live in ``options``, handles in ``handles``, the task table in
+``lifetime``, ``futures`` and ``counts`` in ``bookkeeping``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from offload._executor.lifetime import (
     TaskTable,
     weak_release_if_idle,
 )
+from offload._executor.options import TaskOptions, check_timeout
 from offload._executor.states import RUNNING, STOPPED, STOPPING, ExecutorState
 from offload._futures.base import IFuture, ITaskSpecification
 from offload._futures.states import WAITING
@@ -74,6 +77,9 @@ class TraitsExecutor(HasStrictTraits):
         Default: a pool that the executor makes from the context and owns.
     max_workers : int, optional
         Size of the pool the executor makes.  Not allowed with ``worker_pool``.
+    default_timeout : float, optional
+        A time limit (seconds) for every task submitted to this executor,
+        as ``options(timeout=...)`` sets one for some; default None (none).
 
     Notes
     -----
@@ -131,6 +137,8 @@ class TraitsExecutor(HasStrictTraits):
     _dropped = AnyTrait()
     _finalizer = AnyTrait()
     _bookkeeping = AnyTrait()
+    #: The TaskOptions of every task (default_timeout), or None.
+    _default_options = AnyTrait()
 
     def __init__(
         self,
@@ -140,9 +148,12 @@ class TraitsExecutor(HasStrictTraits):
         event_loop: IEventLoop | None = None,
         worker_pool: concurrent.futures.Executor | None = None,
         max_workers: int | None = None,
+        default_timeout: float | None = None,
         **traits: Any,
     ) -> None:
         super().__init__(**traits)
+        if check_timeout("default_timeout", default_timeout) is not None:
+            self._default_options = TaskOptions(self, timeout=default_timeout)
         if thread_pool is not None:
             warnings.warn(
                 "TraitsExecutor(thread_pool=...) is deprecated; use worker_pool=...",
@@ -257,17 +268,60 @@ class TraitsExecutor(HasStrictTraits):
             either refused so, or accepted before the stop, which then
             cancels its future and waits for it like any other.
         """
+        return self._submit(task, self._default_options)
+
+    def options(self, *, timeout: float | None = None, priority: int = 0) -> TaskOptions:
+        """Options for some tasks, without touching their arguments.
+
+        Returns an object to submit through, in place of the executor:
+        ``submit_call(executor.options(timeout=5.0), solve, problem)``, or
+        ``executor.options(priority=1).submit(task)``.  It may be kept and
+        reused.  Call it on the executor's thread.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds the task may run, from the moment it starts (not
+            while it waits for a worker).
+            Past it the task is force-cancelled (``cancel(force=True)``:
+            its worker process is killed; threads are only asked to stop)
+            and its future ends FAILED, with a :class:`TaskTimedOut` as
+            ``exception_object``.  The future shows EXECUTING until the
+            task has ended.  Default None: the executor's
+            ``default_timeout``; ``math.inf``: no limit.
+        priority : int, optional
+            Of the tasks waiting for a worker, those of higher priority
+            start first; equal priorities start first in, first out.
+            Default 0, that of every task submitted without options.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an option has the wrong type or value (the message names it).
+        """
+        if timeout is None and self._default_options is not None:
+            timeout = self._default_options.timeout
+        return TaskOptions(self, timeout=timeout, priority=priority)
+
+    def _submit(self, task: ITaskSpecification, options: TaskOptions | None) -> IFuture:
+        """Submit ``task`` with ``options`` (None: none); see :meth:`submit`."""
         if threading.get_ident() != self._thread_id:
-            return self._submit_from_another_thread(task)
+            return self._submit_from_another_thread(task, options)
         if self._state is not RUNNING:
             raise self._refusal()
         cancel_flag = self._new_cancel_flag()
         task_id = next(self._task_ids)
         router = self._router
-        handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+        if options is None:
+            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+        else:
+            handle = options.handle(
+                self._handle_class, router, task_id, cancel_flag, self._event_loop
+            )
         future = task.future(handle)
         runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
-        router.add_receiver(task_id, future.receive)
+        receive = future.receive if options is None else handle.receiver(future.receive)
+        router.add_receiver(task_id, receive)
         self._futures[task_id] = future
         try:
             handle.start(self._worker_pool, runner)
@@ -279,7 +333,9 @@ class TraitsExecutor(HasStrictTraits):
         self._bookkeeping.changed()
         return future
 
-    def _submit_from_another_thread(self, task: ITaskSpecification) -> IFuture:
+    def _submit_from_another_thread(
+        self, task: ITaskSpecification, options: TaskOptions | None
+    ) -> IFuture:
         """``submit`` on a thread other than the main one.
 
         Under the executor's lock, which ``stop()`` takes to stop accepting:
@@ -295,11 +351,20 @@ class TraitsExecutor(HasStrictTraits):
             cancel_flag = self._new_cancel_flag()
             task_id = next(self._task_ids)
             router = self._router
-            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+            if options is None:
+                handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+            else:
+                handle = options.handle(
+                    self._handle_class, router, task_id, cancel_flag, self._event_loop
+                )
             future = task.future(handle)
             runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
+            receive = (
+                future.receive if options is None else handle.receiver(future.receive)
+            )
             router.add_receiver(
-                task_id, Announcer(weakref.ref(self), router, task_id, future, task)
+                task_id,
+                Announcer(weakref.ref(self), router, task_id, future, receive, task),
             )
             self._futures.others[task_id] = future
             router.inject(task_id, ANNOUNCEMENT)

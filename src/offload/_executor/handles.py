@@ -42,7 +42,7 @@ class TaskHandle:
     non-blocking acquire of one lock decides, exactly once, which wins.
     """
 
-    __slots__ = ("router", "task_id", "flag", "event_loop", "_untaken", "_over")
+    __slots__ = ("router", "task_id", "flag", "event_loop", "pool", "_untaken", "_over")
 
     def __init__(
         self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
@@ -55,9 +55,12 @@ class TaskHandle:
         #: Acquired by whoever takes (worker) or withdraws (cancel) the task.
         self._untaken = threading.Lock()
         self._over = False
+        #: The pool the task went to (what :meth:`force` asks).
+        self.pool: Any = None
 
     def start(self, pool: Any, runner: TaskRunner) -> None:
         """Submit ``runner`` to ``pool`` (offload's), this handle its future."""
+        self.pool = pool
         pool._offload_submit(self, runner)
 
     def cancel(self) -> bool:
@@ -69,6 +72,16 @@ class TaskHandle:
         return False
 
     __call__ = cancel
+
+    def force(self) -> None:
+        """End the running task by force, after :meth:`cancel` (main thread).
+
+        A pool that can (processes) kills the worker running it; others
+        have only the cooperative cancel already asked for.
+        """
+        kill = getattr(self.pool, "_offload_kill", None)
+        if kill is not None:
+            kill(self)
 
     def set_running_or_notify_cancel(self) -> bool:
         """A worker takes the task; False if it was withdrawn.  Any thread."""
@@ -103,7 +116,7 @@ class PoolHandle:
     has delivered the task's end.
     """
 
-    __slots__ = ("router", "task_id", "flag", "event_loop", "pool_future")
+    __slots__ = ("router", "task_id", "flag", "event_loop", "pool_future", "pool")
 
     def __init__(
         self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
@@ -113,9 +126,11 @@ class PoolHandle:
         self.flag = flag
         self.event_loop = event_loop
         self.pool_future: concurrent.futures.Future | None = None
+        self.pool: Any = None
 
     def start(self, pool: concurrent.futures.Executor, runner: TaskRunner) -> None:
         """Submit ``runner`` to ``pool``; watch its pool future."""
+        self.pool = pool
         pool_future = pool.submit(runner)
         self.pool_future = pool_future
         pool_future.add_done_callback(self.pool_future_done)
@@ -127,6 +142,14 @@ class PoolHandle:
             pool_future.cancel()
 
     __call__ = cancel
+
+    def force(self) -> None:
+        """End the running task by force, if its pool can (Dask's pool
+        restarts a worker that runs one task at a time).  Main thread."""
+        kill = getattr(self.pool, "_offload_kill", None)
+        pool_future = self.pool_future
+        if kill is not None and pool_future is not None:
+            kill(pool_future)
 
     def pool_future_done(self, pool_future: concurrent.futures.Future) -> None:
         self.pool_future = None

@@ -123,7 +123,7 @@ class Announcer:
     weakly, like everything the router holds.
     """
 
-    __slots__ = ("executor_ref", "router", "task_id", "future", "task")
+    __slots__ = ("executor_ref", "router", "task_id", "future", "receive", "task")
 
     def __init__(
         self,
@@ -131,27 +131,29 @@ class Announcer:
         router: IMessageRouter,
         task_id: int,
         future: Any,
+        receive: Callable[[tuple], bool],
         task: Any,
     ) -> None:
         self.executor_ref = executor_ref
         self.router = router
         self.task_id = task_id
         self.future = future
+        self.receive = receive
         self.task = task
 
     def __call__(self, message: tuple) -> bool:
         """Main thread: announce, then hand over to the future."""
-        future = self.future
+        receive = self.receive
         if message is not ANNOUNCEMENT:
             # Never queued before the announcement by offload's routers;
             # should another router reorder them, the message still
             # reaches the future (and the router forgot a final one's task).
             self._announce()
-            final = future.receive(message)
+            final = receive(message)
             if not final:
-                self.router.add_receiver(self.task_id, future.receive)
+                self.router.add_receiver(self.task_id, receive)
             return final
-        self.router.add_receiver(self.task_id, future.receive)
+        self.router.add_receiver(self.task_id, receive)
         self._announce()
         return False
 

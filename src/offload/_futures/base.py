@@ -30,6 +30,7 @@ from offload._futures.states import (
     FAILED,
     PUBLIC_STATE,
     SENT,
+    TIMING_OUT,
     TRANSITIONS,
     WAITING,
     FutureState,
@@ -43,6 +44,7 @@ from offload._routing.protocol import (
     RAISED,
     RETURNED,
     STARTED,
+    TIMED_OUT,
 )
 
 logger = logging.getLogger("offload.futures")
@@ -200,6 +202,17 @@ def _no_cancel() -> None:
     pass
 
 
+def _force(cancel: Any) -> None:
+    """Force the end of the task that ``cancel`` (its handle) cancels.
+
+    The executor's handles have a ``force()``; a cancel callable of
+    another kind has not, and ``cancel(force=True)`` is then a cancel.
+    """
+    force = getattr(cancel, "force", None)
+    if force is not None:
+        force()
+
+
 class BaseFuture(HasStrictTraits):
     """Base class for futures: state machine, result, exception, dispatch.
 
@@ -300,18 +313,38 @@ class BaseFuture(HasStrictTraits):
         else:
             callbacks.append(callback)
 
-    def cancel(self) -> bool:
-        """Ask the task to stop.
+    def cancel(self, *, force: bool = False) -> bool:
+        """Ask the task to stop; with ``force=True``, make it stop.
 
         In WAITING or EXECUTING: moves to CANCELLING, asks the task to stop,
         and returns True.  In any other state: does nothing, returns False.
         Call it on the main thread.
+
+        Parameters
+        ----------
+        force : bool, optional
+            Also end a running task that does not look at its cancel flag.
+            On a process context, the worker process running the task is
+            killed with every process it started (SIGTERM to its process
+            group, SIGKILL ``kill_grace`` seconds later); the future stays
+            CANCELLING until the worker is dead, then becomes CANCELLED,
+            and a new worker takes its place.  On Dask, the worker is
+            restarted if it runs one task at a time.  Threads cannot be
+            killed: there (and on a Dask worker running several tasks) it
+            is the same as ``cancel()``.  A task that has not started is
+            simply withdrawn.  Given while CANCELLING (after a plain
+            ``cancel()`` that the task ignores), it still forces the end,
+            and returns False like ``cancel()``.
         """
         new_state = TRANSITIONS.get((self._internal_state, CANCEL))
         if new_state is None:
+            if force and self._internal_state is CANCELLING_AFTER_START:
+                _force(self._cancel)
             return False
         self._set_internal_state(new_state)
         self._cancel()  # type: ignore[misc]
+        if force:
+            _force(self._cancel)
         return True
 
     def receive(self, message: tuple) -> bool:
@@ -327,7 +360,7 @@ class BaseFuture(HasStrictTraits):
                 handler = _handler(type(self), kind)
                 handler(self, arg)
                 return False
-            if state is CANCELLING_AFTER_START:
+            if state is CANCELLING_AFTER_START or state is TIMING_OUT:
                 return False
             self._protocol_error(kind)
             return False
@@ -359,7 +392,11 @@ class BaseFuture(HasStrictTraits):
             if new_state == COMPLETED:
                 self._result = arg
         elif kind == RAISED or kind == CRASHED:
-            if new_state == FAILED:
+            # Only from EXECUTING: a task timing out fails with its TaskTimedOut.
+            if new_state == FAILED and state is EXECUTING:
+                self._failure = arg
+        elif kind == TIMED_OUT:
+            if new_state is not state:  # not while cancelling
                 self._failure = arg
         self._set_internal_state(new_state)
         return new_state in DONE_STATES

@@ -33,6 +33,9 @@ CRASHED = 4  #: arg: (3-tuple, exception or None): lost outside the task itself.
 #: or logged, said again on the main thread (``offload._routing.forwarded``).
 #: Neither a state change nor final: futures handle it before their table.
 FORWARDED = 5
+#: arg: (3-tuple, TaskTimedOut): the task overran its time limit; injected
+#: by the executor's timer, its end follows.
+TIMED_OUT = 6
 
 CONTROL_NAMES = {
     STARTED: "started",
@@ -41,6 +44,7 @@ CONTROL_NAMES = {
     ABANDONED: "abandoned",
     CRASHED: "crashed",
     FORWARDED: "forwarded",
+    TIMED_OUT: "timed out",
 }
 
 #: Kinds after which a task sends nothing more.

@@ -270,3 +270,32 @@ class CancelPusher:
         while jobs:
             function, args = jobs.popleft()
             self._client.run(function, *args, on_error="ignore")
+
+
+def restart_running(client: Any, cluster: Any, key: str) -> str:
+    """Force-cancel Dask task ``key``: restart the worker running it, if that
+    worker runs one task at a time; say what was done.
+
+    Runs where the client is (the helper process, through
+    ``HelperClient.call``, or a thread of the application's), never on the
+    main thread: each step is a round trip to the scheduler.  The task is
+    cancelled in Dask first, so that the scheduler does not run it again
+    elsewhere once its worker is gone.  A worker with several threads runs
+    other tasks too, and one without a nanny would not come back: either
+    is left alone (the cancel stays cooperative).
+    """
+    import distributed
+
+    running = [address for address, keys in client.processing().items() if key in keys]
+    if not running:
+        return "not running"
+    address = running[0]
+    if client.nthreads().get(address) != 1:
+        return "cooperative: the worker runs several tasks at once"
+    # Only a nanny restarts a worker: one without is removed for good.
+    worker = client.scheduler_info().get("workers", {}).get(address, {})
+    if not worker.get("nanny"):
+        return "cooperative: the worker has no nanny to restart it"
+    client.cancel([distributed.Future(key, client)], force=True)
+    client.restart_workers([address], raise_for_error=False)
+    return f"restarted {address}"

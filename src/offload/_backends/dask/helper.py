@@ -153,8 +153,9 @@ class HelperClient:
     # What offload's pool, router and cancel pusher call ----------------------
 
     def submit(self, function: Callable[..., Any], *args: Any, key: str | None = None,
-               pure: bool = False, **kwargs: Any) -> HelperFuture:
-        """Submit ``function(*args, **kwargs)`` as Dask task ``key``."""
+               pure: bool = False, priority: int = 0, **kwargs: Any) -> HelperFuture:
+        """Submit ``function(*args, **kwargs)`` as Dask task ``key``, of
+        Dask ``priority`` (as ``distributed.Client.submit``'s)."""
         self._check_running()
         if key is None:
             key = f"{getattr(function, '__name__', 'call')}-{uuid.uuid4().hex}"
@@ -174,7 +175,7 @@ class HelperClient:
             # either sent, or failed by _lost; never left pending.
             self._check_running()
             self._futures[key] = future
-            self._writer.put(("submit", key, data, wants_result))
+            self._writer.put(("submit", key, data, wants_result, priority))
         return future
 
     def cancel(self, futures: list[HelperFuture]) -> None:

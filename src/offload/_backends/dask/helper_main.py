@@ -99,9 +99,11 @@ class _Helper:
                 else:
                     self._handle(message)
 
-    def _submit(self, key: str, data: bytes, wants_result: bool) -> None:
+    def _submit(self, key: str, data: bytes, wants_result: bool, priority: int = 0) -> None:
         try:
-            future = self.client.submit(run_pickled, data, key=key, pure=False)
+            future = self.client.submit(
+                run_pickled, data, key=key, pure=False, priority=priority
+            )
         except Exception as exc:  # noqa: BLE001 - report it as the task's end
             self._writer.put(("done", key, "error", pickled_error(exc)))
             return

@@ -35,9 +35,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from offload._backends.dask.cancel import DaskCancelFlag
+from offload._backends.dask.cancel import DaskCancelFlag, restart_running
 from offload._backends.dask.cluster import BURST, forget_task_keys
-from offload._backends.dask.helper import HelperLost
+from offload._backends.dask.helper import HelperClient, HelperLost
 from offload._backends.dask.outbox import DaskSender
 from offload._backends.dask.router import TaskRecord
 from offload._backends.dask.worker import run_task
@@ -49,11 +49,16 @@ logger = logging.getLogger("offload.contexts.dask")
 SHUTDOWN_TIMEOUT = 30.0
 
 class _Job:
-    __slots__ = ("pool_future", "function", "args", "kwargs", "flag", "record", "router")
+    __slots__ = (
+        "pool_future", "function", "args", "kwargs", "flag", "record", "router", "priority",
+    )
 
     def __init__(self, pool_future: concurrent.futures.Future, function: Callable,
-                 args: tuple, kwargs: dict) -> None:
+                 args: tuple, kwargs: dict, priority: int = 0) -> None:
         self.pool_future = pool_future
+        #: Higher starts first: Dask's own ``priority`` of ``client.submit``,
+        #: and the order of the jobs waiting here.
+        self.priority = priority
         self.function = function
         self.args = args
         self.kwargs = kwargs
@@ -116,12 +121,22 @@ class DaskWorkerPool(concurrent.futures.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
                ) -> concurrent.futures.Future:
         """Run ``fn(*args, **kwargs)`` on a worker; return its future."""
+        return self._submit(fn, args, kwargs, 0)
+
+    def _offload_submit_priority(self, fn: Callable[..., Any], priority: int
+                                 ) -> concurrent.futures.Future:
+        """Run ``fn()`` with Dask priority ``priority`` (higher starts
+        first); return its pool future."""
+        return self._submit(fn, (), {}, priority)
+
+    def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict, priority: int
+                ) -> concurrent.futures.Future:
         if self._shutdown:
             raise RuntimeError(
                 "cannot submit to a Dask worker pool that was shut down; "
                 "make a new one with DaskContext.worker_pool()"
             )
-        job = _Job(concurrent.futures.Future(), fn, args, kwargs)
+        job = _Job(concurrent.futures.Future(), fn, args, kwargs, priority)
         if isinstance(fn, TaskRunner) and not args and not kwargs:
             flag = fn.cancel_flag
             if isinstance(flag, DaskCancelFlag):
@@ -139,7 +154,14 @@ class DaskWorkerPool(concurrent.futures.Executor):
         limit = self._max_workers
         with self._lock:
             if limit is not None and self._in_flight >= limit:
-                self._waiting.append(job)
+                waiting = self._waiting
+                if priority or (waiting and waiting[-1].priority < 0):
+                    index = len(waiting)
+                    while index and waiting[index - 1].priority < priority:
+                        index -= 1
+                    waiting.insert(index, job)
+                else:
+                    waiting.append(job)
                 return job.pool_future
             self._in_flight += 1
         try:
@@ -150,6 +172,33 @@ class DaskWorkerPool(concurrent.futures.Executor):
         if not launched:
             self._release_slot()
         return job.pool_future
+
+    def _offload_kill(self, pool_future: concurrent.futures.Future) -> None:
+        """Force-cancel the task of ``pool_future`` (main thread): restart
+        the Dask worker running it if it runs one task at a time (see
+        ``cancel.restart_running``), in a thread of its own, since each
+        step is a round trip to the scheduler.  Otherwise nothing more
+        than the cooperative cancel already asked for."""
+        keys = [dask.key for dask, pending in list(self._pending.items())
+                if pending is pool_future]
+        if not keys:
+            return  # not handed to Dask, or over
+        threading.Thread(
+            target=self._restart, args=(keys[0],), name="offload-dask-force",
+            daemon=True,
+        ).start()
+
+    def _restart(self, key: str) -> None:
+        try:
+            if isinstance(self._client, HelperClient):
+                outcome = self._client.call(restart_running, key)
+            else:
+                outcome = restart_running(self._client, None, key)
+        except Exception:  # noqa: BLE001 - the cooperative cancel stands
+            logger.warning("offload: could not restart the Dask worker running %s",
+                           key, exc_info=True)
+            return
+        logger.debug("offload: force-cancel of Dask task %s: %s", key, outcome)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting tasks; optionally cancel queued ones and wait."""
@@ -189,7 +238,12 @@ class DaskWorkerPool(concurrent.futures.Executor):
             return False
         record = job.record
         try:
-            if record is not None:
+            if record is not None and job.priority:
+                dask_future = self._client.submit(
+                    run_task, job.function, key=record.dask_key, pure=False,
+                    priority=job.priority,
+                )
+            elif record is not None:
                 dask_future = self._client.submit(
                     run_task, job.function, key=record.dask_key, pure=False
                 )

@@ -32,11 +32,13 @@ from offload._backends.interface import (
     ContextBase,
     check_max_workers,
     check_open,
+    check_seconds,
 )
 from offload._backends.main_script import check_guarded, spare_workers_a_missing_script
 from offload._backends.process.flags import FlagSlots, ProcessCancelFlag, ProcessEvent
 from offload._backends.process.pool import STOP_GRACE_PERIOD, ProcessWorkerPool
 from offload._backends.process.queue import ProcessQueue
+from offload._backends.process.recycling import make_limits
 from offload._backends.process.router import ProcessRouter
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
@@ -116,6 +118,19 @@ class MultiprocessingContext(ContextBase):
         while a worker runs the script raises ``RuntimeError`` (the worker
         ends, and the tasks waiting for workers FAIL saying why), instead
         of running the application in every worker.
+    kill_grace : float, optional
+        Seconds a force-cancelled task's worker (``future.cancel(force=
+        True)``, or a timeout) gets between SIGTERM and SIGKILL, it and
+        every process it started (each worker leads its own process
+        group).  Default 1.0.
+    max_tasks_per_worker : int, optional
+        A worker exits after this many tasks, and a new one takes its
+        place: a remedy for tasks that leak.  Default: no limit.
+    max_worker_memory : int, optional
+        A worker whose resident memory (bytes) is over this after a task
+        exits, and a new one takes its place.  Read from
+        ``/proc/self/statm`` (Linux), or the peak resident size where there
+        is no ``/proc``.  Default: no limit.
 
     forward_warnings : bool, optional
         Re-issue on the main thread, with ``warnings.warn_explicit``, the
@@ -133,8 +148,10 @@ class MultiprocessingContext(ContextBase):
     RuntimeError
         If made while a new worker process runs the main script (the
         script has no ``__main__`` guard).
-    TypeError
-        If ``forward_warnings`` or ``forward_logging`` is not a bool.
+    TypeError, ValueError
+        If ``kill_grace``, ``max_tasks_per_worker`` or ``max_worker_memory``
+        is not a positive number, or ``forward_warnings`` or
+        ``forward_logging`` is not a bool (the message names it).
 
     Notes
     -----
@@ -154,9 +171,15 @@ class MultiprocessingContext(ContextBase):
         self,
         start_method: str | None = None,
         *,
+        kill_grace: float = 1.0,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | None = None,
         forward_warnings: bool = True,
         forward_logging: bool = True,
     ) -> None:
+        check_seconds("kill_grace", kill_grace)
+        self._kill_grace = kill_grace
+        self._limits = make_limits(max_tasks_per_worker, max_worker_memory)
         check_guarded("MultiprocessingContext()")
         self._forward = check_forward(
             "MultiprocessingContext", forward_warnings, forward_logging
@@ -189,7 +212,10 @@ class MultiprocessingContext(ContextBase):
         the number of CPUs), started on demand; the caller shuts it down."""
         check_open(self)
         check_max_workers(max_workers)
-        pool = ProcessWorkerPool(self._mp_context, max_workers=max_workers)
+        pool = ProcessWorkerPool(
+            self._mp_context, max_workers=max_workers,
+            kill_grace=self._kill_grace, limits=self._limits,
+        )
         self._pools.add(pool)
         return pool
 

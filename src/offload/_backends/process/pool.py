@@ -49,6 +49,7 @@ import logging
 import os
 import pickle
 import selectors
+import signal
 import threading
 import time
 import weakref
@@ -59,8 +60,9 @@ from typing import Any
 from offload._backends.main_script import main_script
 from offload._backends.process.channel import DONE, QUEUE_PUT
 from offload._backends.process.queue import deliver
+from offload._backends.process.recycling import Limits
 from offload._backends.process.router import dispatch
-from offload._backends.process.worker import READY, worker_main
+from offload._backends.process.worker import READY, RETIRE, worker_main
 from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 
 logger = logging.getLogger("offload.contexts.process")
@@ -94,13 +96,16 @@ _pool_ids = itertools.count()
 class _Job:
     """One submitted item: its pool future and, until sent, its bytes."""
 
-    __slots__ = ("future", "data", "running")
+    __slots__ = ("future", "data", "running", "priority")
 
     def __init__(
-        self, future: concurrent.futures.Future, data: bytes | memoryview | None
+        self, future: concurrent.futures.Future, data: bytes | memoryview | None,
+        priority: int = 0,
     ) -> None:
         self.future = future
         self.data = data
+        #: Higher starts first (``executor.options(priority=...)``).
+        self.priority = priority
         #: Marked running in its future (once: a resend after a failed
         #: send keeps it so).
         self.running = False
@@ -111,7 +116,7 @@ class _Worker:
 
     __slots__ = (
         "process", "tasks", "results", "ready", "job", "poison", "stopping",
-        "writing", "exited", "slow_at",
+        "writing", "exited", "slow_at", "leaving",
     )
 
     def __init__(self, process: Any, tasks: Any, results: Any) -> None:
@@ -132,6 +137,9 @@ class _Worker:
         self.exited = False
         #: When (monotonic) to log that it is slow to start.
         self.slow_at = time.monotonic() + START_WARNING
+        #: Being killed (force-cancel) or retiring (recycling): it takes no
+        #: more work, and a replacement is on its way.
+        self.leaving = False
 
 
 class ProcessWorkerPool(concurrent.futures.Executor):
@@ -142,7 +150,15 @@ class ProcessWorkerPool(concurrent.futures.Executor):
     mp_context : multiprocessing context
         Makes the processes and pipes (its start method decides how).
     max_workers : int, optional
-        Most worker processes at once; default ``os.cpu_count()``.
+        Most worker processes at once; default ``os.cpu_count()``.  A
+        worker that is leaving (killed, or retiring) is replaced at once,
+        so for a moment one more may run.
+    kill_grace : float, optional
+        Seconds between the SIGTERM and the SIGKILL that end a worker whose
+        task is force-cancelled (:meth:`_offload_kill`).
+    limits : Limits, optional
+        When a worker retires (``max_tasks_per_worker``,
+        ``max_worker_memory``); default: never.
 
     Notes
     -----
@@ -152,9 +168,21 @@ class ProcessWorkerPool(concurrent.futures.Executor):
     runners report everything else as messages.
     """
 
-    def __init__(self, mp_context: Any, max_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        mp_context: Any,
+        max_workers: int | None = None,
+        *,
+        kill_grace: float = 1.0,
+        limits: Limits | None = None,
+    ) -> None:
         self._mp_context = mp_context
         self._max_workers = max_workers or os.cpu_count() or 1
+        self._kill_grace = kill_grace
+        self._limits = limits
+        #: Process group (the worker's pid) -> when (monotonic) to SIGKILL
+        #: it, for the workers being killed.  Under the lock.
+        self._killing: dict[int, float] = {}
         self._lock = threading.Lock()
         self._pending: deque[_Job] = deque()
         self._idle: list[_Worker] = []
@@ -209,7 +237,37 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         """
         self._submit(handle, fn)
 
-    def _submit(self, future: Any, fn: Any) -> None:
+    def _offload_submit_priority(self, handle: Any, fn: Any, priority: int) -> None:
+        """:meth:`_offload_submit` for a task of ``priority`` (higher
+        starts first; equal priorities first in, first out)."""
+        self._submit(handle, fn, priority)
+
+    def _offload_kill(self, handle: Any) -> None:
+        """Kill the worker running the task of ``handle``, and every process
+        it started; nothing if no worker runs it (any thread).
+
+        SIGTERM goes to the worker's process group now, SIGKILL
+        ``kill_grace`` seconds later (the reader thread's timer).  The
+        task fails (its worker died) once the reader has reaped the worker;
+        a replacement starts at once.
+        """
+        with self._lock:
+            for worker in self._by_results.values():
+                job = worker.job
+                if job is not None and job.future is handle:
+                    break
+            else:
+                return  # not taken yet (withdrawn by cancel) or over already
+            if worker.leaving and worker.process.pid in self._killing:
+                return
+            worker.leaving = True
+            pid = worker.process.pid
+            self._killing[pid] = time.monotonic() + self._kill_grace
+            _signal_group(pid, signal.SIGTERM)
+            self._replace()
+        self._poke()
+
+    def _submit(self, future: Any, fn: Any, priority: int = 0) -> None:
         if self._shutdown:
             raise RuntimeError("cannot submit to a worker process pool after shutdown")
         work_id = next(self._work_ids)
@@ -222,14 +280,18 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             failure.__cause__ = error
             future.set_exception(failure)
             return
-        job = _Job(future, data)
+        job = _Job(future, data, priority)
         with self._lock:
             if self._idle:
                 worker = self._idle.pop()
                 if not self._send(worker, job):
                     self._idle.append(worker)
             else:
-                self._pending.append(job)
+                pending = self._pending
+                if priority or (pending and pending[-1].priority < 0):
+                    _insert_ranked(pending, job)
+                else:
+                    pending.append(job)
                 self._want_worker()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -250,7 +312,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         return not self._reader.is_alive()
 
     def terminate(self, reason: str = "the pool was terminated") -> None:
-        """Kill every worker now; their items and the queued ones fail.  Any thread."""
+        """Kill every worker now, with the processes its task started; their
+        items and the queued ones fail.  Any thread."""
         with self._lock:
             self._shutdown = True
             self._terminating = True
@@ -258,6 +321,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             for worker in self._by_results.values():
                 worker.poison = reason
                 _kill(worker.process)
+                if worker.ready:  # it leads its own process group by then
+                    _signal_group(worker.process.pid, signal.SIGKILL)
         for job in abandoned:
             _settle(job.future, False, RuntimeError(f"{reason} before this task started"))
         self._poke()
@@ -308,6 +373,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._want_worker()
 
     def _worker_free(self, worker: _Worker) -> None:
+        if worker.leaving:
+            return  # killed or retiring: its replacement takes the work
         while self._pending:
             if self._send(worker, self._pending.popleft()):
                 return
@@ -321,10 +388,23 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         starting = self._wanted + sum(1 for w in self._by_results.values() if not w.ready)
         if starting >= len(self._pending):
             return
-        if len(self._by_results) + self._wanted >= self._max_workers:
+        if self._staying() + self._wanted >= self._max_workers:
             return
         self._wanted += 1
         self._poke()
+
+    def _replace(self) -> None:
+        """Start a worker in place of one that is leaving (killed or
+        retiring), so that the pool stays warm."""
+        if self._shutdown or self._terminating:
+            return
+        if self._staying() + self._wanted < self._max_workers:
+            self._wanted += 1
+            self._poke()
+
+    def _staying(self) -> int:
+        """Workers not reaped and not leaving."""
+        return sum(1 for worker in self._by_results.values() if not worker.leaving)
 
     def _stop_worker(self, worker: _Worker) -> None:
         if not worker.stopping:
@@ -385,6 +465,11 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             logger.exception("offload process pool reader failed; terminating the pool")
             self._fail_everything("the worker pool's reader thread failed")
         finally:
+            with self._lock:
+                # Whatever a killed worker left behind goes now.
+                killing, self._killing = self._killing, {}
+            for pid in killing:
+                _signal_group(pid, signal.SIGKILL)
             self._stop_writer()
             self._close_pipes()
 
@@ -411,6 +496,10 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                     for worker in list(self._by_results.values()):
                         _kill(worker.process)
             timeout = self._until_slow_start()
+            if self._killing:
+                until_kill = self._until_kill()
+                if until_kill is not None:
+                    timeout = until_kill if timeout is None else min(timeout, until_kill)
             if stopping_since is not None:
                 timeout = 0.1 if timeout is None else min(timeout, 0.1)
             ready = self._selector.select(timeout)
@@ -448,13 +537,24 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             )
         return min((w.slow_at - now for w in self._starting), default=None)
 
+    def _until_kill(self) -> float | None:
+        """SIGKILL the process groups whose grace is over; seconds until
+        the next is due, or None."""
+        now = time.monotonic()
+        with self._lock:
+            for pid, at in list(self._killing.items()):
+                if at <= now:
+                    del self._killing[pid]
+                    _signal_group(pid, signal.SIGKILL)
+            return min((at - now for at in self._killing.values()), default=None)
+
     def _start_worker(self) -> None:
         context = self._mp_context
         task_read, task_write = context.Pipe(duplex=False)
         result_read, result_write = context.Pipe(duplex=False)
         process = context.Process(
             target=worker_main,
-            args=(task_read, result_write, self._alive_read),
+            args=(task_read, result_write, self._alive_read, self._limits),
             name="offload-worker",
         )
         try:
@@ -492,7 +592,14 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             return
         done = None
         for record in controls:
-            if record[0] == DONE:
+            if record[0] == RETIRE:
+                # Before its DONE, so that it is given no next item.
+                with self._lock:
+                    worker.leaving = True
+                    if worker in self._idle:
+                        self._idle.remove(worker)
+                    self._replace()
+            elif record[0] == DONE:
                 # Give the worker its next item before anything else, so
                 # that it computes while this thread delivers.
                 done = (record[2], record[3], self._next_item(worker))
@@ -615,6 +722,24 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._alive_read.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _insert_ranked(pending: deque[_Job], job: _Job) -> None:
+    """Queue ``job`` after every job of its priority or higher (the queue
+    is in order of priority, then of submission).  Under the pool's lock."""
+    index = len(pending)
+    while index and pending[index - 1].priority < job.priority:
+        index -= 1
+    pending.insert(index, job)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to a worker's process group (its pid: each worker
+    leads its own, see ``worker_main``), if any process of it is left."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass  # every process of the group is gone
 
 
 def _kill(process: Any) -> None:

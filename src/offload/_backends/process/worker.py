@@ -46,12 +46,17 @@ from offload._backends.remote import error_text
 
 #: Control record: the worker is up and waits for work.  ``(READY, pid)``.
 READY = 2
+#: Control record: the worker exits after the DONE that follows (recycling).
+#: ``(RETIRE, pid)``.
+RETIRE = 3
 
 #: Seconds between two looks at the parent process id by the watchdog.
 WATCH_INTERVAL = 0.5
 
 
-def worker_main(task_connection: Any, result_connection: Any, alive_connection: Any) -> None:
+def worker_main(
+    task_connection: Any, result_connection: Any, alive_connection: Any, limits: Any = None
+) -> None:
     """Run work items until told to stop or until the application is gone.
 
     Parameters
@@ -63,7 +68,12 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
     alive_connection : Connection
         Read end of a pipe that the application never writes to: it reads
         as end-of-file once the application has exited, whatever the way.
+    limits : Limits, optional
+        When to retire (see ``recycling``); None: serve until told to stop.
     """
+    # A process group of its own, so that a force-cancel reaches every
+    # process the task starts (os.killpg, in the pool).
+    os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _start_watchdog(alive_connection, os.getppid())
     channel = Channel(result_connection)
@@ -99,17 +109,22 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             if os.getpid() != pid:
                 end_forked_child("raised from", "".join(traceback.format_exception(error)), 1)
-            if forward is not None:
-                forwarding.ended(function, per_thread=False)
-            channel.control((DONE, work_id, False, error))
+            done: tuple = (DONE, work_id, False, error)
         else:
             if os.getpid() != pid:
                 end_forked_child("returned from")
-            if forward is not None:
-                forwarding.ended(function, per_thread=False)
-            channel.control((DONE, work_id, True, value))
+            done = (DONE, work_id, True, value)
+        if forward is not None:
+            forwarding.ended(function, per_thread=False)
+        retire = limits is not None and limits.reached()  # see recycling
+        if retire:
+            channel.control((RETIRE, pid))
+        channel.control(done)
         # Drop the task (and its arguments) before waiting for the next one.
         function = value = None
+        done = ()
+        if retire:
+            break
     install(None)
     try:
         channel.close()

@@ -40,6 +40,10 @@ class WorkerThreadPool(concurrent.futures.Executor):
     run on one thread, however many a burst started.
     """
 
+    #: A task's handle is marked running in the thread that runs it, right
+    #: before it runs: where a time limit starts (see _executor.options).
+    starts_when_taken = True
+
     def __init__(self, max_workers: int | None = None, name: str = "offload-worker") -> None:
         if max_workers is None:
             max_workers = 32
@@ -58,6 +62,8 @@ class WorkerThreadPool(concurrent.futures.Executor):
         # cost more than the rest of a submit.
         self._lock = threading.Lock()
         self._shutdown = False
+        #: A task of negative priority was submitted (see _offload_submit).
+        self._lowered = False
         self._name = f"{name}-{next(_pool_ids)}"
         _live_pools.add(self)
 
@@ -68,8 +74,19 @@ class WorkerThreadPool(concurrent.futures.Executor):
         self._offload_submit(future, fn, args, kwargs)
         return future
 
+    def _offload_submit_priority(self, handle: Any, fn: Callable[..., Any], priority: int) -> None:
+        """:meth:`_offload_submit` for a task of ``priority``: it starts
+        before the queued tasks of lower priority, after those of its own
+        or higher (``handle.priority`` says it to later submissions)."""
+        self._offload_submit(handle, fn, (), _NO_KWARGS, priority)
+
     def _offload_submit(
-        self, handle: Any, fn: Callable[..., Any], args: tuple = (), kwargs: dict = _NO_KWARGS
+        self,
+        handle: Any,
+        fn: Callable[..., Any],
+        args: tuple = (),
+        kwargs: dict = _NO_KWARGS,
+        priority: int = 0,
     ) -> None:
         """Run ``fn(*args, **kwargs)``, with ``handle`` as its pool future.
 
@@ -95,7 +112,13 @@ class WorkerThreadPool(concurrent.futures.Executor):
                 _hand(item, parked, coming)
                 return
             queue = self._queue
-            queue.append(item)
+            if priority or self._lowered:
+                # Once a task of negative priority was queued, every task is
+                # placed by rank: the plain ones go before it.
+                self._lowered = self._lowered or priority < 0
+                _insert_ranked(queue, item, priority)
+            else:
+                queue.append(item)
             threads = self._threads
             if (
                 len(queue) <= coming[1] + len(parked)
@@ -228,6 +251,23 @@ def _work(queue: deque, lock: Any, parked: list[list], coming: list[int]) -> Non
             else:
                 future.set_result(result)
         del future, fn, args, kwargs
+
+
+def _insert_ranked(queue: deque, item: tuple, priority: int) -> None:
+    """Queue ``item`` after every queued task of ``priority`` or higher.
+
+    Under the pool's lock; busy threads may pop from the front meanwhile
+    (without it): a scan that runs past the end starts again.
+    """
+    while True:
+        index = len(queue)
+        try:
+            while index and getattr(queue[index - 1][0], "priority", 0) < priority:
+                index -= 1
+        except IndexError:
+            continue  # shortened meanwhile: scan again
+        queue.insert(index, item)
+        return
 
 
 def _hand(item: tuple, parked: list[list], coming: list[int]) -> None:
