@@ -63,9 +63,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_futures/base.py", "_check_await_in"): "offload's own event loops' hook",
     # Outside the files of the change that added this test; to be replaced
     # by public APIs (issue 29).
-    ("_backends/dask/cluster.py", "_metadata"): (
-        "distributed's Span._metadata: issue 29, not yet replaced"
-    ),
     ("_backends/dask/cluster.py", "_loop_runner"): (
         "distributed.Client._loop_runner: issue 29, not yet replaced"
     ),

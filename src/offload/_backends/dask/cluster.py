@@ -92,9 +92,10 @@ def merge_span_metadata(scheduler: Any) -> None:
     task for the scheduler's lifetime (100,000 tasks: ~17 MB), in the
     application's process for the embedded cluster, and scattered through
     the memory of the burst that made them, which they keep CPython from
-    giving back.  Each distinct entry is kept once, in order.  Runs on the
-    scheduler's event loop; a Dask whose spans look different is left
-    alone.
+    giving back.  Each distinct entry is kept once, in order, in the list
+    that ``Span.metadata`` (public) returns, which is the span's own.  Runs
+    on the scheduler's event loop; a Dask whose spans look different is
+    left alone.
     """
     try:
         extension = scheduler.extensions.get("spans")
@@ -102,7 +103,7 @@ def merge_span_metadata(scheduler: Any) -> None:
     except Exception:  # noqa: BLE001 - Dask internals; never break its loop
         return
     for span in spans:
-        metadata = getattr(span, "_metadata", None)
+        metadata = getattr(span, "metadata", None)
         collections = metadata.get("collections") if isinstance(metadata, dict) else None
         if not isinstance(collections, list) or len(collections) < 2:
             continue
