@@ -18,7 +18,9 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
+import weakref
 from typing import Any
 
 logger = logging.getLogger("offload.contexts.dask")
@@ -70,8 +72,14 @@ def forget_closed_servers() -> None:
     process stayed alive, with the workers and tasks it last knew.
     ``distributed.utils.has_keyword`` keeps up to 1,000 such answers too.
     Emptying both costs one signature inspection per handler the next time
-    a live server dispatches to it.  Both are Dask internals: a Dask
-    without them is left alone.
+    a live server dispatches to it.
+
+    ``_expects_comm`` is private, and Dask has no public way to empty its
+    cache or to keep a server out of it; only ``DaskContext(in_process=True)``
+    needs this (the default helper process ends with its cluster, cache and
+    all).  A Dask without either cache is left alone, and
+    ``tests/test_public_apis.py`` (``test_private_names_still_exist``) says
+    when the name has gone.
     """
     for module_name, function_name in (
         ("distributed.core", "_expects_comm"),
@@ -178,25 +186,72 @@ def close_within(closable: Any, timeout: float, what: str) -> bool:
 CLUSTER_CLOSE_GRACE = 30.0
 
 
-def finish_closing(client: Any, timeout: float) -> None:
-    """Finish closing a client whose ``close`` timed out.
+def close_client(client: Any, timeout: float, what: str = "client") -> bool:
+    """Close a client; False, logged, if it did not close within ``timeout``.
 
-    It timed out waiting for a busy scheduler, and ``Client.close`` stops
-    the client's event-loop thread only when it returns in time; the close
-    itself goes on in that loop.  So: close it again if it is not closed
-    yet, then stop the loop thread (a no-op for a stopped one).
+    A ``distributed.Client`` is closed with ``close(timeout=None)`` on a
+    thread of its own, which the caller waits for up to ``timeout``.
+    ``Client.close`` stops the client's event-loop thread (or, for a client
+    of an in-process cluster, releases its share of the cluster's loop
+    thread, which stops only once the cluster and the client both let it
+    go) only when its close has ended *before* its timeout; a close that
+    times out goes on in that loop, ends there, and nothing ever stops the
+    thread.  Without Dask's timeout, ``close`` returns only once the close
+    is done, and then stops the thread itself; :func:`finish_closing`
+    waits for a close that took longer.  Other clients (offload's helper
+    client) are closed with :func:`close_within`.
     """
-    if getattr(client, "status", None) != "closed" and not close_within(
-        client, timeout, "client, after its cluster,"
-    ):
-        return
-    stop = getattr(getattr(client, "_loop_runner", None), "stop", None)
-    if stop is None:
-        return
+    if not isinstance(client, import_distributed().Client):
+        return close_within(client, timeout, what)
+    closing = threading.Thread(
+        target=_close_without_timeout, args=(client, what),
+        name="offload-dask-client-close", daemon=True,
+    )
+    _CLOSING[client] = closing
+    closing.start()
+    closing.join(timeout)
+    if closing.is_alive():
+        logger.warning(
+            "offload: the Dask %s did not close within %s s; its close goes on",
+            what, timeout,
+        )
+        return False
+    return client.status == "closed"
+
+
+#: The close of each ``distributed.Client`` that :func:`close_client`
+#: started, on its own thread, until the client is garbage.
+_CLOSING: weakref.WeakKeyDictionary[Any, threading.Thread] = weakref.WeakKeyDictionary()
+
+
+def _close_without_timeout(client: Any, what: str) -> None:
+    """``client.close(timeout=None)`` (its own thread); errors are logged."""
     try:
-        stop()
-    except Exception:  # noqa: BLE001 - Dask internals; the rest is closed
-        logger.debug("could not stop the Dask client's event loop", exc_info=True)
+        client.close(timeout=None)
+    except Exception as exc:  # noqa: BLE001 - close the rest regardless
+        logger.warning(
+            "offload: the Dask %s failed to close (%s: %s)", what, type(exc).__name__, exc
+        )
+
+
+def finish_closing(client: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` more for the close of a client that
+    :func:`close_client` reported late (it waited for a busy scheduler,
+    which the cluster's close has since stopped, or which is gone).
+
+    A client that was not closed by :func:`close_client` is closed now.
+    """
+    closing = _CLOSING.get(client)
+    if closing is None:
+        if getattr(client, "status", None) != "closed":
+            close_within(client, timeout, "client, after its cluster,")
+        return
+    closing.join(timeout)
+    if closing.is_alive():
+        logger.warning(
+            "offload: the Dask client did not close within %s s more; its "
+            "event-loop thread stays until its close ends", timeout,
+        )
 
 
 def close_cluster(cluster: Any, timeout: float) -> None:

@@ -36,8 +36,8 @@ from offload._backends.dask.cancel import (
     forget_cancelled,
 )
 from offload._backends.dask.cluster import (
+    close_client,
     close_cluster,
-    close_within,
     connect,
     embedded_config,
     finish_closing,
@@ -310,9 +310,7 @@ class DaskContext(ContextBase):
         client = self._client
         client_closed = not self._owns_client
         user_client = self._user_client
-        if user_client is not None and not close_within(
-            user_client, self._timeout, "client"
-        ):
+        if user_client is not None and not close_client(user_client, self._timeout):
             finish_closing(user_client, self._timeout)
         # Each step runs whatever the one before did: a client that cannot
         # close in time (a scheduler swamped by 100,000 tasks, say) must
@@ -324,7 +322,7 @@ class DaskContext(ContextBase):
             finally:
                 self._stop_watching()
                 if not client_closed:
-                    client_closed = close_within(client, self._timeout, "client")
+                    client_closed = close_client(client, self._timeout)
         finally:
             try:
                 if self._cluster is not None:

@@ -33,8 +33,8 @@ from typing import Any
 
 from offload._backends.dask.cluster import (
     BURST,
+    close_client,
     close_cluster,
-    close_within,
     finish_closing,
     forget_task_keys,
     import_distributed,
@@ -188,7 +188,7 @@ class _Helper:
 
     def _close(self, timeout: float) -> None:
         try:
-            client_closed = close_within(self.client, timeout, "client")
+            client_closed = close_client(self.client, timeout)
         finally:
             try:
                 close_cluster(self.cluster, timeout)
@@ -235,11 +235,20 @@ def main() -> None:
     # exits at once; but first it runs multiprocessing's exit finalizers,
     # which unlink the semaphores of the nannies' queues.  Left to the
     # resource tracker, they were unlinked too, with a "leaked semaphore
-    # objects" warning on the application's terminal.
+    # objects" warning on the application's terminal.  The function is
+    # private, and a normal exit (the public way to run the finalizers) also
+    # runs Dask's exit handlers on the cluster of an application that is
+    # gone: its scheduler logs CRITICAL errors and tracebacks to the
+    # application's terminal while it fails to reach the lost client, and
+    # its close can outlast the application's wait for the helper (tried
+    # for issue 29).  So the name stays, guarded: a Python without it is
+    # left alone, and tests/test_public_apis.py says when it has gone.
     import multiprocessing.util
 
     try:
-        multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
+        run_finalizers = getattr(multiprocessing.util, "_run_finalizers", None)
+        if run_finalizers is not None:
+            run_finalizers(0)
     except Exception:  # noqa: BLE001 - the exit matters more
         logger.debug("multiprocessing's finalizers failed", exc_info=True)
     sys.stdout.flush()
