@@ -1,0 +1,80 @@
+"""Tasks the pause suites run (importable, so workers unpickle them by name)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+
+def write(path: str, value: Any) -> None:
+    """Write ``value`` to ``path`` atomically (a reader never sees half)."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.write(str(value))
+    os.replace(temporary, path)
+
+
+def read(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return int(file.read())
+    except FileNotFoundError:
+        return None
+
+
+def ticks(at: str, closed: str) -> Iterator[int]:
+    """Yield 0, 1, 2, ... for ever; ``at`` holds the last index made.
+
+    The short sleep only spares the shared CPU; nothing waits on it.
+    """
+    try:
+        index = 0
+        while True:
+            write(at, index)
+            yield index
+            index += 1
+            time.sleep(0.001)
+    finally:
+        write(closed, 1)
+
+
+def count_from_start(started: str, count: int) -> Iterator[int]:
+    """Touch ``started`` when the generator first runs, then yield ``count`` items."""
+    write(started, 1)
+    yield from range(count)
+
+
+def receive(count: int) -> Iterator[int]:
+    """Yield 0 .. count-1; return the values each yield received."""
+    received = []
+    for index in range(count):
+        received.append((yield index))
+    return received
+
+
+def receive_until(end: str) -> Iterator[Any]:
+    """Yield each received value back until one equals ``end``."""
+    value = yield "ready"
+    while value != end:
+        value = yield value
+    return "ended"
+
+
+def report_ticks(at: str, progress: Callable[[Any], None]) -> None:
+    """Report 0, 1, 2, ... for ever; ``at`` holds the last index reported."""
+    index = 0
+    while True:
+        write(at, index)
+        progress(index)
+        index += 1
+        time.sleep(0.001)
+
+
+def report_from_start(started: str, count: int, progress: Callable[[Any], None]) -> int:
+    """Touch ``started``, then report 0 .. count-1."""
+    write(started, 1)
+    for index in range(count):
+        progress(index)
+    return count
