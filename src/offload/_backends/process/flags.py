@@ -43,11 +43,14 @@ import itertools
 import math
 import os
 import secrets
+import tempfile
 import threading
 import time
 import weakref
 from multiprocessing import shared_memory
 from typing import Any
+
+from offload._backends.process.pausing import ProcessPauseGate, ProcessWorkerGate
 
 #: Slots per shared-memory segment (8 bytes each).
 SLOTS_PER_SEGMENT = 8192
@@ -220,6 +223,32 @@ class _FlagBase:
         except ValueError:
             return True  # the context is closed: stop
 
+    def attention(self) -> bool:
+        """True once set or knocked (a task's pause point asks it).  Any
+        thread, any process; as cheap as :meth:`is_set`."""
+        try:
+            value = self._view[self._slot]
+        except ValueError:
+            return True
+        return value == self._generation or value == -self._generation
+
+    def knock(self) -> None:
+        """Tell the task its pause gate has news (main process), unless the
+        flag is set: a knock never hides a cancel."""
+        generation = self._generation
+        try:
+            if self._view[self._slot] != generation:
+                self._view[self._slot] = -generation
+        except ValueError:
+            pass
+
+    def pause_address(self) -> str:
+        """Where the task's pause gate listens: unique to this flag."""
+        return os.path.join(
+            tempfile.gettempdir(),
+            f"{self._prefix}p{self._segment}_{self._slot}_{self._generation}",
+        )
+
     def clear(self) -> None:
         """Unset the flag.  Any thread, any process."""
         try:
@@ -276,6 +305,10 @@ class ProcessCancelFlag(_FlagBase):
     def __del__(self) -> None:
         self._free.append(self._segment * SLOTS_PER_SEGMENT + self._slot)
 
+    def pause_gate(self) -> ProcessPauseGate:
+        """A pause gate for the task of this flag (main thread, once)."""
+        return ProcessPauseGate(self.pause_address(), self.knock)
+
 
 class ProcessEvent(_FlagBase):
     """The main process's event (``context.event()``): keeps its slot."""
@@ -288,6 +321,10 @@ class WorkerCancelFlag(_FlagBase):
     frees its slot."""
 
     __slots__ = ()
+
+    def worker_gate(self) -> ProcessWorkerGate:
+        """The task's side of its pause gate (worker, once knocked)."""
+        return ProcessWorkerGate(self.pause_address())
 
 
 def _attach(prefix: str, segment: int, slot: int, generation: int) -> WorkerCancelFlag:
