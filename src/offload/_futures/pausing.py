@@ -230,11 +230,11 @@ class PausePoint:
     __slots__ = ("attention", "cancelled", "_flag", "_gate", "received")
 
     def __init__(self, cancelled: Callable[[], bool]) -> None:
-        flag = getattr(cancelled, "__self__", None)
+        flag: Any = getattr(cancelled, "__self__", None)
         #: True when the task must look: cancelled, paused, or sent values.
         self.attention: Callable[[], bool] = getattr(flag, "attention", cancelled)
         self.cancelled = cancelled
-        self._flag = flag
+        self._flag: Any = flag
         self._gate: Any = None
         #: How many sent values :meth:`take` handed out.
         self.received = 0
