@@ -78,3 +78,11 @@ def report_from_start(started: str, count: int, progress: Callable[[Any], None])
     for index in range(count):
         progress(index)
     return count
+
+
+def dask_gate_state(key: str) -> tuple[bool, int] | None:
+    """On a Dask worker: what the pause gate of ``key`` has received."""
+    from offload._backends.dask.pausing import gates
+
+    gate = gates.get(key)
+    return None if gate is None else gate.state()

@@ -83,6 +83,26 @@ def assert_stays(assistant, items, at, behind=1):
     raise AssertionError(f"the paused task went on: {pt.read(at)} made")
 
 
+def until_delivered(assistant, context, future, paused=True, values=0, timeout=20):
+    """On Dask, wait until every worker has the future's controls.
+
+    Controls reach Dask workers asynchronously (a ``client.run`` a few
+    milliseconds after the call); a task that starts meanwhile would make
+    an item first.  Threads and processes apply a control at the task's
+    next pause point after the call, so there is nothing to wait for.
+    """
+    if type(context).__name__ != "DaskContext":
+        return
+    key = future._cancel.flag.key
+    deadline = time.monotonic() + timeout
+    while True:
+        states = context.client.run(pt.dask_gate_state, key)
+        if all(state == (paused, values) for state in states.values()):
+            return
+        assert time.monotonic() < deadline, states
+        assistant.exercise_event_loop()
+
+
 def one_busy_worker(make_executor, context):
     """An executor of one worker, kept busy until the event returned is set:
     a task submitted meanwhile has surely not started."""
@@ -124,6 +144,7 @@ def test_pause_before_start(make_executor, context, assistant, tmp_path):
     assert future.state == WAITING
     assert future.pause() is True
     items = collect(future)
+    until_delivered(assistant, context, future)
     busy.set()
     assistant.run_until(future, "state", lambda f: f.state == EXECUTING)
     hold(assistant)
@@ -170,6 +191,7 @@ def test_cancel_while_paused_before_start(make_executor, context, assistant, tmp
     started = str(tmp_path / "started")
     future = submit_iteration(executor, pt.count_from_start, started, 5)
     future.pause()
+    until_delivered(assistant, context, future)
     busy.set()
     assistant.run_until(future, "state", lambda f: f.state == EXECUTING)
     future.cancel()
@@ -206,6 +228,7 @@ def test_sent_values_arrive_in_order_none_included(make_executor, context, assis
     for value in ("a", None):
         assert future.send(value) is True
     future.pause()
+    until_delivered(assistant, context, future, values=2)
     busy.set()
     assistant.run_until(future, "state", lambda f: f.state == EXECUTING)
     for value in ("b", {"c": 3}, 0):
@@ -239,6 +262,7 @@ def test_values_left_when_the_generator_ends_are_reported(
     future = submit_iteration(executor, pt.receive, 2)
     for value in range(5):
         future.send(value)
+    until_delivered(assistant, context, future, paused=False, values=5)
     busy.set()
     with caplog.at_level(logging.WARNING, logger="offload.futures"):
         wait_done(assistant, future)
@@ -284,6 +308,7 @@ def test_progress_pause_before_start(make_executor, context, assistant, tmp_path
     future = submit_progress(executor, pt.report_from_start, started, 4)
     future.pause()
     reports = collect(future, "progress")
+    until_delivered(assistant, context, future)
     busy.set()
     wait_file(assistant, started)  # the callable starts...
     hold(assistant)

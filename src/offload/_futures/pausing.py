@@ -112,12 +112,10 @@ class PausableFuture(BaseFuture):
         generator is closed there, a ``progress(...)`` call raises
         :class:`~offload.api.TaskCancelled`.  ``paused`` becomes False.
         """
+        # Setting the task's cancel flag wakes it (the flags of offload's
+        # contexts wake their gates), whoever sets it: this method, the
+        # executor, a timeout.
         cancelled = super().cancel(*args, **kwargs)
-        gate = self._gate
-        if gate is not None:
-            # After the flag is set (super().cancel), so that the woken
-            # task sees it.
-            gate.cancel()
         if cancelled:
             self._paused = False
         return cancelled

@@ -67,7 +67,12 @@ def mark_cancelled(keys: Iterable[str]) -> list[str]:
     keys = list(keys)
     with _lock:
         _cancelled.update(keys)
-        return [key for key in keys if key in _running]
+        running = [key for key in keys if key in _running]
+    for key in keys:
+        gate = gates.get(key)
+        if gate is not None:
+            gate.wake()  # a paused task sees its flag set, and ends
+    return running
 
 
 def task_starting(key: str) -> None:

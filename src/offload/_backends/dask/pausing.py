@@ -7,18 +7,18 @@ What runs where::
     future.pause() ─ queue ─▶ client.run(deliver, ─────▶ gates[key]: paused,
     future.send(v)             key, kind, data)           values; notify
     future.resume()                                     task thread, at its
-    future.cancel(): the                                  pause point:
-      cancel flag first,                                  attention(): key in
-      then CANCEL ──────────▶ (flags before jobs) ─────▶   cancelled or gates
-                                                          checkpoint(): waits
+    flag.set() (cancel) ────▶ client.run(mark_cancelled)  pause point:
+                               ──────────────────────▶   attention(): key in
+                                 cancelled, and the       cancelled or gates
+                                 key's gate notified      checkpoint(): waits
                                                           on the condition
     future done ───────────▶ client.run(forget_gate) ──▶ gates.pop(key)
 
-The controls travel like cancellations (``cancel.py``): by the context's
+The controls travel like cancellations (``cancel.py``), by the context's
 pusher thread, in order, so that ``pause()`` never blocks the main thread
-on the scheduler, and a cancellation is marked on the workers before the
-CANCEL that wakes the task.  A paused task waits on a condition variable
-of its worker process: no polling, no round trip.  Each control costs one
+on the scheduler.  A paused task waits on a condition variable of its
+worker process: no polling, no round trip; marking it cancelled notifies
+that condition, whoever set the flag.  Each control costs one
 ``client.run`` to every worker (the application does not know which
 worker runs the task), a few milliseconds after the call; sent values go
 to every worker and are dropped from them when the future is done, so
@@ -36,7 +36,7 @@ from typing import Any
 from offload._backends.remote import dumps
 
 #: Control kinds, main process to task.
-PAUSE, RESUME, VALUE, CANCEL = range(4)
+PAUSE, RESUME, VALUE = range(3)
 
 
 class DaskWorkerGate:
@@ -61,7 +61,11 @@ class DaskWorkerGate:
                 self._paused = False
             elif kind == VALUE:
                 self._values.append(data)
-            # CANCEL: the waiter looks at its flag again.
+            self._condition.notify_all()
+
+    def wake(self) -> None:
+        """Its task was marked cancelled: a waiter looks again."""
+        with self._condition:
             self._condition.notify_all()
 
     def checkpoint(self, cancelled: Callable[[], bool]) -> None:
@@ -78,6 +82,11 @@ class DaskWorkerGate:
             return default
         # Unpickled here, on the worker that runs the task, not on all.
         return pickle.loads(data)
+
+    def state(self) -> tuple[bool, int]:
+        """``(paused, values waiting)``: what this worker has received."""
+        with self._condition:
+            return self._paused, len(self._values)
 
     def close(self) -> None:
         """The task is over; the future's end makes the workers forget it."""
@@ -145,7 +154,7 @@ class DaskPauseGate:
         self._run_on_workers(deliver, self._key, VALUE, dumps(value))
 
     def cancel(self) -> None:
-        self._run_on_workers(deliver, self._key, CANCEL, None)
+        """Nothing to do: the cancel flag's push wakes the task."""
 
     def close(self) -> None:
         self._run_on_workers(forget_gate, self._key)

@@ -50,7 +50,12 @@ import weakref
 from multiprocessing import shared_memory
 from typing import Any
 
-from offload._backends.process.pausing import ProcessPauseGate, ProcessWorkerGate
+from offload._backends.process.pausing import (
+    KNOCK_BITS,
+    KNOCK_MASK,
+    ProcessPauseGate,
+    ProcessWorkerGate,
+)
 
 #: Slots per shared-memory segment (8 bytes each).
 SLOTS_PER_SEGMENT = 8192
@@ -225,22 +230,39 @@ class _FlagBase:
 
     def attention(self) -> bool:
         """True once set or knocked (a task's pause point asks it).  Any
-        thread, any process; as cheap as :meth:`is_set`."""
+        thread, any process; about as cheap as :meth:`is_set`."""
         try:
             value = self._view[self._slot]
         except ValueError:
             return True
-        return value == self._generation or value == -self._generation
+        generation = self._generation
+        return value == generation or (
+            value < 0 and -value >> KNOCK_BITS == generation
+        )
 
-    def knock(self) -> None:
-        """Tell the task its pause gate has news (main process), unless the
-        flag is set: a knock never hides a cancel."""
+    def knock(self, count: int) -> None:
+        """Tell the task its pause gate has posted ``count`` controls in
+        all (main process), unless the flag is set: a knock never hides a
+        cancel.  The slot holds ``-(generation << KNOCK_BITS | count)``."""
         generation = self._generation
         try:
             if self._view[self._slot] != generation:
-                self._view[self._slot] = -generation
+                self._view[self._slot] = -(
+                    (generation << KNOCK_BITS) | (count & KNOCK_MASK)
+                )
         except ValueError:
             pass
+
+    def posted(self) -> int | None:
+        """The count of the last :meth:`knock` (modulo ``KNOCK_MASK + 1``),
+        or None if the flag is set or was never knocked.  Any process."""
+        try:
+            value = self._view[self._slot]
+        except ValueError:
+            return None
+        if value < 0 and -value >> KNOCK_BITS == self._generation:
+            return -value & KNOCK_MASK
+        return None
 
     def pause_address(self) -> str:
         """Where the task's pause gate listens: unique to this flag."""
@@ -289,7 +311,8 @@ class _FlagBase:
 class ProcessCancelFlag(_FlagBase):
     """The main process's flag: gives its slot back when garbage collected."""
 
-    __slots__ = ("_free",)
+    # _gate: left unassigned (nothing more per task) until pause_gate().
+    __slots__ = ("_free", "_gate")
 
     def __init__(
         self, view: memoryview, prefix: str, segment: int, slot: int,
@@ -305,9 +328,17 @@ class ProcessCancelFlag(_FlagBase):
     def __del__(self) -> None:
         self._free.append(self._segment * SLOTS_PER_SEGMENT + self._slot)
 
+    def set(self) -> None:
+        """Ask for cancellation; wake the task if it is paused."""
+        super().set()
+        gate = getattr(self, "_gate", None)
+        if gate is not None:
+            gate.cancel()
+
     def pause_gate(self) -> ProcessPauseGate:
         """A pause gate for the task of this flag (main thread, once)."""
-        return ProcessPauseGate(self.pause_address(), self.knock)
+        gate = self._gate = ProcessPauseGate(self.pause_address(), self.knock)
+        return gate
 
 
 class ProcessEvent(_FlagBase):
@@ -324,7 +355,7 @@ class WorkerCancelFlag(_FlagBase):
 
     def worker_gate(self) -> ProcessWorkerGate:
         """The task's side of its pause gate (worker, once knocked)."""
-        return ProcessWorkerGate(self.pause_address())
+        return ProcessWorkerGate(self.pause_address(), self.posted)
 
 
 def _attach(prefix: str, segment: int, slot: int, generation: int) -> WorkerCancelFlag:

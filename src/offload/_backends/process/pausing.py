@@ -8,7 +8,7 @@ What runs where::
     -----------        -----------            ------------------
     future.pause()
       Listener(address)  accept() ...
-      flag.knock()  ═ shared memory ════════▶ attention() is true:
+      flag.knock(n)  ═ shared memory ═══════▶ attention() is true:
                                                 Client(address) ─┐
                        ◀── connection ────────────────────────────┘
     gate.pause() ─▶ outbox ─▶ send ──────────▶ checkpoint(): recv
@@ -26,6 +26,11 @@ with the application's ``authkey``, which its worker processes inherit.
 A task that never pauses nor receives a value costs nothing here: the gate
 is made by the future's first ``pause()`` or ``send()``, and the task
 connects only once knocked.
+
+Each knock also counts the controls posted so far (in the slot's low
+bits), and a task at its pause point first receives that many: a control
+posted before the task looks is always applied there, never one or two
+items later (the gate thread may not have written it yet).
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ HELLO_WAKE = b"w"
 #: Seconds ``close()`` waits for the gate thread to end.
 CLOSE_TIMEOUT = 5.0
 
+#: Low bits of a knocked flag slot that count the controls posted: the
+#: count wraps around at KNOCK_MASK (see ``_FlagBase.knock``).
+KNOCK_BITS = 16
+KNOCK_MASK = (1 << KNOCK_BITS) - 1
+
 _PAUSE = dumps((PAUSE, None))
 _RESUME = dumps((RESUME, None))
 _CANCEL = dumps((CANCEL, None))
@@ -65,10 +75,11 @@ class ProcessPauseGate:
     address : str
         The flag's ``pause_address()``.
     knock : callable
-        The flag's ``knock``: tells the task to connect.
+        The flag's ``knock(count)``: tells the task how many controls were
+        posted in all, so that it waits for each (and connects at first).
     """
 
-    def __init__(self, address: str, knock: Callable[[], None]) -> None:
+    def __init__(self, address: str, knock: Callable[[int], None]) -> None:
         self._address = address
         self._knock = knock
         self._listener = Listener(
@@ -76,6 +87,8 @@ class ProcessPauseGate:
         )
         self._condition = threading.Condition(threading.Lock())
         self._outbox: deque[bytes] = deque()
+        #: Controls posted (CANCEL aside): what the knocks count.
+        self._posts = 0
         self._closing = False
         self._connected = False
         #: close() connects to wake the thread out of accept().
@@ -87,7 +100,6 @@ class ProcessPauseGate:
 
     def pause(self) -> None:
         self._post(_PAUSE)
-        self._knock()
 
     def resume(self) -> None:
         self._post(_RESUME)
@@ -95,11 +107,12 @@ class ProcessPauseGate:
     def send(self, value: Any) -> None:
         # Pickled here, so that a value that cannot be sent raises in send().
         self._post(dumps((VALUE, value)))
-        self._knock()
 
     def cancel(self) -> None:
-        # The flag is set already; this wakes a task blocked in recv.
-        self._post(_CANCEL)
+        """Wake a task blocked in recv (its flag is set already).  Any thread."""
+        with self._condition:
+            self._outbox.append(_CANCEL)
+            self._condition.notify_all()
 
     def close(self) -> None:
         """The future is done: end the thread, remove the socket file."""
@@ -122,8 +135,12 @@ class ProcessPauseGate:
         self._thread.join(CLOSE_TIMEOUT)
 
     def _post(self, data: bytes) -> None:
+        """Queue a control for the gate thread, and count it in the flag's
+        slot: the task, at its next pause point, waits until it has it."""
         with self._condition:
             self._outbox.append(data)
+            self._posts += 1
+            self._knock(self._posts)
             self._condition.notify_all()
 
     def _serve(self) -> None:
@@ -181,9 +198,12 @@ class ProcessWorkerGate:
     Made in the worker by the task's first pause point after a knock.
     """
 
-    __slots__ = ("_connection", "_paused", "_values")
+    __slots__ = ("_connection", "_posted", "_received", "_paused", "_values")
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, posted: Callable[[], int | None]) -> None:
+        #: The flag's ``posted()``: how many controls the main process sent.
+        self._posted = posted
+        self._received = 0
         self._paused = False
         self._values: deque[Any] = deque()
         try:
@@ -197,22 +217,39 @@ class ProcessWorkerGate:
         self._connection = connection
 
     def checkpoint(self, cancelled: Callable[[], bool]) -> None:
-        """Read what came; block while paused, until resumed or ``cancelled()``."""
+        """Receive every control posted so far; block while paused, until
+        resumed or ``cancelled()``."""
         connection = self._connection
         if connection is None:
             return
         try:
-            while connection.poll() or (self._paused and not cancelled()):
+            while (
+                self._behind()
+                or connection.poll()
+                or (self._paused and not cancelled())
+            ):
                 kind, value = pickle.loads(connection.recv_bytes())
+                if kind == CANCEL:
+                    continue  # the loop looks at cancelled() again
+                self._received += 1
                 if kind == PAUSE:
                     self._paused = True
                 elif kind == RESUME:
                     self._paused = False
-                elif kind == VALUE:
+                else:
                     self._values.append(value)
-                # CANCEL: the loop looks at cancelled() again.
         except (EOFError, OSError):
             self.close()
+
+    def _behind(self) -> bool:
+        """Whether controls the main process posted have not come yet."""
+        posted = self._posted()
+        if posted is None:
+            return False  # cancelled: what is on its way no longer matters
+        # Counts modulo KNOCK_MASK + 1; a control read before its knock
+        # is seen puts the task "ahead", never behind.
+        missing = (posted - self._received) & KNOCK_MASK
+        return 0 < missing <= KNOCK_MASK // 2
 
     def take(self, default: Any) -> Any:
         """The oldest value received and not taken yet, or ``default``."""

@@ -34,9 +34,12 @@ class ThreadCancelFlag:
     _gate: ThreadPauseGate | None = None
 
     def set(self) -> None:
-        """Ask for cancellation (main thread)."""
+        """Ask for cancellation (main thread); wake the task if paused."""
         self._set = True
         self._attention = True
+        gate = self._gate
+        if gate is not None:
+            gate.cancel()
 
     def is_set(self) -> bool:
         """True once :meth:`set` was called (any thread)."""
