@@ -317,3 +317,52 @@ def test_progress_pause_before_start(make_executor, context, assistant, tmp_path
     wait_done(assistant, future)
     assert future.state == COMPLETED and future.result == 4
     assert reports == [0, 1, 2, 3]
+
+
+def test_a_value_that_cannot_be_pickled_is_refused_by_send(executor, assistant, context):
+    import threading
+
+    import pytest
+
+    if type(context).__name__ == "MultithreadingContext":
+        pytest.skip("nothing is pickled on threads: any value goes")
+    future = submit_iteration(executor, pt.receive, 3)
+
+    try:
+        future.send(threading.Lock())
+    except Exception as error:  # noqa: BLE001 - pickle's own error types vary
+        assert "lock" in str(error).lower()
+    else:
+        raise AssertionError("send() accepted a lock")
+    wait_done(assistant, future)
+    assert future.result == [None, None, None]  # nothing was queued
+
+
+def test_a_context_whose_flags_cannot_pause_says_so(assistant):
+    import threading
+
+    import pytest
+
+    from offload.api import MultithreadingContext, TraitsExecutor
+
+    class EventFlagContext(MultithreadingContext):
+        """A context whose cancel flags are plain events (as Traits
+        Futures' contexts made them)."""
+
+        def cancel_flag(self):
+            return threading.Event()
+
+    with EventFlagContext() as context:
+        executor = TraitsExecutor(context=context, event_loop=assistant.event_loop)
+        try:
+            future = submit_iteration(executor, range, 3)
+            with pytest.raises(RuntimeError, match="has no pause_gate"):
+                future.pause()
+            with pytest.raises(RuntimeError, match="Event"):
+                future.send(1)
+            assert future.paused is False
+            items = collect(future)
+            wait_done(assistant, future)
+            assert items == [0, 1, 2]  # its tasks run as before
+        finally:
+            executor.shutdown(timeout=20)
