@@ -86,3 +86,14 @@ def dask_gate_state(key: str) -> tuple[bool, int] | None:
 
     gate = gates.get(key)
     return None if gate is None else gate.state()
+
+
+def step_ticks(at: str, reporter: Any) -> None:
+    """Steps 0, 1, 2, ... for ever; ``at`` holds the index of the last step
+    asked for (``reporter.step`` is the pause point)."""
+    index = 0
+    while True:
+        write(at, index)
+        reporter.step(f"step {index}")
+        index += 1
+        time.sleep(0.001)

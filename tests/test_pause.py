@@ -366,3 +366,37 @@ def test_a_context_whose_flags_cannot_pause_says_so(assistant):
             assert items == [0, 1, 2]  # its tasks run as before
         finally:
             executor.shutdown(timeout=20)
+
+
+# Steps ----------------------------------------------------------------------
+
+
+def test_steps_pause_resume_cancel(executor, assistant, tmp_path):
+    from offload.api import submit_steps
+
+    at = str(tmp_path / "at")
+    future = submit_steps(executor, 0, "start", pt.step_ticks, at)
+    assistant.run_until(future, "message", lambda f: f.message.startswith("step"))
+    assert future.pause() is True
+    # Stopped in step(n), before step n starts: the message (which comes
+    # at most 1/max_rate s late, always) settles on step n - 1.
+    deadline = time.monotonic() + 20
+    for _ in range(2):
+        while True:
+            last = pt.read(at)
+            if future.message == f"step {last - 1}":
+                break
+            assert time.monotonic() < deadline, (last, future.message)
+            assistant.exercise_event_loop()
+        hold(assistant)
+        if pt.read(at) == last:
+            break
+    assert pt.read(at) == last and future.message == f"step {last - 1}"
+    assert future.resume() is True
+    assistant.run_until(
+        future, "message", lambda f: int(f.message.split()[1]) >= last + 2
+    )
+    future.pause()
+    assert future.cancel() is True
+    wait_done(assistant, future)
+    assert future.state == CANCELLED

@@ -8,7 +8,13 @@ from typing import Any
 from traits.api import Event
 
 from offload._futures.function_task import FunctionSpecification, FunctionTask
-from offload._futures.pausing import NO_VALUE, VALUES_RECEIVED, IterationControl, PausePoint
+from offload._futures.pausing import (
+    NO_VALUE,
+    VALUES_RECEIVED,
+    IterationControl,
+    PausePoint,
+    attention_of,
+)
 
 #: Message kind of one generated item.
 GENERATED = "generated"
@@ -40,36 +46,40 @@ class IterationTask(FunctionTask):
 
     def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
         iterable = iter(self.callable(*self.args, **self.kwargs))
-        point = PausePoint(cancelled)
         # One call per item, as cheap as cancelled(): true once cancelled,
-        # paused, or sent a value.
-        attention = point.attention
+        # paused, or sent a value; only then is a pause point made.
+        attention = attention_of(cancelled)
+        point = None
         try:
             # Before the first item too: a task paused before it started
             # asks for nothing until resumed.
-            if attention() and point.stop():
-                return None
+            if attention():
+                point = PausePoint(cancelled)
+                if point.stop():
+                    return None
             item = next(iterable)
             while True:
                 send((GENERATED, item))
                 # Not held while the iterable makes the next item: once
                 # sent, an item is the application's alone to keep or free.
                 del item
-                value = NO_VALUE
                 if attention():
+                    if point is None:
+                        point = PausePoint(cancelled)
                     if point.stop():
                         return None
                     value = point.take()
-                if value is NO_VALUE:
-                    item = next(iterable)
-                else:
-                    item = _send_to(iterable, value)
+                    if value is not NO_VALUE:
+                        item = _send_to(iterable, value)
+                        continue
+                item = next(iterable)
         except StopIteration as stop:
             return stop.value
         finally:
-            point.close()
-            if point.received:
-                send((VALUES_RECEIVED, point.received))
+            if point is not None:
+                point.close()
+                if point.received:
+                    send((VALUES_RECEIVED, point.received))
             # A cancelled generator is closed, running its finally blocks.
             close = getattr(iterable, "close", None)
             if close is not None:

@@ -212,27 +212,35 @@ class IterationControl(PausableFuture):
             )
 
 
+def attention_of(cancelled: Callable[[], bool]) -> Callable[[], bool]:
+    """What a task's pause points call instead of ``cancelled()``.
+
+    ``cancelled`` is the bound ``is_set`` of the task's cancel flag; its
+    ``attention()`` is true once the task is cancelled, paused or sent a
+    value, and costs what ``is_set()`` does.  With a flag that cannot
+    pause (a third-party context's), ``cancelled`` itself.  Worker side.
+    """
+    return getattr(getattr(cancelled, "__self__", None), "attention", cancelled)
+
+
 class PausePoint:
     """The worker side of pausing: where a task stops while paused.
 
-    Made in the worker from the task's ``cancelled`` callable, the bound
-    ``is_set`` of its cancel flag; with a flag that cannot pause (a
-    third-party context's), ``attention`` is ``cancelled`` itself.
+    Made in the worker, from the task's ``cancelled`` callable, when
+    :func:`attention_of` first says so: a task never paused, sent a value
+    or cancelled never makes one.
 
     Parameters
     ----------
     cancelled : callable
-        The task's ``cancelled()``.
+        The task's ``cancelled()``, the bound ``is_set`` of its flag.
     """
 
-    __slots__ = ("attention", "cancelled", "_flag", "_gate", "received")
+    __slots__ = ("cancelled", "_flag", "_gate", "received")
 
     def __init__(self, cancelled: Callable[[], bool]) -> None:
-        flag: Any = getattr(cancelled, "__self__", None)
-        #: True when the task must look: cancelled, paused, or sent values.
-        self.attention: Callable[[], bool] = getattr(flag, "attention", cancelled)
         self.cancelled = cancelled
-        self._flag: Any = flag
+        self._flag: Any = getattr(cancelled, "__self__", None)
         self._gate: Any = None
         #: How many sent values :meth:`take` handed out.
         self.received = 0

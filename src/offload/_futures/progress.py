@@ -8,7 +8,7 @@ from typing import Any
 from traits.api import Event
 
 from offload._futures.function_task import FunctionSpecification, FunctionTask
-from offload._futures.pausing import PausableFuture, PausePoint
+from offload._futures.pausing import PausableFuture, PausePoint, attention_of
 
 #: Message kind of one progress report.
 PROGRESS = "progress"
@@ -38,10 +38,10 @@ class ProgressReporter:
     def __init__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> None:
         self._send = send
         self._cancelled = cancelled
-        point = PausePoint(cancelled)
-        self._point = point
-        # As cheap as cancelled(): true once cancelled or paused.
-        self._attention = point.attention
+        # As cheap as cancelled(): true once cancelled or paused; only then
+        # is a pause point made.
+        self._attention = attention_of(cancelled)
+        self._point: PausePoint | None = None
 
     def __call__(self, info: Any = None) -> None:
         """Report ``info``.
@@ -50,7 +50,10 @@ class ProgressReporter:
         :class:`TaskCancelled` once cancellation was asked for.
         """
         if self._attention():
-            self._point.raise_if_cancelled()
+            point = self._point
+            if point is None:
+                point = self._point = PausePoint(self._cancelled)
+            point.raise_if_cancelled()
         self._send((PROGRESS, info))
 
     def cancelled(self) -> bool:
@@ -59,7 +62,9 @@ class ProgressReporter:
 
     def close(self) -> None:
         """The task is over: let go of its pause gate (worker)."""
-        self._point.close()
+        point = self._point
+        if point is not None:
+            point.close()
 
 
 class ProgressTask(FunctionTask):
