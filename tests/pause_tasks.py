@@ -97,3 +97,15 @@ def step_ticks(at: str, reporter: Any) -> None:
         reporter.step(f"step {index}")
         index += 1
         time.sleep(0.001)
+
+
+def gather_values(end: Any) -> Iterator[int]:
+    """Keep the values sent to it until ``end``; yield how many it has."""
+    got: list[Any] = []
+    while True:
+        value = yield len(got)
+        if value == end:
+            return got
+        if value is not None:
+            got.append(value)
+        time.sleep(0.001)
