@@ -400,3 +400,19 @@ def test_steps_pause_resume_cancel(executor, assistant, tmp_path):
     assert future.cancel() is True
     wait_done(assistant, future)
     assert future.state == CANCELLED
+
+
+def test_setting_the_cancel_flag_alone_wakes_a_paused_task(executor, assistant, tmp_path):
+    """What a timeout or the executor may do without ``future.cancel()``:
+    set the task's cancel flag.  The paused task wakes and ends (here,
+    with the future never told: it returns, and the future COMPLETES)."""
+    at, closed = str(tmp_path / "at"), str(tmp_path / "closed")
+    future = submit_iteration(executor, pt.ticks, at, closed)
+    items = collect(future)
+    wait_items(assistant, future, items, 2)
+    future.pause()
+    assert_stays(assistant, items, at)
+    future._cancel.flag.set()
+    wait_done(assistant, future)
+    assert future.state == COMPLETED and future.paused is False
+    assert pt.read(closed) == 1
