@@ -7,6 +7,11 @@ no message, no helper process (Traits Futures asked a
 ``multiprocessing.Manager`` process, a round trip of about 2.5 ms per task).
 ``wait()`` polls the slot (see :meth:`_FlagBase.wait`).
 
+A paused task's flag is *knocked*: its slot holds ``-(generation << 16 |
+controls posted)``, which ``is_set()`` reads as unset and ``attention()``
+(what a task's pause points ask) as "look at your pause gate"
+(``pausing.py``).  A knock never overwrites a set flag.
+
 Two kinds share the segments:
 
 * the executor's cancel flags (:class:`ProcessCancelFlag`, one per task),
