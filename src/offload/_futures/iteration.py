@@ -29,7 +29,7 @@ class IterationFuture(IterationControl):
     ``pause()`` stops the iteration at its next ``yield`` (the item it
     yields is delivered; the next is not asked for) until ``resume()`` or
     ``cancel()``; ``send(value)`` queues a value for the generator's next
-    ``yield``.  See :class:`~offload.api.IterationFuture`'s methods.
+    ``yield``.  Both are called on the main thread.
     """
 
     #: Fired with each item the iterable yields (main thread, in order).
