@@ -68,13 +68,14 @@ def wait_settled(assistant, items, at, behind=1, timeout=20):
         assistant.exercise_event_loop()
 
 
-def assert_stays(assistant, items, at, behind=1):
+def assert_stays(assistant, context, future, items, at, behind=1):
     """A paused task stops: nothing made, nothing delivered, over a window.
 
     The task may have gone past its pause point just before it was paused:
     it makes at most one more item, then stops; so the second look must
     find it still.
     """
+    until_delivered(assistant, context, future)
     for _ in range(2):
         last = wait_settled(assistant, items, at, behind)
         hold(assistant)
@@ -115,7 +116,7 @@ def one_busy_worker(make_executor, context):
 # Iteration ------------------------------------------------------------------
 
 
-def test_pause_while_running_resume_then_cancel(executor, assistant, tmp_path):
+def test_pause_while_running_resume_then_cancel(executor, context, assistant, tmp_path):
     at, closed = str(tmp_path / "at"), str(tmp_path / "closed")
     future = submit_iteration(executor, pt.ticks, at, closed)
     items = collect(future)
@@ -124,7 +125,7 @@ def test_pause_while_running_resume_then_cancel(executor, assistant, tmp_path):
     assert future.pause() is True
     assert future.paused is True and paused == [True]
     assert future.pause() is False  # already paused
-    assert_stays(assistant, items, at)
+    assert_stays(assistant, context, future, items, at)
     count = len(items)
     assert future.resume() is True
     assert future.paused is False and paused == [True, False]
@@ -284,14 +285,14 @@ def test_send_to_a_plain_iterable_fails_clearly(executor, assistant):
 # Progress -------------------------------------------------------------------
 
 
-def test_progress_pause_resume_cancel(executor, assistant, tmp_path):
+def test_progress_pause_resume_cancel(executor, context, assistant, tmp_path):
     at = str(tmp_path / "at")
     future = submit_progress(executor, pt.report_ticks, at)
     reports = collect(future, "progress")
     wait_items(assistant, future, reports, 3)
     assert future.pause() is True
     # Blocked in progress(last), before sending it.
-    assert_stays(assistant, reports, at, behind=0)
+    assert_stays(assistant, context, future, reports, at, behind=0)
     last = len(reports)
     assert future.resume() is True
     wait_items(assistant, future, reports, last + 3)
@@ -371,13 +372,14 @@ def test_a_context_whose_flags_cannot_pause_says_so(assistant):
 # Steps ----------------------------------------------------------------------
 
 
-def test_steps_pause_resume_cancel(executor, assistant, tmp_path):
+def test_steps_pause_resume_cancel(executor, context, assistant, tmp_path):
     from offload.api import submit_steps
 
     at = str(tmp_path / "at")
     future = submit_steps(executor, 0, "start", pt.step_ticks, at)
     assistant.run_until(future, "message", lambda f: f.message.startswith("step"))
     assert future.pause() is True
+    until_delivered(assistant, context, future)
     # Stopped in step(n), before step n starts: the message (which comes
     # at most 1/max_rate s late, always) settles on step n - 1.
     deadline = time.monotonic() + 20
@@ -402,7 +404,9 @@ def test_steps_pause_resume_cancel(executor, assistant, tmp_path):
     assert future.state == CANCELLED
 
 
-def test_setting_the_cancel_flag_alone_wakes_a_paused_task(executor, assistant, tmp_path):
+def test_setting_the_cancel_flag_alone_wakes_a_paused_task(
+    executor, context, assistant, tmp_path
+):
     """What a timeout or the executor may do without ``future.cancel()``:
     set the task's cancel flag.  The paused task wakes and ends (here,
     with the future never told: it returns, and the future COMPLETES)."""
@@ -411,7 +415,7 @@ def test_setting_the_cancel_flag_alone_wakes_a_paused_task(executor, assistant, 
     items = collect(future)
     wait_items(assistant, future, items, 2)
     future.pause()
-    assert_stays(assistant, items, at)
+    assert_stays(assistant, context, future, items, at)
     future._cancel.flag.set()
     wait_done(assistant, future)
     assert future.state == COMPLETED and future.paused is False
