@@ -7,18 +7,20 @@ from typing import Any
 
 from traits.api import Event
 
-from offload._futures.base import BaseFuture, TaskCancelled
 from offload._futures.function_task import FunctionSpecification, FunctionTask
+from offload._futures.pausing import PausableFuture, PausePoint, attention_of
 
 #: Message kind of one progress report.
 PROGRESS = "progress"
 
 
-class ProgressFuture(BaseFuture):
+class ProgressFuture(PausableFuture):
     """Future of :func:`~offload.api.submit_progress`.
 
     ``progress`` fires on the main thread with each value the task reports,
-    in order.
+    in order.  ``pause()`` stops the task in its next ``progress(...)``
+    call, before that report is sent, until ``resume()`` or ``cancel()``
+    (then the call raises :class:`~offload.api.TaskCancelled`).
     """
 
     #: Fired with each ``progress(info)`` of the task (main thread, in order).
@@ -31,21 +33,38 @@ class ProgressFuture(BaseFuture):
 class ProgressReporter:
     """The ``progress`` callable a task receives.  Runs in the worker."""
 
-    __slots__ = ("_send", "_cancelled")
+    __slots__ = ("_send", "_cancelled", "_attention", "_point")
 
     def __init__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> None:
         self._send = send
         self._cancelled = cancelled
+        # As cheap as cancelled(): true once cancelled or paused; only then
+        # is a pause point made.
+        self._attention = attention_of(cancelled)
+        self._point: PausePoint | None = None
 
     def __call__(self, info: Any = None) -> None:
-        """Report ``info``; raises :class:`TaskCancelled` once cancelled."""
-        if self._cancelled():
-            raise TaskCancelled("the task was cancelled")
+        """Report ``info``.
+
+        Blocks while the future is paused (before sending ``info``); raises
+        :class:`TaskCancelled` once cancellation was asked for.
+        """
+        if self._attention():
+            point = self._point
+            if point is None:
+                point = self._point = PausePoint(self._cancelled)
+            point.raise_if_cancelled()
         self._send((PROGRESS, info))
 
     def cancelled(self) -> bool:
-        """True once cancellation was asked for (without raising)."""
+        """True once cancellation was asked for (without raising or pausing)."""
         return self._cancelled()
+
+    def close(self) -> None:
+        """The task is over: let go of its pause gate (worker)."""
+        point = self._point
+        if point is not None:
+            point.close()
 
 
 class ProgressTask(FunctionTask):
@@ -55,7 +74,10 @@ class ProgressTask(FunctionTask):
 
     def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
         reporter = ProgressReporter(send, cancelled)
-        return self.callable(*self.args, progress=reporter, **self.kwargs)
+        try:
+            return self.callable(*self.args, progress=reporter, **self.kwargs)
+        finally:
+            reporter.close()
 
 
 class BackgroundProgress(FunctionSpecification):

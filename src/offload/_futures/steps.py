@@ -13,8 +13,9 @@ from typing import Any
 from traits.api import Any as AnyTrait
 from traits.api import Float, Int, Property, Str, Union
 
-from offload._futures.base import BaseFuture, IFuture
+from offload._futures.base import IFuture
 from offload._futures.function_task import FunctionSpecification, FunctionTask
+from offload._futures.pausing import PausableFuture
 from offload._futures.steps_reporter import (
     DEFAULT_MAX_RATE,
     StepsReporter,
@@ -22,7 +23,7 @@ from offload._futures.steps_reporter import (
 )
 
 
-class StepsFuture(BaseFuture):
+class StepsFuture(PausableFuture):
     """Future of :func:`~offload.api.submit_steps`.
 
     Every trait below is read-only and changes, and notifies, on the main
@@ -30,6 +31,11 @@ class StepsFuture(BaseFuture):
     the task makes faster than that are coalesced in the worker, the
     latest one winning.  The last update the task made is always delivered
     before ``done`` fires.
+
+    ``pause()`` stops the task in its next ``reporter.step()`` or
+    ``reporter.stop()`` call, before that step starts, until ``resume()``
+    or ``cancel()`` (then the call raises
+    :class:`~offload.api.TaskCancelled`).
     """
 
     #: Units of work of the whole task, as given to ``submit_steps`` (0 if

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from offload._futures.base import TaskCancelled
+from offload._futures.pausing import PausePoint, attention_of
 
 #: Message kind of one steps update; its argument is
 #: ``(complete, message, seconds since the task started)``.
@@ -70,7 +70,9 @@ class IStepsReporter(abc.ABC):
     def step(self, message: str, *, size: int = 1) -> None:
         """Start a step of ``size`` units, described by ``message``.
 
-        The previous step, if any, is now complete.
+        The previous step, if any, is now complete.  While the future is
+        paused, the call waits (before the step starts) until it is
+        resumed or cancelled.
 
         Parameters
         ----------
@@ -90,6 +92,8 @@ class IStepsReporter(abc.ABC):
     def stop(self, message: str) -> None:
         """Complete the current step and show ``message``: the work is done.
 
+        Waits while the future is paused, as :meth:`step` does.
+
         Raises
         ------
         TaskCancelled
@@ -105,8 +109,8 @@ class StepsReporter(IStepsReporter):
     """
 
     __slots__ = (
-        "_send", "_cancelled", "_complete", "_pending", "_message", "_interval",
-        "_start", "_next_send", "_held", "_closed", "_lock",
+        "_send", "_cancelled", "_attention", "_point", "_complete", "_pending",
+        "_message", "_interval", "_start", "_next_send", "_held", "_closed", "_lock",
     )
 
     def __init__(
@@ -118,6 +122,10 @@ class StepsReporter(IStepsReporter):
     ) -> None:
         self._send = send
         self._cancelled = cancelled
+        # As cheap as cancelled(): true once cancelled or paused; only then
+        # is a pause point made.
+        self._attention = attention_of(cancelled)
+        self._point: PausePoint | None = None
         self._complete = 0
         self._pending = 0
         self._message = message
@@ -135,11 +143,12 @@ class StepsReporter(IStepsReporter):
     def step(self, message: str, *, size: int = 1) -> None:
         """Start a step of ``size`` units described by ``message``.
 
-        The step before it (if any) counts as complete.  Raises
-        :class:`~offload.api.TaskCancelled` once cancellation was asked for.
+        The step before it (if any) counts as complete.  Blocks while the
+        future is paused; raises :class:`~offload.api.TaskCancelled` once
+        cancellation was asked for.
         """
-        if self._cancelled():
-            raise TaskCancelled("the task was cancelled")
+        if self._attention():
+            self._pause_point()
         if not isinstance(message, str):
             raise TypeError(f"step(message) needs a str message, got {message!r}")
         if not isinstance(size, int) or isinstance(size, bool):
@@ -155,11 +164,11 @@ class StepsReporter(IStepsReporter):
     def stop(self, message: str) -> None:
         """Complete the current step and show ``message``: the work is done.
 
-        Raises :class:`~offload.api.TaskCancelled` once cancellation was
-        asked for.
+        Blocks while the future is paused; raises
+        :class:`~offload.api.TaskCancelled` once cancellation was asked for.
         """
-        if self._cancelled():
-            raise TaskCancelled("the task was cancelled")
+        if self._attention():
+            self._pause_point()
         if not isinstance(message, str):
             raise TypeError(f"stop(message) needs a str message, got {message!r}")
         with self._lock:
@@ -178,6 +187,16 @@ class StepsReporter(IStepsReporter):
             if self._held:
                 self._send_now(_now())
             self._closed = True
+        point = self._point
+        if point is not None:
+            point.close()
+
+    def _pause_point(self) -> None:
+        """Cancelled, paused or knocked: wait or raise (task's thread)."""
+        point = self._point
+        if point is None:
+            point = self._point = PausePoint(self._cancelled)
+        point.raise_if_cancelled()
 
     def flush_due(self) -> None:
         """Send the held update (the flusher thread, at its due time)."""

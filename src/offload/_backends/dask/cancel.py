@@ -37,6 +37,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from offload._backends.dask.pausing import (
+    DaskPauseGate,
+    DaskWorkerGate,
+    forget_gates,
+    gate_of,
+    gates,
+)
+
 logger = logging.getLogger("offload.contexts.dask")
 
 #: Keys of the cancelled tasks, in each worker process.
@@ -59,7 +67,12 @@ def mark_cancelled(keys: Iterable[str]) -> list[str]:
     keys = list(keys)
     with _lock:
         _cancelled.update(keys)
-        return [key for key in keys if key in _running]
+        running = [key for key in keys if key in _running]
+    for key in keys:
+        gate = gates.get(key)
+        if gate is not None:
+            gate.wake()  # a paused task sees its flag set, and ends
+    return running
 
 
 def task_starting(key: str) -> None:
@@ -78,6 +91,7 @@ def forget_cancelled(prefix: str) -> None:
     """Forget the keys of one context (runs on each worker when it closes)."""
     for key in [key for key in _cancelled if key.startswith(prefix)]:
         _cancelled.discard(key)
+    forget_gates(prefix)
 
 
 class WorkerCancelFlag:
@@ -95,6 +109,16 @@ class WorkerCancelFlag:
     def set(self) -> None:
         """Mark cancelled in this worker process only."""
         _cancelled.add(self.key)
+
+    def attention(self) -> bool:
+        """True once cancelled, paused or sent a value (a task's pause
+        point asks it; two set look-ups)."""
+        key = self.key
+        return key in _cancelled or key in gates
+
+    def worker_gate(self) -> DaskWorkerGate:
+        """The task's pause gate in this worker process."""
+        return gate_of(self.key)
 
     def __reduce__(self) -> tuple:
         return (WorkerCancelFlag, (self.key,))
@@ -128,6 +152,10 @@ class DaskCancelFlag:
     def is_set(self) -> bool:
         """True once :meth:`set` was called."""
         return self._set
+
+    def pause_gate(self) -> DaskPauseGate:
+        """A pause gate for this flag's task (main thread, once)."""
+        return DaskPauseGate(self.key, self._pusher.run_on_workers)
 
     def __reduce__(self) -> tuple:
         return (WorkerCancelFlag, (self.key,))

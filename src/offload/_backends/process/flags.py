@@ -7,6 +7,11 @@ no message, no helper process (Traits Futures asked a
 ``multiprocessing.Manager`` process, a round trip of about 2.5 ms per task).
 ``wait()`` polls the slot (see :meth:`_FlagBase.wait`).
 
+A paused task's flag is *knocked*: its slot holds ``-(generation << 16 |
+controls posted)``, which ``is_set()`` reads as unset and ``attention()``
+(what a task's pause points ask) as "look at your pause gate"
+(``pausing.py``).  A knock never overwrites a set flag.
+
 Two kinds share the segments:
 
 * the executor's cancel flags (:class:`ProcessCancelFlag`, one per task),
@@ -43,11 +48,19 @@ import itertools
 import math
 import os
 import secrets
+import tempfile
 import threading
 import time
 import weakref
 from multiprocessing import shared_memory
 from typing import Any
+
+from offload._backends.process.pausing import (
+    KNOCK_BITS,
+    KNOCK_MASK,
+    ProcessPauseGate,
+    ProcessWorkerGate,
+)
 
 #: Slots per shared-memory segment (8 bytes each).
 SLOTS_PER_SEGMENT = 8192
@@ -220,6 +233,49 @@ class _FlagBase:
         except ValueError:
             return True  # the context is closed: stop
 
+    def attention(self) -> bool:
+        """True once set or knocked (a task's pause point asks it).  Any
+        thread, any process; about as cheap as :meth:`is_set`."""
+        try:
+            value = self._view[self._slot]
+        except ValueError:
+            return True
+        generation = self._generation
+        return value == generation or (
+            value < 0 and -value >> KNOCK_BITS == generation
+        )
+
+    def knock(self, count: int) -> None:
+        """Tell the task its pause gate has posted ``count`` controls in
+        all (main process), unless the flag is set: a knock never hides a
+        cancel.  The slot holds ``-(generation << KNOCK_BITS | count)``."""
+        generation = self._generation
+        try:
+            if self._view[self._slot] != generation:
+                self._view[self._slot] = -(
+                    (generation << KNOCK_BITS) | (count & KNOCK_MASK)
+                )
+        except ValueError:
+            pass
+
+    def posted(self) -> int | None:
+        """The count of the last :meth:`knock` (modulo ``KNOCK_MASK + 1``),
+        or None if the flag is set or was never knocked.  Any process."""
+        try:
+            value = self._view[self._slot]
+        except ValueError:
+            return None
+        if value < 0 and -value >> KNOCK_BITS == self._generation:
+            return -value & KNOCK_MASK
+        return None
+
+    def pause_address(self) -> str:
+        """Where the task's pause gate listens: unique to this flag."""
+        return os.path.join(
+            tempfile.gettempdir(),
+            f"{self._prefix}p{self._segment}_{self._slot}_{self._generation}",
+        )
+
     def clear(self) -> None:
         """Unset the flag.  Any thread, any process."""
         try:
@@ -260,7 +316,8 @@ class _FlagBase:
 class ProcessCancelFlag(_FlagBase):
     """The main process's flag: gives its slot back when garbage collected."""
 
-    __slots__ = ("_free",)
+    # _gate: left unassigned (nothing more per task) until pause_gate().
+    __slots__ = ("_free", "_gate")
 
     def __init__(
         self, view: memoryview, prefix: str, segment: int, slot: int,
@@ -276,6 +333,18 @@ class ProcessCancelFlag(_FlagBase):
     def __del__(self) -> None:
         self._free.append(self._segment * SLOTS_PER_SEGMENT + self._slot)
 
+    def set(self) -> None:
+        """Ask for cancellation; wake the task if it is paused."""
+        super().set()
+        gate = getattr(self, "_gate", None)
+        if gate is not None:
+            gate.cancel()
+
+    def pause_gate(self) -> ProcessPauseGate:
+        """A pause gate for the task of this flag (main thread, once)."""
+        gate = self._gate = ProcessPauseGate(self.pause_address(), self.knock)
+        return gate
+
 
 class ProcessEvent(_FlagBase):
     """The main process's event (``context.event()``): keeps its slot."""
@@ -288,6 +357,10 @@ class WorkerCancelFlag(_FlagBase):
     frees its slot."""
 
     __slots__ = ()
+
+    def worker_gate(self) -> ProcessWorkerGate:
+        """The task's side of its pause gate (worker, once knocked)."""
+        return ProcessWorkerGate(self.pause_address(), self.posted)
 
 
 def _attach(prefix: str, segment: int, slot: int, generation: int) -> WorkerCancelFlag:

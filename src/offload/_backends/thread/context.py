@@ -11,6 +11,7 @@ from offload._backends.interface import (
     check_max_workers,
     check_open,
 )
+from offload._backends.thread.pausing import ThreadPauseGate
 from offload._backends.thread.pool import WorkerThreadPool
 from offload._backends.thread.router import ThreadRouter
 from offload._event_loops.interface import IEventLoop
@@ -27,14 +28,43 @@ class ThreadCancelFlag:
     """
 
     _set = False
+    #: True once set, paused or sent a value: what a pause point asks.
+    _attention = False
+    #: The task's pause gate, once its future paused or sent a value.
+    _gate: ThreadPauseGate | None = None
 
     def set(self) -> None:
-        """Ask for cancellation (main thread)."""
+        """Ask for cancellation (main thread); wake the task if paused."""
         self._set = True
+        self._attention = True
+        gate = self._gate
+        if gate is not None:
+            gate.cancel()
 
     def is_set(self) -> bool:
         """True once :meth:`set` was called (any thread)."""
         return self._set
+
+    def attention(self) -> bool:
+        """True once set, paused or sent a value (the task's thread)."""
+        return self._attention
+
+    def knock(self) -> None:
+        """Make :meth:`attention` true: the gate has news (main thread)."""
+        self._attention = True
+
+    def pause_gate(self) -> ThreadPauseGate:
+        """The task's pause gate, made at the first call (main thread)."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = ThreadPauseGate(self.knock)
+        return gate
+
+    def worker_gate(self) -> ThreadPauseGate:
+        """The same gate, for the task (made before any knock)."""
+        gate = self._gate
+        assert gate is not None, "knocked before the gate was made"
+        return gate
 
 
 class MultithreadingContext(ContextBase):
