@@ -18,6 +18,7 @@ from offload.api import (
     EXECUTING,
     FAILED,
     WAITING,
+    TaskTimedOut,
     submit_call,
     submit_iteration,
     submit_progress,
@@ -420,3 +421,19 @@ def test_setting_the_cancel_flag_alone_wakes_a_paused_task(
     wait_done(assistant, future)
     assert future.state == COMPLETED and future.paused is False
     assert pt.read(closed) == 1
+
+
+def test_a_task_that_times_out_while_paused_fails_with_task_timed_out(
+    executor, assistant, tmp_path
+):
+    at, closed = str(tmp_path / "at"), str(tmp_path / "closed")
+    future = submit_iteration(executor.options(timeout=2.0), pt.ticks, at, closed)
+    items = collect(future)
+    wait_items(assistant, future, items, 2)
+    assert future.pause() is True
+    # Paused well before its limit: the limit still ends it, wherever it waits.
+    wait_done(assistant, future, timeout=20)
+    assert future.state == FAILED
+    assert isinstance(future.exception_object, TaskTimedOut)
+    assert "TaskTimedOut" in future.exception[0]
+    assert future.paused is False
