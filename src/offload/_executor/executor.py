@@ -270,7 +270,13 @@ class TraitsExecutor(HasStrictTraits):
         """
         return self._submit(task, self._default_options)
 
-    def options(self, *, timeout: float | None = None, priority: int = 0) -> TaskOptions:
+    def options(
+        self,
+        *,
+        timeout: float | None = None,
+        priority: int = 0,
+        max_progress_rate: float | None = None,
+    ) -> TaskOptions:
         """Options for some tasks, without touching their arguments.
 
         Returns an object to submit through, in place of the executor:
@@ -293,6 +299,14 @@ class TraitsExecutor(HasStrictTraits):
             Of the tasks waiting for a worker, those of higher priority
             start first; equal priorities start first in, first out.
             Default 0, that of every task submitted without options.
+        max_progress_rate : float, optional
+            Most progress updates a second delivered to the future of a
+            ``submit_progress`` or ``submit_steps`` task: the worker keeps
+            only the latest report until the next may go, and always sends
+            the last one before the task's end.  Default None: every report
+            of a progress task (Traits Futures' contract), 25 a second for
+            a steps task; ``math.inf``: every report.  A task of another
+            kind submitted with it raises ``TypeError``.
 
         Raises
         ------
@@ -301,7 +315,9 @@ class TraitsExecutor(HasStrictTraits):
         """
         if timeout is None and self._default_options is not None:
             timeout = self._default_options.timeout
-        return TaskOptions(self, timeout=timeout, priority=priority)
+        return TaskOptions(
+            self, timeout=timeout, priority=priority, max_progress_rate=max_progress_rate
+        )
 
     def _submit(self, task: ITaskSpecification, options: TaskOptions | None) -> IFuture:
         """Submit ``task`` with ``options`` (None: none); see :meth:`submit`."""

@@ -12,8 +12,8 @@ plain ones) exist only for tasks that have options.
 Adding an option: give :class:`TaskOptions` a keyword (with a default that
 changes nothing), a check in :meth:`TaskOptions.__init__`, and say in
 :meth:`TaskOptions.active` whether it needs the option handles; then use
-it in the handles (worker-side limits such as the ``max_progress_rate``
-of issue 33 would travel with the task's runner from here).
+it in the handles, or (for what the worker applies, such as
+``max_progress_rate``) set it on the task specification in :meth:`submit`.
 
 What runs where::
 
@@ -73,6 +73,23 @@ def check_timeout(name: str, value: Any) -> float | None:
     return None if math.isinf(value) else float(value)
 
 
+def check_rate(value: Any) -> float | None:
+    """A progress rate: None, or updates a second (> 0; ``math.inf``: all)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"max_progress_rate must be a number of updates a second or None, "
+            f"got {value!r} of type {type(value).__name__}"
+        )
+    if not value > 0:  # also NaN
+        raise ValueError(
+            f"max_progress_rate must be more than 0 updates a second (None for "
+            f"the task kind's default, math.inf for every update), got {value!r}"
+        )
+    return float(value)
+
+
 class TaskOptions:
     """Options for the tasks submitted through it; made by
     ``TraitsExecutor.options()``.
@@ -92,11 +109,24 @@ class TaskOptions:
     priority : int
         Tasks of higher priority start first; equal priorities start in
         the order submitted.
+    max_progress_rate : float or None
+        Most progress updates a second delivered to the future of a
+        progress or steps task (coalesced in the worker to the latest
+        value; the last one before the end is never dropped).  None: the
+        task kind's default (every report for ``submit_progress``, 25 a
+        second for ``submit_steps``); ``math.inf``: every report.
     """
 
-    __slots__ = ("executor", "timeout", "priority")
+    __slots__ = ("executor", "timeout", "priority", "max_progress_rate")
 
-    def __init__(self, executor: Any, *, timeout: Any = None, priority: Any = 0) -> None:
+    def __init__(
+        self,
+        executor: Any,
+        *,
+        timeout: Any = None,
+        priority: Any = 0,
+        max_progress_rate: Any = None,
+    ) -> None:
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(
                 f"priority must be an int (higher starts first), got {priority!r} "
@@ -105,6 +135,7 @@ class TaskOptions:
         self.executor = executor
         self.timeout = check_timeout("timeout", timeout)
         self.priority = priority
+        self.max_progress_rate = check_rate(max_progress_rate)
 
     @property
     def active(self) -> bool:
@@ -115,6 +146,16 @@ class TaskOptions:
         """Submit ``task`` (an ``ITaskSpecification``) with these options;
         return its future.  Like ``TraitsExecutor.submit``, whose rules and
         errors apply."""
+        rate = self.max_progress_rate
+        if rate is not None:
+            if not hasattr(task, "max_progress_rate"):
+                raise TypeError(
+                    "max_progress_rate applies to tasks that report progress "
+                    "(submit_progress, submit_steps), not to a "
+                    f"{type(task).__name__}; submit it through options "
+                    "without max_progress_rate"
+                )
+            task.max_progress_rate = None if math.isinf(rate) else rate
         return self.executor._submit(task, self if self.active else None)
 
     def handle(self, plain: type, router: Any, task_id: int, flag: Any, event_loop: Any) -> Any:
@@ -126,7 +167,10 @@ class TaskOptions:
         return handle
 
     def __repr__(self) -> str:
-        return f"<TaskOptions timeout={self.timeout!r} priority={self.priority!r}>"
+        return (
+            f"<TaskOptions timeout={self.timeout!r} priority={self.priority!r} "
+            f"max_progress_rate={self.max_progress_rate!r}>"
+        )
 
 
 def _expire(handle: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +11,9 @@ from traits.api import Event
 
 from offload._futures.function_task import FunctionSpecification, FunctionTask
 from offload._futures.pausing import PausableFuture, PausePoint, attention_of
+from offload._futures.steps_reporter import schedule_flush
+
+_now = time.monotonic
 
 #: Message kind of one progress report.
 PROGRESS = "progress"
@@ -67,6 +72,74 @@ class ProgressReporter:
             point.close()
 
 
+class CoalescingProgressReporter(ProgressReporter):
+    """The ``progress`` callable of a task with a ``max_progress_rate``.
+
+    Sends a report at once if the last one went at least ``1 / max_rate``
+    seconds ago; otherwise keeps it (a later report replaces it), and this
+    process's flusher thread (the steps reporters') sends the one kept at
+    its due time, so that a report followed by a long silence is still
+    shown.  When the task ends, whatever the way, the kept report goes
+    before the end: the last value reported is never dropped.
+    """
+
+    __slots__ = ("_interval", "_next_send", "_held", "_value", "_closed", "_lock")
+
+    def __init__(
+        self, send: Callable[[tuple], None], cancelled: Callable[[], bool], max_rate: float
+    ) -> None:
+        super().__init__(send, cancelled)
+        self._interval = 1.0 / max_rate
+        #: Clock time from which the next report may be sent at once.
+        self._next_send = _now()
+        #: A report waits for its due time: ``_value``.
+        self._held = False
+        self._value: Any = None
+        #: The task ended: nothing more is sent.
+        self._closed = False
+        #: Guards the state against the flusher thread.
+        self._lock = threading.Lock()
+
+    def __call__(self, info: Any = None) -> None:
+        """Report ``info`` (or keep it for its due time); see
+        :meth:`ProgressReporter.__call__`."""
+        if self._attention():
+            point = self._point
+            if point is None:
+                point = self._point = PausePoint(self._cancelled)
+            point.raise_if_cancelled()
+        with self._lock:
+            self._value = info
+            now = _now()
+            if now >= self._next_send:
+                self._send_now(now)
+            elif not self._held:
+                self._held = True
+                schedule_flush(self._next_send, self)
+
+    def flush_due(self) -> None:
+        """Send the kept report (the flusher thread, at its due time)."""
+        with self._lock:
+            now = _now()
+            if self._held and not self._closed and now >= self._next_send:
+                self._send_now(now)
+
+    def close(self) -> None:
+        """The task is over: send the kept report, then nothing more."""
+        with self._lock:
+            if self._held:
+                self._send_now(_now())
+            self._closed = True
+        super().close()
+
+    def _send_now(self, now: float) -> None:
+        # With the lock held.
+        self._held = False
+        self._next_send = now + self._interval
+        value, self._value = self._value, None
+        self._send((PROGRESS, value))
+
+
 class ProgressTask(FunctionTask):
     """Worker side of a progress call."""
 
@@ -80,10 +153,39 @@ class ProgressTask(FunctionTask):
             reporter.close()
 
 
-class BackgroundProgress(FunctionSpecification):
-    """Specification of a progress call."""
+class CoalescingProgressTask(FunctionTask):
+    """Worker side of a progress call with a ``max_progress_rate``."""
 
-    __slots__ = ()
+    __slots__ = ("max_rate",)
+
+    def __init__(
+        self, callable: Callable[..., Any], args: tuple, kwargs: dict, max_rate: float
+    ) -> None:
+        super().__init__(callable, args, kwargs)
+        self.max_rate = max_rate
+
+    def __getstate__(self) -> tuple:
+        return (self.callable, self.args, self.kwargs, self.max_rate)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.callable, self.args, self.kwargs, self.max_rate = state
+
+    def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
+        reporter = CoalescingProgressReporter(send, cancelled, self.max_rate)
+        try:
+            return self.callable(*self.args, progress=reporter, **self.kwargs)
+        finally:
+            reporter.close()
+
+
+class BackgroundProgress(FunctionSpecification):
+    """Specification of a progress call.
+
+    ``max_progress_rate`` (None: every report is delivered, Traits Futures'
+    contract) is set by ``executor.options(max_progress_rate=...)``.
+    """
+
+    __slots__ = ("max_progress_rate",)
     task_class = ProgressTask
     future_class = ProgressFuture
 
@@ -96,3 +198,10 @@ class BackgroundProgress(FunctionSpecification):
                 "callable; do not pass 'progress' yourself"
             )
         super().__init__(callable, args, kwargs)
+        self.max_progress_rate: float | None = None
+
+    def task(self) -> FunctionTask:
+        rate = self.max_progress_rate
+        if rate is None:
+            return ProgressTask(self.callable, self.args, self.kwargs)
+        return CoalescingProgressTask(self.callable, self.args, self.kwargs, rate)

@@ -216,6 +216,15 @@ class BackgroundSteps(FunctionSpecification):
         self.message = message
         self.max_rate = max_rate
 
+    @property
+    def max_progress_rate(self) -> float | None:
+        """``max_rate``, by the name of ``executor.options(max_progress_rate=...)``."""
+        return self.max_rate
+
+    @max_progress_rate.setter
+    def max_progress_rate(self, rate: float | None) -> None:
+        self.max_rate = rate
+
     def task(self) -> StepsTask:
         return StepsTask(self.callable, self.args, self.kwargs, self.message, self.max_rate)
 

@@ -226,17 +226,19 @@ class StepsReporter(IStepsReporter):
 
 class _Flusher:
     """Sends held updates at their due time: one thread per process, which
-    runs only while updates are held (and :data:`FLUSHER_LINGER` after)."""
+    runs only while updates are held (and :data:`FLUSHER_LINGER` after).
+    Serves steps reporters and rate-limited progress reporters alike."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition(threading.Lock())
         #: Heap of (due time, sequence number, reporter).
-        self._due: list[tuple[float, int, StepsReporter]] = []
+        self._due: list[tuple[float, int, Any]] = []
         self._order = itertools.count()
         self._running = False
 
-    def schedule(self, due: float, reporter: StepsReporter) -> None:
-        """Call ``reporter.flush_due()`` at clock time ``due`` (any thread)."""
+    def schedule(self, due: float, reporter: Any) -> None:
+        """Call ``reporter.flush_due()`` at clock time ``due`` (any thread);
+        ``reporter`` is any object with ``flush_due()``."""
         with self._condition:
             heapq.heappush(self._due, (due, next(self._order), reporter))
             if not self._running:
@@ -299,3 +301,8 @@ def reporter_checks(total: Any, message: Any) -> None:
             f"submit_steps(executor, total, message, callable, ...) needs a str "
             f"message, got {message!r}"
         )
+
+#: ``schedule_flush(due, reporter)``: call ``reporter.flush_due()`` at clock
+#: time ``due``, on this process's flusher thread (any thread).  Shared by
+#: every reporter that coalesces (steps, and progress with a rate limit).
+schedule_flush = _flusher.schedule
