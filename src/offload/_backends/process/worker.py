@@ -7,7 +7,8 @@ What runs in a worker process::
     flush thread     sends messages that waited FLUSH_DELAY (process_channel)
     watchdog thread  exits the process at once if the application is gone
 
-A work item arrives as 8 bytes of work id and the pickled callable.  The
+A work item arrives as 8 bytes of work id and the pickled callable, with
+its large buffers in shared memory (see ``offload._backends.process.shm``).  The
 worker announces itself with a READY record before taking work, so that the
 pool can tell a worker that failed to start from one that died in a task.
 
@@ -35,12 +36,14 @@ from typing import Any
 from offload._backends.main_script import MP_MAIN
 from offload._backends.process.channel import (
     DONE,
+    KEPT,
     Channel,
     end_forked_child,
     forget_in_forked_child,
     install,
 )
 from offload._backends.process.flags import detach_all
+from offload._backends.process.shm import attach, split, still_mapped
 from offload._backends.remote import error_text
 
 #: Control record: the worker is up and waits for work.  ``(READY, pid)``.
@@ -80,7 +83,11 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
             break
         work_id = int.from_bytes(data[:8], "little")
         try:
-            function = loads(memoryview(data)[8:])
+            body, listing = split(data)
+            # Large arguments are in shared memory (the application's
+            # snapshot, ours alone): mapped, not copied.
+            buffers = None if listing is None else attach(listing, unlink=False)
+            function = loads(memoryview(body)[8:], buffers=buffers)
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
                 f"the worker process could not unpickle the task: {error_text(error)}"
@@ -88,19 +95,25 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
             )
             channel.control((DONE, work_id, False, failure))
             continue
-        del data
+        del data, body, buffers
         try:
             value = function()
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             if os.getpid() != pid:
                 end_forked_child("raised from", "".join(traceback.format_exception(error)), 1)
-            channel.control((DONE, work_id, False, error))
+            ok, value = False, error
         else:
             if os.getpid() != pid:
                 end_forked_child("returned from")
-            channel.control((DONE, work_id, True, value))
-        # Drop the task (and its arguments) before waiting for the next one.
-        function = value = None
+            ok = True
+        # Drop the task (and its arguments) before saying DONE: the
+        # application reuses their segments then, unless we still map them.
+        function = None
+        kept = still_mapped(listing)
+        if kept:
+            channel.control((KEPT, kept))
+        channel.control((DONE, work_id, ok, value))
+        value = None
     install(None)
     try:
         channel.close()
