@@ -122,9 +122,9 @@ def test_a_large_result_arrives_writable_and_nothing_is_left(executor, offload_a
 def _cached_only(pid: int) -> bool:
     # The application keeps a few argument segments for reuse until the
     # pool ends; the leak check verifies they go then.
-    from offload._backends.process import shm
+    from offload._backends.process import segment_cache
 
-    return len(payload_segments(pid)) <= shm.CACHE_COUNT
+    return len(payload_segments(pid)) <= segment_cache.CACHE_COUNT
 
 
 def test_the_argument_is_a_snapshot_taken_at_submit(executor, offload_assistant):
@@ -273,3 +273,22 @@ def test_a_sigkilled_application_leaves_no_segment(start_method, tmp_path):
         for stream in (app.stdout, app.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_results_held_by_the_application_are_never_overwritten(
+    make_executor, offload_assistant
+):
+    # Segments are reused and lent to workers for results: none that backs
+    # an array the application still holds.
+    executor = make_executor(max_workers=1)
+    results = []
+    for n in range(6):
+        future = submit_call(executor, tasks.negate, numpy.full(BIG, float(n)))
+        wait_done(offload_assistant, future)
+        results.append(future.result)
+        if n % 2:
+            results[-1] = None  # dropped: its segment may be reused
+    kept = [(n, r) for n, r in enumerate(results) if r is not None]
+    assert [(n, float(r[0]), float(r[-1])) for n, r in kept] == [
+        (n, -float(n), -float(n)) for n, _ in kept
+    ]

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any, NoReturn
 
-from offload._backends.process.shm import Outgoing
+from offload._backends.process.shm import Outgoing, return_loans
 from offload._backends.remote import (
     dumps,
     error_text,
@@ -171,10 +171,12 @@ class Channel:
                 # Large buffers of the messages (a result, an item, a
                 # progress array) go to shared memory, the rest in the pipe.
                 segments = Outgoing()
-                chunk = dumps((
-                    self._encode_messages(messages, segments),
-                    self._encode_controls(controls),
-                ))
+                encoded = self._encode_messages(messages, segments)
+                if any(record[0] == DONE for record in controls):
+                    # Its results are written: the segments the application
+                    # lent for them and that are left go back with DONE.
+                    return_loans()
+                chunk = dumps((encoded, self._encode_controls(controls)))
                 if segments:
                     chunk += segments.trailer()
                 try:

@@ -61,14 +61,8 @@ from offload._backends.main_script import main_script
 from offload._backends.process.channel import DONE, KEPT, QUEUE_PUT
 from offload._backends.process.queue import deliver
 from offload._backends.process.router import dispatch
-from offload._backends.process.shm import (
-    Outgoing,
-    attach,
-    drop_cache,
-    mark_kept,
-    split,
-    unlink_made_by,
-)
+from offload._backends.process.segment_cache import drop_cache, mark_kept, open_cache
+from offload._backends.process.shm import Outgoing, attach, split, unlink_made_by
 from offload._backends.process.worker import READY, worker_main
 from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 
@@ -194,6 +188,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._writer_done = False
         #: Workers started but not READY, not yet logged as slow.  Reader only.
         self._starting: set[_Worker] = set()
+        open_cache()
         # The application holds the only write end: workers see end-of-file
         # on the read end once it is gone, however it died.
         self._alive_read, self._alive_write = mp_context.Pipe(duplex=False)
@@ -248,6 +243,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             future.set_exception(failure)
             return
         if segments:
+            segments.lend()
             data = bytes(data) + segments.trailer()
             job = _Job(future, data, segments)
         else:

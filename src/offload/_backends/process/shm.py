@@ -2,28 +2,30 @@
 
 Pickle protocol 5 hands every buffer it meets (a NumPy array's data, a
 ``PickleBuffer``) to a ``buffer_callback``.  :class:`Outgoing` is that
-callback: a buffer of ``THRESHOLD`` bytes or more is copied into a new
+callback: a buffer of ``THRESHOLD`` bytes or more is copied into a
 shared-memory segment (the one copy the sender makes) and left out of the
 pickle, which then carries only the segment's name.  The receiver maps the
 segment and rebuilds the object on it, copying nothing::
 
     sender                                   receiver
     ------                                   --------
-    pickle(obj, buffer_callback=outgoing)    split(data) -> pickle, names
-      buffer >= THRESHOLD: new segment,      attach(names): map each segment
+    pickle(obj, buffer_callback=outgoing)    split(data) -> pickle, listing
+      buffer >= THRESHOLD: a segment,        attach(listing): map each one
       copy the buffer in, keep its name      pickle.loads(data, buffers=maps)
-    data = pickle + trailer(names)
+    data = pickle + trailer(listing)
 
 The trailer goes after the pickle, and a pickle always ends with its STOP
 opcode (``.``), so a last byte of ``S`` says a trailer is there: data
 without large buffers is exactly as before, and costs one byte compare.
 
-Who unlinks (removes the name; the memory goes when the last mapping does):
+Who unlinks (removes the name; the memory goes with the last mapping):
 
 * arguments (the application makes the segment): the application, when it
   drops the work item, that is once the worker reported it done, the
-  worker died, or the pool was terminated (see ``Outgoing``);
-* results and messages (a worker makes the segment): the application, as
+  worker died, or the pool was terminated; it keeps the segment for reuse
+  first (see ``offload._backends.process.segment_cache``), and may lend it
+  to the worker of a later item for that item's results;
+* results and messages in a segment a worker made: the application, as
   soon as it has mapped it, before it unpickles; if the worker dies before
   the application read them, :func:`unlink_made_by` removes what that
   worker made (its pid is in the names), without the worker's help;
@@ -43,20 +45,18 @@ import weakref
 from multiprocessing import shared_memory
 from typing import Any
 
+from offload._backends.process import segment_cache
+
 #: Smallest buffer (bytes) sent through shared memory rather than the pipe.
 #: A segment costs a few system calls and page faults; below about a
 #: megabyte the pipe is as fast.  ``OFFLOAD_SHM_THRESHOLD`` (in the
 #: environment of the application, inherited by its workers) overrides it.
 THRESHOLD = int(os.environ.get("OFFLOAD_SHM_THRESHOLD", str(1 << 20)))
 
-#: Segments of arguments kept, mapped, for the next arguments once their
-#: item is over: at most this many, of at most this many bytes in all.
-#: Making a segment is cheap, but its first write costs a page fault per
-#: 4 KiB page (about 70 ms per 100 MB on a virtual machine, seven times
-#: the copy itself), on the thread that submits; a reused one costs the
-#: copy alone.
-CACHE_COUNT = 4
-CACHE_BYTES = 512 << 20
+#: ``(names, sizes, lent, loans)``: the segments of the buffers, their
+#: sizes, whether each is one the receiver lent, and the names of the
+#: segments lent with a work item for its results (see ``Outgoing``).
+Listing = tuple[list[str], list[int], list[bool], list[str]]
 
 #: Last byte of data that has a trailer of segments.
 _MARK = b"S"[0]
@@ -72,60 +72,54 @@ _counter = itertools.count()
 #: (pid, prefix) of this process; a forked child makes its own.
 _prefix: tuple[int, str] = (-1, "")
 
-#: Segments of arguments that their items are over with, mapped.
-_cache: list[shared_memory.SharedMemory] = []
-#: Names that a worker still maps after its item (the task kept an
-#: argument): never reused, unlinked when their item is dropped.
-_kept: set[str] = set()
-#: Names this process mapped from another (a worker's arguments).
+#: Worker: names of the argument segments it maps now.
 _mapped: set[str] = set()
+#: Worker: the segments lent for the item it runs, mapped.
+_spares: list[shared_memory.SharedMemory] = []
 _lock = threading.Lock()
-
-
-def _pid_stem(pid: int) -> str:
-    # Short names: macOS allows 31 characters.  The cancel flags' segments
-    # (process.flags) start the same way, with another suffix.
-    return f"ofl{pid % 0xFFFFF:x}"
-
-
-def _new_name() -> str:
-    global _prefix
-    pid = os.getpid()
-    if _prefix[0] != pid:
-        _prefix = (pid, _pid_stem(pid) + secrets.token_hex(3))
-    return f"{_prefix[1]}_p{next(_counter):x}"
 
 
 class Outgoing:
     """The ``buffer_callback`` of one pickle: puts large buffers in segments.
 
     Runs on the thread that pickles (the submitting thread for arguments,
-    a worker's flushing thread for messages).  Truthy once it made a
-    segment.  Its segments are unlinked by :meth:`discard`, or when it is
+    a worker's flushing thread for messages).  Truthy once it used a
+    segment.  Its segments are released by :meth:`discard`, or when it is
     garbage collected (the pool drops a work item with its ``Outgoing``
-    once the item is over).
+    once the item is over), unless :meth:`keep` handed them over.
+
+    Parameters
+    ----------
+    reuse : bool
+        The application's arguments: take segments from the cache and give
+        them back to it when done with.  Otherwise (a worker's messages),
+        write into a segment the application lent if one fits, else into
+        a new one, unmapped at once: the application unlinks it.
     """
 
-    __slots__ = ("names", "sizes", "_segments", "_finalizer", "_reuse", "__weakref__")
+    __slots__ = (
+        "names", "sizes", "lent", "_segments", "_loans", "_finalizer", "_reuse",
+        "__weakref__",
+    )
 
     def __init__(self, reuse: bool = False) -> None:
-        #: Keep the segments mapped and give them to the cache when done
-        #: with (the application's arguments), rather than unmap them as
-        #: soon as they are written (a worker's results, for the
-        #: application to unlink).
         self._reuse = reuse
         self.names: list[str] = []
         self.sizes: list[int] = []
-        #: The segments, closed (unmapped) but not yet unlinked.
+        #: For each name: whether it is a segment the receiver lent.
+        self.lent: list[bool] = []
+        #: The segments made or taken from the cache.
         self._segments: list[shared_memory.SharedMemory] = []
+        #: Names of cached segments lent to the worker (see lend()).
+        self._loans: list[str] = []
         self._finalizer: weakref.finalize | None = None
 
     def __bool__(self) -> bool:
         return bool(self.names)
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
-        """Copy ``buffer`` into a new segment if large; False if it did
-        (out of band), True if the pickle should carry it."""
+        """Copy ``buffer`` into a segment if large; False if it did (out of
+        band), True if the pickle should carry it."""
         try:
             view = buffer.raw()
         except BufferError:
@@ -133,34 +127,53 @@ class Outgoing:
         size = view.nbytes
         if size < THRESHOLD:
             return True
-        reuse = self._reuse
-        segment = (_from_cache(size) if reuse else None) or _create(size)
+        if not self._reuse:
+            spare = _take_spare(size)
+            if spare is not None:
+                _write(spare, view)
+                spare.close()
+                self._append(spare.name, size, True)
+                return False
+            segment = _create(size)
+        else:
+            segment = segment_cache.take(size) or _create(size, reusable=True)
         self._segments.append(segment)
         if self._finalizer is None:
-            done = _recycle if reuse else _unlink_all
-            self._finalizer = weakref.finalize(self, done, self._segments)
-        buffer = segment.buf
-        assert buffer is not None  # None only once closed
-        buffer[:size] = view
-        if not reuse:
+            if self._reuse:
+                done: Any = segment_cache.give_back
+                args: tuple = (self._segments, self._loans)
+            else:
+                done, args = segment_cache.unlink_all, (self._segments,)
+            self._finalizer = weakref.finalize(self, done, *args)
+        _write(segment, view)
+        if not self._reuse:
             segment.close()  # the copy is made: no need to keep it mapped
-        self.names.append(segment.name)
-        self.sizes.append(size)
+        self._append(segment.name, size, False)
         return False
+
+    def lend(self) -> None:
+        """Lend the worker cached segments for its results, one as big as
+        each argument, as far as the cache has them (application side)."""
+        for size in self.sizes:
+            name = segment_cache.lend(size)
+            if name is None:
+                return
+            self._loans.append(name)
 
     def trailer(self) -> bytes:
         """What goes after the pickle to name the segments."""
-        listing = pickle.dumps((self.names, self.sizes), pickle.HIGHEST_PROTOCOL)
+        listing = pickle.dumps(
+            (self.names, self.sizes, self.lent, self._loans), pickle.HIGHEST_PROTOCOL
+        )
         return listing + len(listing).to_bytes(_LENGTH, "little") + bytes([_MARK])
 
     def discard(self) -> None:
-        """Unlink the segments made so far (the pickle is not sent)."""
+        """Release the segments used so far (the pickle is not sent)."""
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
-        self.names = []
-        self.sizes = []
-        self._segments = []
+        self.names, self.sizes, self.lent = [], [], []
+        self._segments, self._loans = [], []
 
     def keep(self) -> None:
         """Hand the segments over to the receiver: it unlinks them."""
@@ -169,32 +182,15 @@ class Outgoing:
             self._finalizer = None
         self._segments = []
 
-
-def mark_kept(names: list[str]) -> None:
-    """A worker still maps ``names`` after its item: do not reuse them."""
-    with _lock:
-        _kept.update(names)
-
-
-def still_mapped(listing: tuple[list[str], list[int]] | None) -> list[str]:
-    """The segments of ``listing`` this process still maps (worker side:
-    the task kept a reference to an argument)."""
-    if listing is None:
-        return []
-    with _lock:
-        return [name for name in listing[0] if name in _mapped]
+    def _append(self, name: str, size: int, lent: bool) -> None:
+        self.names.append(name)
+        self.sizes.append(size)
+        self.lent.append(lent)
 
 
-def drop_cache() -> None:
-    """Unlink the cached segments (a pool shuts down)."""
-    with _lock:
-        segments, _cache[:] = list(_cache), []
-    _unlink_all(segments)
-
-
-def split(data: Any) -> tuple[Any, tuple[list[str], list[int]] | None]:
-    """``(pickle, (names, sizes))`` of data with a trailer, ``(data, None)``
-    of data without one."""
+def split(data: Any) -> tuple[Any, Listing | None]:
+    """``(pickle, listing)`` of data with a trailer, ``(data, None)`` of data
+    without one."""
     if not data or data[-1] != _MARK:
         return data, None
     view = memoryview(data)
@@ -204,27 +200,52 @@ def split(data: Any) -> tuple[Any, tuple[list[str], list[int]] | None]:
     return view[:start], pickle.loads(view[start:end])
 
 
-def attach(
-    listing: tuple[list[str], list[int]], *, unlink: bool
-) -> list[pickle.PickleBuffer]:
+def attach(listing: Listing, *, unlink: bool) -> list[pickle.PickleBuffer]:
     """Map the segments of ``listing``: one buffer each for ``pickle.loads``.
 
     A segment stays mapped while its buffer (or what unpickling built on
-    it, an array) is alive.  With ``unlink``, each name is removed once
-    mapped (even if mapping another fails), so the memory goes with the
-    last mapping.  Raises OSError if a segment is gone.
+    it, an array) is alive.  With ``unlink`` (the application, reading a
+    worker's chunk), each name is removed once mapped (even if mapping
+    another fails), so the memory goes with the last mapping; a segment
+    the application lent is read through its own mapping instead, and
+    returns to the cache once dropped.  Without (a worker, reading an
+    item), the segments lent with the item are mapped for its results.
+    Raises OSError if a segment is gone.
     """
-    names, sizes = listing
+    names, sizes, lent, loans = listing
     buffers: list[pickle.PickleBuffer] = []
     error: OSError | None = None
-    for name, size in zip(names, sizes, strict=True):
+    for name, size, borrowed in zip(names, sizes, lent, strict=True):
         try:
-            buffers.append(_map(name, size, unlink))
+            if borrowed:
+                buffers.append(_returned(name, size))
+            else:
+                buffers.append(_map(name, size, unlink))
         except OSError as failure:
             error = failure
+    if loans and not unlink:
+        _accept_loans(loans)
     if error is not None:
         raise error
     return buffers
+
+
+def still_mapped(listing: Listing | None) -> list[str]:
+    """The argument segments of ``listing`` this worker still maps (the
+    task kept a reference to an argument)."""
+    if listing is None:
+        return []
+    with _lock:
+        return [name for name in listing[0] if name in _mapped]
+
+
+def return_loans() -> None:
+    """Unmap the lent segments this worker did not use (before it says
+    DONE: the application reuses them from then on)."""
+    with _lock:
+        spares, _spares[:] = list(_spares), []
+    for segment in spares:
+        segment.close()
 
 
 def unlink_made_by(pid: int) -> None:
@@ -245,12 +266,35 @@ def unlink_made_by(pid: int) -> None:
 # Private ---------------------------------------------------------------------
 
 
-def _create(size: int) -> shared_memory.SharedMemory:
+def _pid_stem(pid: int) -> str:
+    # Short names: macOS allows 31 characters.  The cancel flags' segments
+    # (process.flags) start the same way, with another suffix.
+    return f"ofl{pid % 0xFFFFF:x}"
+
+
+def _new_name() -> str:
+    global _prefix
+    pid = os.getpid()
+    if _prefix[0] != pid:
+        _prefix = (pid, _pid_stem(pid) + secrets.token_hex(3))
+    return f"{_prefix[1]}_p{next(_counter):x}"
+
+
+def _create(size: int, reusable: bool = False) -> shared_memory.SharedMemory:
     while True:
         try:
-            return shared_memory.SharedMemory(name=_new_name(), create=True, size=size)
+            segment = shared_memory.SharedMemory(name=_new_name(), create=True, size=size)
         except FileExistsError:
             continue  # a dead process of the same pid left one: next name
+        if reusable:
+            segment_cache.made(segment)
+        return segment
+
+
+def _write(segment: shared_memory.SharedMemory, view: memoryview) -> None:
+    buffer = segment.buf
+    assert buffer is not None  # None only once closed
+    buffer[: view.nbytes] = view
 
 
 def _map(name: str, size: int, unlink: bool) -> pickle.PickleBuffer:
@@ -263,16 +307,29 @@ def _map(name: str, size: int, unlink: bool) -> pickle.PickleBuffer:
         segment = _attach_untracked(name)
         with _lock:
             _mapped.add(name)
+    return _buffer_of(segment, size, _close, segment, name)
+
+
+def _returned(name: str, size: int) -> pickle.PickleBuffer:
+    """A result in a segment the application lent: through its own mapping."""
+    segment = segment_cache.returned(name)
+    return _buffer_of(segment, size, segment_cache.give_back, [segment], [])
+
+
+def _buffer_of(
+    segment: shared_memory.SharedMemory, size: int, release: Any, *args: Any
+) -> pickle.PickleBuffer:
+    """The first ``size`` bytes of ``segment``; ``release(*args)`` once the
+    last user of them is gone."""
     buffer = segment.buf
     assert buffer is not None  # None only once closed
     view = buffer[:size]
-    # Unmap once the last user of the view is gone (close() before then
-    # would fail: the view is exported).  Wrapped: NumPy makes its own
-    # memoryview of what it is given, which would keep the mapping but not
-    # ``view``; of a PickleBuffer, that memoryview keeps the PickleBuffer,
-    # hence ``view``, alive.
+    # Released after the last user (close() before would fail: the view is
+    # exported).  Wrapped: NumPy makes its own memoryview of what it is
+    # given, which would keep the mapping but not ``view``; of a
+    # PickleBuffer, that memoryview keeps the PickleBuffer, hence ``view``.
     # Not at exit: arrays still alive then keep their views exported.
-    weakref.finalize(view, _close, segment, name).atexit = False
+    weakref.finalize(view, release, *args).atexit = False
     return pickle.PickleBuffer(view)
 
 
@@ -282,35 +339,27 @@ def _close(segment: shared_memory.SharedMemory, name: str) -> None:
         _mapped.discard(name)
 
 
-def _from_cache(size: int) -> shared_memory.SharedMemory | None:
-    """The smallest cached segment that fits ``size`` bytes without wasting
-    more than half of it, taken out of the cache; None if there is none."""
+def _accept_loans(loans: list[str]) -> None:
+    mapped = []
+    for name in loans:
+        try:
+            mapped.append(_attach_untracked(name))
+        except OSError:
+            continue  # not there: results go to new segments
     with _lock:
-        fits = [s for s in _cache if size <= s.size <= 2 * size]
-        if not fits:
-            return None
-        segment = min(fits, key=lambda s: s.size)
-        _cache.remove(segment)
-        return segment
+        _spares.extend(mapped)
 
 
-def _recycle(segments: list[shared_memory.SharedMemory]) -> None:
-    """Their item is over: cache the segments that no worker still maps."""
-    unlink = []
+def _take_spare(size: int) -> shared_memory.SharedMemory | None:
+    """A segment lent to this worker that fits ``size`` bytes, if any."""
+    if not _spares:
+        return None
     with _lock:
-        for segment in segments:
-            name = segment.name
-            if name in _kept:
-                _kept.discard(name)
-                unlink.append(segment)
-                continue
-            _cache.append(segment)
-        # Over the limits: the oldest go.
-        while _cache and (
-            len(_cache) > CACHE_COUNT or sum(s.size for s in _cache) > CACHE_BYTES
-        ):
-            unlink.append(_cache.pop(0))
-    _unlink_all(unlink)
+        for spare in _spares:
+            if size <= spare.size <= 2 * size:
+                _spares.remove(spare)
+                return spare
+    return None
 
 
 def _attach_untracked(name: str) -> shared_memory.SharedMemory:
@@ -333,12 +382,3 @@ def _unlink(name: str) -> None:
     except OSError:
         pass
     segment.close()
-
-
-def _unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
-    for segment in segments:
-        try:
-            segment.unlink()
-        except OSError:
-            pass  # gone already
-        segment.close()
