@@ -83,3 +83,22 @@ def hold_and_wait(array: Any, path: str, timeout: float = 30.0) -> None:
         file.write(str(os.getpid()))
     os.replace(path + ".tmp", path)
     time.sleep(timeout)
+
+
+def fill(array: Any, value: float) -> list[str]:
+    """Write ``value`` all over ``array``; the payload segments mapped."""
+    array[...] = value
+    return shm_mappings()
+
+
+def make_shared(size: int, value: float) -> Any:
+    from offload.api import shared_array
+
+    array = shared_array(size)
+    array[:] = value
+    return array
+
+
+def same_back(array: Any) -> Any:
+    array[0] = -1.0
+    return array

@@ -20,6 +20,7 @@ SPEC_NAMES = {
 NEW_NAMES = {
     "TaskFailed", "DaskContext", "QtEventLoop", "WxEventLoop",
     "submit_steps", "StepsFuture", "IStepsReporter", "FutureGroup",
+    "shared_array",
 }
 
 

@@ -292,3 +292,73 @@ def test_results_held_by_the_application_are_never_overwritten(
     assert [(n, float(r[0]), float(r[-1])) for n, r in kept] == [
         (n, -float(n), -float(n)) for n, _ in kept
     ]
+
+
+# shared_array -------------------------------------------------------------
+
+
+def test_a_shared_array_is_the_same_memory_in_the_worker(executor, offload_assistant):
+    from offload.api import shared_array
+
+    array = shared_array((1000, 50))
+    array[:] = 1.0
+    # A strided view: still shared, not copied.
+    future = submit_call(executor, tasks.fill, array[::2], 3.0)
+    wait_done(offload_assistant, future)
+    assert len(future.result) == 1, future.result
+    assert float(array[0, 0]) == 3.0 and float(array[1, 0]) == 1.0
+    assert float(array[::2].sum()) == 3.0 * 500 * 50
+
+
+def test_a_small_shared_array_is_shared_too(executor, offload_assistant):
+    from offload.api import shared_array
+
+    array = shared_array(10, "int32")
+    future = submit_call(executor, tasks.fill, array, 7)
+    wait_done(offload_assistant, future)
+    assert array.tolist() == [7] * 10
+
+
+def test_a_shared_array_dropped_after_submit_still_reaches_the_worker(
+    executor, offload_assistant
+):
+    from offload.api import shared_array
+
+    array = shared_array(BIG)
+    array[:] = 2.0
+    future = submit_call(executor, tasks.describe, array)
+    del array
+    wait_done(offload_assistant, future)
+    assert future.result[0] == 2.0 * BIG
+
+
+def test_a_worker_returns_a_shared_array_it_made_and_the_application_owns_it(
+    executor, offload_assistant
+):
+    future = submit_call(executor, tasks.make_shared, BIG, 4.0)
+    wait_done(offload_assistant, future)
+    result = future.result
+    assert float(result.sum()) == 4.0 * BIG
+    result[0] = 0.0  # the application's now
+    del result, future
+
+
+def test_a_shared_array_sent_back_by_the_worker_is_the_same_memory(
+    executor, offload_assistant
+):
+    from offload.api import shared_array
+
+    array = shared_array(BIG)
+    future = submit_call(executor, tasks.same_back, array)
+    wait_done(offload_assistant, future)
+    back = future.result
+    assert float(array[0]) == -1.0
+    back[1] = 5.0
+    assert float(array[1]) == 5.0
+
+
+def test_shared_array_rejects_a_bad_shape():
+    from offload.api import shared_array
+
+    with pytest.raises(ValueError, match="shape must be"):
+        shared_array((2, -1))

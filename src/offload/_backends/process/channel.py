@@ -171,7 +171,8 @@ class Channel:
                 # Large buffers of the messages (a result, an item, a
                 # progress array) go to shared memory, the rest in the pipe.
                 segments = Outgoing()
-                encoded = self._encode_messages(messages, segments)
+                with segments:
+                    encoded = self._encode_messages(messages, segments)
                 if any(record[0] == DONE for record in controls):
                     # Its results are written: the segments the application
                     # lent for them and that are left go back with DONE.

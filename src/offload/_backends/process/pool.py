@@ -232,10 +232,11 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         # change them next), and no pipe write waits on the worker.
         segments = Outgoing(reuse=True)
         try:
-            data = dumps_item(
-                work_id.to_bytes(8, "little"), fn, main_by_reference=self._main_by_reference,
-                buffers=segments,
-            )
+            with segments:
+                data = dumps_item(
+                    work_id.to_bytes(8, "little"), fn,
+                    main_by_reference=self._main_by_reference, buffers=segments,
+                )
         except Exception as error:  # noqa: BLE001 - any pickling failure
             segments.discard()
             failure = TypeError(describe_unpicklable(fn, error))
@@ -245,9 +246,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         if segments:
             segments.lend()
             data = bytes(data) + segments.trailer()
-            job = _Job(future, data, segments)
-        else:
-            job = _Job(future, data)
+        job = _Job(future, data, segments)
         with self._lock:
             if self._idle:
                 worker = self._idle.pop()

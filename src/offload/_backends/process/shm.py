@@ -72,6 +72,9 @@ _counter = itertools.count()
 #: (pid, prefix) of this process; a forked child makes its own.
 _prefix: tuple[int, str] = (-1, "")
 
+#: The ``Outgoing`` of the pickle this thread is making, if any.
+_current = threading.local()
+
 #: Worker: names of the argument segments it maps now.
 _mapped: set[str] = set()
 #: Worker: the segments lent for the item it runs, mapped.
@@ -99,7 +102,7 @@ class Outgoing:
 
     __slots__ = (
         "names", "sizes", "lent", "_segments", "_loans", "_finalizer", "_reuse",
-        "__weakref__",
+        "_held", "__weakref__",
     )
 
     def __init__(self, reuse: bool = False) -> None:
@@ -113,6 +116,16 @@ class Outgoing:
         #: Names of cached segments lent to the worker (see lend()).
         self._loans: list[str] = []
         self._finalizer: weakref.finalize | None = None
+        #: What must live as long as this (see :func:`hold`).
+        self._held: list[Any] = []
+
+    def __enter__(self) -> Outgoing:
+        """Be the current pickle's ``Outgoing`` on this thread."""
+        _current.outgoing = self
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _current.outgoing = None
 
     def __bool__(self) -> bool:
         return bool(self.names)
@@ -186,6 +199,35 @@ class Outgoing:
         self.names.append(name)
         self.sizes.append(size)
         self.lent.append(lent)
+
+
+def hold(obj: Any) -> None:
+    """Keep ``obj`` alive as long as the ``Outgoing`` of the pickle being
+    made on this thread, if any (a shared array's memory, for the work item
+    that names it)."""
+    outgoing = getattr(_current, "outgoing", None)
+    if outgoing is not None:
+        outgoing._held.append(obj)
+
+
+def new_segment(size: int) -> shared_memory.SharedMemory:
+    """A new segment of ``size`` bytes, named as this process's."""
+    return _create(size)
+
+
+def attach_segment(name: str, *, unlink: bool) -> shared_memory.SharedMemory:
+    """Map the segment ``name``; with ``unlink``, remove its name too (this
+    process takes it over).  Raises FileNotFoundError if it is gone."""
+    if unlink:
+        segment = shared_memory.SharedMemory(name=name)
+        segment.unlink()
+        return segment
+    return _attach_untracked(name)
+
+
+def unlink_name(name: str) -> None:
+    """Unlink the segment ``name`` if it is still there."""
+    _unlink(name)
 
 
 def split(data: Any) -> tuple[Any, Listing | None]:
