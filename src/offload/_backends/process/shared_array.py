@@ -80,7 +80,7 @@ class SharedArray(numpy.ndarray):
     as an ordinary array.
     """
 
-    def __reduce_ex__(self, protocol: Any) -> Any:  # type: ignore[override]
+    def __reduce_ex__(self, protocol: Any) -> Any:
         found = _segment_of(self)
         if found is None:
             return self.view(numpy.ndarray).__reduce_ex__(protocol)
@@ -159,10 +159,8 @@ def _array_on(
 ) -> SharedArray:
     # Through a PickleBuffer: NumPy keeps what it is given (as the base of
     # the array), and this keeps ``view`` alive with it.
-    array = numpy.ndarray(
-        shape, dtype=dtype, buffer=pickle.PickleBuffer(view), offset=offset,
-        strides=strides,
-    )
+    holder: Any = pickle.PickleBuffer(view)
+    array = numpy.ndarray(shape, dtype=dtype, buffer=holder, offset=offset, strides=strides)
     return array.view(SharedArray)
 
 
