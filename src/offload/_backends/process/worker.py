@@ -84,10 +84,12 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
         work_id = int.from_bytes(data[:8], "little")
         try:
             body, listing = split(data)
-            # Large arguments are in shared memory (the application's
-            # snapshot, ours alone): mapped, not copied.
-            buffers = None if listing is None else attach(listing, unlink=False)
-            function = loads(memoryview(body)[8:], buffers=buffers)
+            if listing is None:
+                function = loads(memoryview(data)[8:])
+            else:
+                # Large arguments are in shared memory (the application's
+                # snapshot, ours alone): mapped, not copied.
+                function = loads(body[8:], buffers=attach(listing, unlink=False))
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
                 f"the worker process could not unpickle the task: {error_text(error)}"
@@ -95,7 +97,7 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
             )
             channel.control((DONE, work_id, False, failure))
             continue
-        del data, body, buffers
+        del data, body
         try:
             value = function()
         except BaseException as error:  # noqa: BLE001 - reported, never lost
@@ -106,14 +108,17 @@ def worker_main(task_connection: Any, result_connection: Any, alive_connection: 
             if os.getpid() != pid:
                 end_forked_child("returned from")
             ok = True
-        # Drop the task (and its arguments) before saying DONE: the
-        # application reuses their segments then, unless we still map them.
-        function = None
-        kept = still_mapped(listing)
-        if kept:
-            channel.control((KEPT, kept))
+        if listing is not None:
+            # Drop the task (and its arguments) before saying DONE: the
+            # application reuses their segments then, unless we still map
+            # them.
+            function = None
+            kept = still_mapped(listing)
+            if kept:
+                channel.control((KEPT, kept))
         channel.control((DONE, work_id, ok, value))
-        value = None
+        # Drop the task (and its arguments) before waiting for the next one.
+        function = value = None
     install(None)
     try:
         channel.close()
