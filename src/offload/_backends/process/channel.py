@@ -171,11 +171,10 @@ class Channel:
                 # Large buffers of the messages (a result, an item, a
                 # progress array) go to shared memory, the rest in the pipe.
                 segments = Outgoing()
-                with segments:
-                    encoded = self._encode_messages(messages, segments)
-                if any(record[0] == DONE for record in controls):
-                    # Its results are written: the segments the application
-                    # lent for them and that are left go back with DONE.
+                encoded = self._encode_messages(messages, segments)
+                if controls:
+                    # A task's results are written once its DONE is: the
+                    # segments lent for them and left unused go back with it.
                     return_loans()
                 chunk = dumps((encoded, self._encode_controls(controls)))
                 if segments:

@@ -100,24 +100,15 @@ class Outgoing:
         a new one, unmapped at once: the application unlinks it.
     """
 
-    __slots__ = (
-        "names", "sizes", "lent", "_segments", "_loans", "_finalizer", "_reuse",
-        "_held", "__weakref__",
-    )
+    __slots__ = ("_reuse", "_parts", "_held", "__weakref__")
 
     def __init__(self, reuse: bool = False) -> None:
+        # Cheap until a large buffer comes: one is made per chunk and per
+        # work item, and most carry none.
         self._reuse = reuse
-        self.names: list[str] = []
-        self.sizes: list[int] = []
-        #: For each name: whether it is a segment the receiver lent.
-        self.lent: list[bool] = []
-        #: The segments made or taken from the cache.
-        self._segments: list[shared_memory.SharedMemory] = []
-        #: Names of cached segments lent to the worker (see lend()).
-        self._loans: list[str] = []
-        self._finalizer: weakref.finalize | None = None
+        self._parts: _Parts | None = None
         #: What must live as long as this (see :func:`hold`).
-        self._held: list[Any] = []
+        self._held: list[Any] | None = None
 
     def __enter__(self) -> Outgoing:
         """Be the current pickle's ``Outgoing`` on this thread."""
@@ -128,7 +119,7 @@ class Outgoing:
         _current.outgoing = None
 
     def __bool__(self) -> bool:
-        return bool(self.names)
+        return self._parts is not None and bool(self._parts.names)
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         """Copy ``buffer`` into a segment if large; False if it did (out of
@@ -140,62 +131,84 @@ class Outgoing:
         size = view.nbytes
         if size < THRESHOLD:
             return True
+        parts = self._parts
+        if parts is None:
+            parts = self._parts = _Parts()
         if not self._reuse:
             spare = _take_spare(size)
             if spare is not None:
                 _write(spare, view)
                 spare.close()
-                self._append(spare.name, size, True)
+                parts.append(spare.name, size, True)
                 return False
             segment = _create(size)
         else:
             segment = segment_cache.take(size) or _create(size, reusable=True)
-        self._segments.append(segment)
-        if self._finalizer is None:
+        parts.segments.append(segment)
+        if parts.finalizer is None:
             if self._reuse:
                 done: Any = segment_cache.give_back
-                args: tuple = (self._segments, self._loans)
+                args: tuple = (parts.segments, parts.loans)
             else:
-                done, args = segment_cache.unlink_all, (self._segments,)
-            self._finalizer = weakref.finalize(self, done, *args)
+                done, args = segment_cache.unlink_all, (parts.segments,)
+            parts.finalizer = weakref.finalize(self, done, *args)
         _write(segment, view)
         if not self._reuse:
             segment.close()  # the copy is made: no need to keep it mapped
-        self._append(segment.name, size, False)
+        parts.append(segment.name, size, False)
         return False
 
     def lend(self) -> None:
         """Lend the worker cached segments for its results, one as big as
         each argument, as far as the cache has them (application side)."""
-        for size in self.sizes:
+        parts = self._parts
+        if parts is None:
+            return
+        for size in parts.sizes:
             name = segment_cache.lend(size)
             if name is None:
                 return
-            self._loans.append(name)
+            parts.loans.append(name)
 
     def trailer(self) -> bytes:
         """What goes after the pickle to name the segments."""
+        parts = self._parts
+        assert parts is not None  # only called when truthy
         listing = pickle.dumps(
-            (self.names, self.sizes, self.lent, self._loans), pickle.HIGHEST_PROTOCOL
+            (parts.names, parts.sizes, parts.lent, parts.loans), pickle.HIGHEST_PROTOCOL
         )
         return listing + len(listing).to_bytes(_LENGTH, "little") + bytes([_MARK])
 
     def discard(self) -> None:
         """Release the segments used so far (the pickle is not sent)."""
-        if self._finalizer is not None:
-            self._finalizer()
-            self._finalizer = None
-        self.names, self.sizes, self.lent = [], [], []
-        self._segments, self._loans = [], []
+        parts, self._parts = self._parts, None
+        if parts is not None and parts.finalizer is not None:
+            parts.finalizer()
 
     def keep(self) -> None:
         """Hand the segments over to the receiver: it unlinks them."""
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        self._segments = []
+        parts, self._parts = self._parts, None
+        if parts is not None and parts.finalizer is not None:
+            parts.finalizer.detach()
 
-    def _append(self, name: str, size: int, lent: bool) -> None:
+
+class _Parts:
+    """What an ``Outgoing`` put in shared memory."""
+
+    __slots__ = ("names", "sizes", "lent", "segments", "loans", "finalizer")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.sizes: list[int] = []
+        #: For each name: whether it is a segment the receiver lent.
+        self.lent: list[bool] = []
+        #: The segments made or taken from the cache.
+        self.segments: list[shared_memory.SharedMemory] = []
+        #: Names of cached segments lent to the worker (see lend()).
+        self.loans: list[str] = []
+        self.finalizer: weakref.finalize | None = None
+
+    def append(self, name: str, size: int, lent: bool) -> None:
         self.names.append(name)
         self.sizes.append(size)
         self.lent.append(lent)
@@ -207,6 +220,8 @@ def hold(obj: Any) -> None:
     that names it)."""
     outgoing = getattr(_current, "outgoing", None)
     if outgoing is not None:
+        if outgoing._held is None:
+            outgoing._held = []
         outgoing._held.append(obj)
 
 
@@ -284,6 +299,8 @@ def still_mapped(listing: Listing | None) -> list[str]:
 def return_loans() -> None:
     """Unmap the lent segments this worker did not use (before it says
     DONE: the application reuses them from then on)."""
+    if not _spares:
+        return  # the common case: nothing was lent
     with _lock:
         spares, _spares[:] = list(_spares), []
     for segment in spares:
