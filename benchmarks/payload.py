@@ -167,23 +167,28 @@ def asyncio_idle(loop: Any, seconds: float) -> float:
     return max(b - a for a, b in zip(ticks, ticks[1:], strict=False))
 
 
-def qt_stall(context: Any, arrays: list[Any]) -> float:
-    """Longest gap of a 10 ms QTimer while ``arrays`` go through tasks."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from pyface.qt import QtCore
+class QtStall:
+    """A Qt loop and executor, made once: each ``run`` is one measurement."""
 
-    from offload._event_loops.qt import QtEventLoop
-    from offload.api import TraitsExecutor, submit_call
+    def __init__(self, context: Any) -> None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from offload._event_loops.qt import QtEventLoop
+        from offload.api import TraitsExecutor
 
-    event_loop = QtEventLoop()
-    helper = event_loop.event_loop_helper()
-    helper.init()
-    executor = TraitsExecutor(context=context, event_loop=event_loop)
-    ticks: list[float] = []
-    timer = QtCore.QTimer()
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    try:
-        timer.start(round(TICK * 1000))
+        event_loop = QtEventLoop()
+        self.helper = event_loop.event_loop_helper()
+        self.helper.init()
+        self.executor = TraitsExecutor(context=context, event_loop=event_loop)
+
+    def run(self, arrays: list[Any]) -> float:
+        """Longest gap of a 10 ms QTimer while ``arrays`` go through tasks."""
+        from pyface.qt import QtCore
+
+        from offload.api import submit_call
+
+        ticks: list[float] = []
+        timer = QtCore.QTimer()
+        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         futures: list[Any] = []
         flag = _Flag()
 
@@ -191,23 +196,25 @@ def qt_stall(context: Any, arrays: list[Any]) -> float:
             flag.done = len(futures) == len(arrays) and all(f.done for f in futures)
 
         def submit(array: Any) -> None:
-            future = submit_call(executor, _negate, array)
+            future = submit_call(self.executor, _negate, array)
             futures.append(future)
             future.observe(on_done, "done")
 
+        timer.start(round(TICK * 1000))
         for index, array in enumerate(arrays):
             # One submit per callback, three ticks apart: three clicks.
             QtCore.QTimer.singleShot(
                 round(3 * TICK * 1000) * (index + 1), lambda array=array: submit(array)
             )
-        helper.run_until(flag, "done", lambda f: f.done, timeout=300)
-        assert all(future.state == "completed" for future in futures)
+        self.helper.run_until(flag, "done", lambda f: f.done, timeout=300)
         timer.stop()
-    finally:
-        executor.shutdown(timeout=60)
-        helper.dispose()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    return max(gaps)
+        assert all(future.state == "completed" for future in futures)
+        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        return max(gaps)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout=60)
+        self.helper.dispose()
 
 
 def main() -> None:
@@ -269,13 +276,16 @@ def main() -> None:
             idles = []
             # The first run is cold: the application's shared memory for
             # three tasks at once is new (page faults); reported apart.
+            qt = QtStall(context) if args.toolkit == "qt" else None
             for _ in range(repeat + 1):
-                if args.toolkit == "qt":
-                    stalls.append(qt_stall(context, arrays))
+                if qt is not None:
+                    stalls.append(qt.run(arrays))
                 else:
                     stall, seconds = asyncio_stall(executor, loop, arrays)
                     stalls.append(stall)
                     idles.append(asyncio_idle(loop, seconds))
+            if qt is not None:
+                qt.close()
             cold, stalls = stalls[0], stalls[1:]
             emit({
                 "benchmark": "payload_stall",
