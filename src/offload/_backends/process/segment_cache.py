@@ -24,6 +24,7 @@ Every function may be called from any thread of the application.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -49,6 +50,25 @@ _users = 0
 #: The segments for reuse this process made and has not unlinked.
 _reusable: weakref.WeakSet[shared_memory.SharedMemory] = weakref.WeakSet()
 _lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    # A forked child (a worker of the "fork" start method, or a task's
+    # child) has copies of the parent's segments and of the lock, perhaps
+    # held by another thread at the fork: it starts afresh, and never
+    # unlinks the parent's segments.
+    global _lock, _trimmer, _users, _reusable
+    _lock = threading.Lock()
+    _trimmer = None
+    _users = 0
+    _cache.clear()
+    _cached_at.clear()
+    _kept.clear()
+    _lent.clear()
+    _reusable = weakref.WeakSet()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @atexit.register

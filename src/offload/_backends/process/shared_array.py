@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import pickle
 import threading
 import weakref
@@ -42,7 +43,7 @@ from offload._backends.process.channel import current_channel
 class _Segment:
     """A segment of shared arrays in this process (while its view lives)."""
 
-    __slots__ = ("name", "address", "size", "view", "made_here", "handed_over")
+    __slots__ = ("name", "address", "size", "view", "maker", "handed_over")
 
     def __init__(self, name: str, view: memoryview, made_here: bool) -> None:
         self.name = name
@@ -52,7 +53,9 @@ class _Segment:
         )
         #: Weak: the arrays keep the view alive, not this record.
         self.view = weakref.ref(view)
-        self.made_here = made_here
+        #: The pid of the process that made it, if this one did (a forked
+        #: child has a copy of this record, and did not).
+        self.maker = os.getpid() if made_here else None
         #: A worker sent what it made: the application unlinks it.
         self.handed_over = False
 
@@ -62,12 +65,23 @@ _segments: dict[str, _Segment] = {}
 _lock = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    # A forked child: the lock may have been held at the fork.  The
+    # parent's arrays are still mapped in it (copies of the mappings), and
+    # stay usable; the child does not unlink them (see _release).
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 @atexit.register
 def _unlink_at_exit() -> None:
     # Arrays still alive at exit: unlink what this process made (rather
     # than leave it to the resource tracker, which warns of leaks).
     with _lock:
-        names = [s.name for s in _segments.values() if s.made_here and not s.handed_over]
+        names = [s.name for s in _segments.values() if _mine(s) and not s.handed_over]
     for name in names:
         shm.unlink_name(name)
 
@@ -86,7 +100,7 @@ class SharedArray(numpy.ndarray):
             return self.view(numpy.ndarray).__reduce_ex__(protocol)
         segment, view = found
         shm.hold(view)
-        if segment.made_here and current_channel() is not None:
+        if _mine(segment) and current_channel() is not None:
             segment.handed_over = True
         offset = self.__array_interface__["data"][0] - segment.address
         return (
@@ -176,13 +190,18 @@ def _segment_of(array: numpy.ndarray) -> tuple[_Segment, memoryview] | None:
     return None
 
 
+def _mine(segment: _Segment) -> bool:
+    """Whether this process made ``segment``."""
+    return segment.maker == os.getpid()
+
+
 def _release(attached: shared_memory.SharedMemory, segment: _Segment) -> None:
     """The last array on ``segment`` is gone: unmap it, and unlink it if
     this process made it and did not hand it over."""
     with _lock:
         if _segments.get(segment.name) is segment:
             del _segments[segment.name]
-    if segment.made_here and not segment.handed_over:
+    if _mine(segment) and not segment.handed_over:
         try:
             attached.unlink()
         except OSError:

@@ -82,6 +82,18 @@ _spares: list[shared_memory.SharedMemory] = []
 _lock = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    # A forked child starts afresh: the lock may have been held by another
+    # thread at the fork, and the parent's mappings are not its own.
+    global _lock
+    _lock = threading.Lock()
+    _mapped.clear()
+    _spares.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class Outgoing:
     """The ``buffer_callback`` of one pickle: puts large buffers in segments.
 
@@ -151,7 +163,9 @@ class Outgoing:
                 args: tuple = (parts.segments, parts.loans)
             else:
                 done, args = segment_cache.unlink_all, (parts.segments,)
-            parts.finalizer = weakref.finalize(self, done, *args)
+            parts.finalizer = weakref.finalize(
+                self, _in_maker, os.getpid(), done, *args
+            )
         _write(segment, view)
         if not self._reuse:
             segment.close()  # the copy is made: no need to keep it mapped
@@ -325,6 +339,13 @@ def unlink_made_by(pid: int) -> None:
 # Private ---------------------------------------------------------------------
 
 
+def _in_maker(pid: int, release: Any, *args: Any) -> None:
+    """``release(*args)``, unless this is a forked copy of the process that
+    made the segments (their copies there are the parent's, not its own)."""
+    if os.getpid() == pid:
+        release(*args)
+
+
 def _pid_stem(pid: int) -> str:
     # Short names: macOS allows 31 characters.  The cancel flags' segments
     # (process.flags) start the same way, with another suffix.
@@ -372,7 +393,9 @@ def _map(name: str, size: int, unlink: bool) -> pickle.PickleBuffer:
 def _returned(name: str, size: int) -> pickle.PickleBuffer:
     """A result in a segment the application lent: through its own mapping."""
     segment = segment_cache.returned(name)
-    return _buffer_of(segment, size, segment_cache.give_back, [segment], [])
+    return _buffer_of(
+        segment, size, _in_maker, os.getpid(), segment_cache.give_back, [segment], []
+    )
 
 
 def _buffer_of(
