@@ -362,3 +362,18 @@ def test_shared_array_rejects_a_bad_shape():
 
     with pytest.raises(ValueError, match="shape must be"):
         shared_array((2, -1))
+
+
+def test_the_process_backend_imports_no_numpy_code_of_its_own():
+    # NumPy stays optional: only shared_array (or receiving a shared array)
+    # loads the module that imports it.
+    code = (
+        "import sys\n"
+        "import offload.api\n"
+        "from offload._backends.process import pool, worker, shm, segment_cache\n"
+        "print('offload._backends.process.shared_array' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "False", done.stderr
