@@ -19,6 +19,11 @@ What runs where::
     writer thread (one per pool, started by the first large item)
       writes the items too large for a pipe to take at once ───────▶
 
+Buffers of ``shm.THRESHOLD`` bytes or more (NumPy arrays) do not cross
+the pipes at all: they are copied into shared memory as the item (or a
+worker's chunk) is pickled, and the pickle names them (see
+``offload._backends.process.shm``).
+
 Each worker runs one item at a time and is sent the next only when it
 reports the last one DONE, so the pool always knows which item a dead
 worker was running, and an item never waits behind a long task while
@@ -106,7 +111,8 @@ class _Job:
         self.future = future
         self.data = data
         #: The shared-memory segments of its large arguments, if any:
-        #: unlinked when the pool drops the job (it is over).
+        #: released (kept for reuse, or unlinked) when the pool drops the
+        #: job, that is once it is over.
         self.segments = segments
         #: Marked running in its future (once: a resend after a failed
         #: send keeps it so).
