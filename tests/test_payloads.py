@@ -377,3 +377,20 @@ def test_the_process_backend_imports_no_numpy_code_of_its_own():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_closing_the_context_with_a_task_holding_an_argument_leaves_nothing(
+    offload_assistant, tmp_path
+):
+    context = MultiprocessingContext()
+    executor = TraitsExecutor(
+        context=context, event_loop=offload_assistant.event_loop, max_workers=1
+    )
+    marker = str(tmp_path / "holding")
+    held = submit_call(executor, tasks.hold_and_wait, numpy.ones(BIG), marker)
+    wait_file(offload_assistant, marker)
+    assert payload_segments(os.getpid())
+    context.close()  # stops the executor, ends the worker
+    offload_assistant.run_until(executor, "stopped", lambda e: e.stopped, timeout=30)
+    wait_done(offload_assistant, held)
+    assert wait_until(lambda: not payload_segments(os.getpid())), payload_segments(os.getpid())
