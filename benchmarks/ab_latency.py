@@ -10,8 +10,12 @@ round trips between them (and a raw one-thread ``ThreadPoolExecutor``).
 The JSON line gives each one's median over the blocks, and the median of
 the per-block ratios of this tree to the revision: below 1 is faster.
 
-Usage: ``python benchmarks/ab_latency.py [--against REV] [--repeat R]
-[--quick]`` from a git checkout (default: ``HEAD``, which measures the
+With ``--context process`` each executor has its own
+``MultiprocessingContext`` (one worker process each, so both pay the same
+hop), and the raw baseline stays the one-thread pool.
+
+Usage: ``python benchmarks/ab_latency.py [--against REV] [--context
+thread|process] [--repeat R] [--quick]`` from a git checkout (default: ``HEAD``, which measures the
 working tree's uncommitted change); ``R`` × 6 blocks of 200 round trips
 each (default 5: 30).
 """
@@ -96,9 +100,25 @@ def _renamed(text: str) -> str:
     return "".join(lines)
 
 
-def executor_and_samplers(api: Any, loop: asyncio.AbstractEventLoop) -> tuple[Any, dict]:
+#: Contexts made by executor_and_samplers, closed at the end.
+_CONTEXTS: list[Any] = []
+
+
+def executor_and_samplers(
+    api: Any, loop: asyncio.AbstractEventLoop, context_name: str = "thread"
+) -> tuple[Any, dict]:
     """An executor of ``api`` on ``loop``, and its two samplers."""
-    executor = api.TraitsExecutor(event_loop=api.AsyncioEventLoop(event_loop=loop))
+    extra: dict[str, Any] = {}
+    if context_name == "process":
+        # By module: offload.api's lazy names are strings the copy keeps.
+        package = api.__name__.rpartition(".")[0]
+        context_module = importlib.import_module(package + "._backends.process.context")
+        context = context_module.MultiprocessingContext()
+        _CONTEXTS.append(context)
+        extra = {"context": context, "max_workers": 1}
+    executor = api.TraitsExecutor(
+        event_loop=api.AsyncioEventLoop(event_loop=loop), **extra
+    )
     return executor, {
         wait: offload_sampler(executor, loop, wait, api.submit_call)
         for wait in ("await", "observe")
@@ -115,16 +135,18 @@ def main(args: argparse.Namespace) -> None:
         loop = new_loop()
         raw = ThreadBaseline(loop, max_workers=1)
         try:
-            this_executor, this = executor_and_samplers(offload.api, loop)
-            that_executor, that = executor_and_samplers(other, loop)
+            this_executor, this = executor_and_samplers(offload.api, loop, args.context)
+            that_executor, that = executor_and_samplers(other, loop, args.context)
             samplers: dict[str, Callable[[], Awaitable[float]]] = {"raw": raw.round_trip}
             for wait in ("await", "observe"):
                 samplers[f"this_{wait}"] = this[wait]
                 samplers[f"that_{wait}"] = that[wait]
             medians = run_until(loop, asyncio.ensure_future(
                 _interleave(samplers, blocks, block), loop=loop))
-            this_executor.shutdown(timeout=60)
-            that_executor.shutdown(timeout=60)
+            for executor in (this_executor, that_executor):
+                executor.shutdown(timeout=60)
+            while _CONTEXTS:
+                _CONTEXTS.pop().close()
         finally:
             raw.close()
             close_loop(loop)
@@ -132,6 +154,7 @@ def main(args: argparse.Namespace) -> None:
     record: dict[str, Any] = {
         "benchmark": "ab_latency",
         "against": args.against,
+        "context": args.context,
         "unit": "µs (median round trip)",
         "blocks": blocks,
         "round_trips_per_block": block,

@@ -21,6 +21,7 @@ NEW_NAMES = {
     "TaskFailed", "DaskContext", "QtEventLoop", "WxEventLoop",
     "submit_steps", "StepsFuture", "IStepsReporter", "FutureGroup",
     "TaskTimedOut",
+    "shared_array",
 }
 
 

@@ -47,6 +47,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from offload._backends.interface import IParallelContext
+from offload._backends.shared import shared_array
 from offload._backends.thread.context import MultithreadingContext
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.ets import ETSEventLoop
@@ -131,6 +132,8 @@ __all__ = [
     "MultithreadingContext",
     "MultiprocessingContext",
     "DaskContext",
+    # Large arrays in shared memory (needs NumPy)
+    "shared_array",
     # Event loops
     "IEventLoop",
     "AsyncioEventLoop",

@@ -42,7 +42,9 @@ _REPR_LIMIT = 200
 LARGE_ARGUMENT = 64 * 1024
 
 
-def dumps_item(header: bytes, obj: Any, *, main_by_reference: bool) -> bytes | memoryview:
+def dumps_item(
+    header: bytes, obj: Any, *, main_by_reference: bool, buffers: Any = None
+) -> bytes | memoryview:
     """``header`` followed by ``obj`` pickled for a worker process.
 
     Parameters
@@ -54,38 +56,52 @@ def dumps_item(header: bytes, obj: Any, *, main_by_reference: bool) -> bytes | m
     main_by_reference : bool
         Whether the workers run the main script when they start (``spawn``,
         ``forkserver``), so that its functions may go by reference.
+    buffers : callable, optional
+        The pickle's ``buffer_callback`` (pickle protocol 5), with a
+        ``discard()`` method that forgets what it kept of a pickle that was
+        thrown away (a retry with cloudpickle); see
+        ``offload._backends.process.shm.Outgoing``.
 
     Runs on the submitting thread.  Raises what cloudpickle raises when
     neither pickler can pickle ``obj``.
     """
     if _carries_large_argument(obj):
-        return _dumps_checked(header, obj, main_by_reference)
+        return _dumps_checked(header, obj, main_by_reference, buffers)
     try:
-        data = pickle.dumps(obj, PROTOCOL)
+        data = pickle.dumps(obj, PROTOCOL, buffer_callback=buffers)
     except Exception:  # noqa: BLE001 - any pickling failure: try cloudpickle
-        return header + cloud_dumps(obj)
+        _discard(buffers)
+        return header + cloud_dumps(obj, buffers)
     if b"__main__" in data and not _by_reference_is_safe(obj, main_by_reference):
-        return header + cloud_dumps(obj)
+        _discard(buffers)
+        return header + cloud_dumps(obj, buffers)
     return header + data
 
 
-def dumps(obj: Any) -> bytes:
+def _discard(buffers: Any) -> None:
+    if buffers is not None:
+        buffers.discard()
+
+
+def dumps(obj: Any, buffers: Any = None) -> bytes:
     """Pickle ``obj`` for another process: pickle first, then cloudpickle.
 
     Used in worker processes (messages, results) and for error reports.
     Without cloudpickle, what refers to ``__main__`` goes by reference, as
     with plain :mod:`multiprocessing` (workers import the main module, so its
     top-level functions are found there).  Raises whatever cloudpickle
-    raises when neither can pickle ``obj``.
+    raises when neither can pickle ``obj``.  ``buffers`` is as for
+    :func:`dumps_item`.
     """
     try:
-        data = pickle.dumps(obj, PROTOCOL)
+        data = pickle.dumps(obj, PROTOCOL, buffer_callback=buffers)
     except Exception:  # noqa: BLE001 - any pickling failure: try cloudpickle
         pass
     else:
         if b"__main__" not in data or not _has_cloudpickle():
             return data
-    return cloud_dumps(obj)
+    _discard(buffers)
+    return cloud_dumps(obj, buffers)
 
 
 def _has_cloudpickle() -> bool:
@@ -117,8 +133,10 @@ class _MainReferenceCheck(pickle.Pickler):
     two, not a scan of the pickle.
     """
 
-    def __init__(self, file: Any, names: frozenset[str] | None) -> None:
-        super().__init__(file, PROTOCOL)
+    def __init__(
+        self, file: Any, names: frozenset[str] | None, buffers: Any = None
+    ) -> None:
+        super().__init__(file, PROTOCOL, buffer_callback=buffers)
         self._names = names
 
     def reducer_override(self, obj: Any) -> Any:
@@ -141,12 +159,17 @@ def _by_reference_is_safe(obj: Any, main_by_reference: bool) -> bool:
         return True
     if not main_by_reference:
         return False
-    checker = _MainReferenceCheck(_Discard(), names_in_workers())
+    # Buffers out of band: a large array is looked at, not copied.
+    checker = _MainReferenceCheck(_Discard(), names_in_workers(), _skip_buffer)
     try:
         checker.dump(obj)
     except _ByValue:
         return False
     return True
+
+
+def _skip_buffer(buffer: Any) -> bool:
+    return False
 
 
 class _Discard:
@@ -158,21 +181,24 @@ class _Discard:
         return len(data)
 
 
-def _dumps_checked(header: bytes, obj: Any, main_by_reference: bool) -> memoryview:
+def _dumps_checked(
+    header: bytes, obj: Any, main_by_reference: bool, buffers: Any
+) -> memoryview:
     """``header`` and the pickle of ``obj``, in one buffer and one pass."""
     buffer = io.BytesIO()
     buffer.write(header)
     if _has_cloudpickle():
         names = names_in_workers() if main_by_reference else None
-        pickler: pickle.Pickler = _MainReferenceCheck(buffer, names)
+        pickler: pickle.Pickler = _MainReferenceCheck(buffer, names, buffers)
     else:
-        pickler = pickle.Pickler(buffer, PROTOCOL)
+        pickler = pickle.Pickler(buffer, PROTOCOL, buffer_callback=buffers)
     try:
         pickler.dump(obj)
     except Exception:  # noqa: BLE001 - _ByValue, or pickle fails: cloudpickle
+        _discard(buffers)
         buffer = io.BytesIO()
         buffer.write(header)
-        _cloud_dump(obj, buffer)
+        _cloud_dump(obj, buffer, buffers)
     return buffer.getbuffer()
 
 
@@ -203,13 +229,13 @@ def _carries_large_argument(obj: Any) -> bool:
     return False
 
 
-def cloud_dumps(obj: Any) -> bytes:
+def cloud_dumps(obj: Any, buffers: Any = None) -> bytes:
     """Pickle ``obj`` with cloudpickle (imported on first use)."""
-    return _cloudpickle().dumps(obj, PROTOCOL)
+    return _cloudpickle().dumps(obj, PROTOCOL, buffer_callback=buffers)
 
 
-def _cloud_dump(obj: Any, file: Any) -> None:
-    _cloudpickle().dump(obj, file, PROTOCOL)
+def _cloud_dump(obj: Any, file: Any, buffers: Any = None) -> None:
+    _cloudpickle().dump(obj, file, PROTOCOL, buffer_callback=buffers)
 
 
 def _cloudpickle() -> Any:

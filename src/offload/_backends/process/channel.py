@@ -12,7 +12,10 @@ thread of the main process reads (see ``offload._backends.process.pool``)::
 
 A chunk is ``(messages, controls)``: ``messages`` the pickled list of
 ``(router_id, task_id, message)``, ``controls`` a list of records for the
-pool (a task ended, an item was put on a queue).  Messages are flushed when
+pool (a task ended, an item was put on a queue).  The large buffers of the
+messages (arrays of at least ``shm.THRESHOLD`` bytes) are not in the pickle
+but in shared-memory segments named by a trailer after the chunk (see
+``offload._backends.process.shm``).  Messages are flushed when
 ``CHUNK_LIMIT`` of them are waiting, ``FLUSH_DELAY`` seconds after the first
 of a batch (by the flush thread, so a lone progress message is not held while
 the task computes), and at once when a task ends, in the same chunk as its
@@ -31,6 +34,7 @@ import threading
 import time
 from typing import Any, NoReturn
 
+from offload._backends.process.shm import Outgoing, return_loans
 from offload._backends.remote import (
     dumps,
     error_text,
@@ -48,6 +52,9 @@ CHUNK_LIMIT = 512
 DONE = 0
 #: Control record: an item put on a context queue.  ``(QUEUE_PUT, queue_id, data)``.
 QUEUE_PUT = 1
+#: Control record: the task kept references to arguments in shared memory,
+#: which must not be reused.  ``(KEPT, names)``, before its DONE.
+KEPT = 3
 
 #: The channel of this worker process; None outside worker processes.
 _CHANNEL: Channel | None = None
@@ -161,8 +168,24 @@ class Channel:
                 messages, self._buffer = self._buffer, []
                 controls, self._controls = self._controls, []
             if messages or controls:
-                chunk = (self._encode_messages(messages), self._encode_controls(controls))
-                self._connection.send_bytes(dumps(chunk))
+                # Large buffers of the messages (a result, an item, a
+                # progress array) go to shared memory, the rest in the pipe.
+                segments = Outgoing()
+                encoded = self._encode_messages(messages, segments)
+                if controls:
+                    # A task's results are written once its DONE is: the
+                    # segments lent for them and left unused go back with it.
+                    return_loans()
+                chunk = dumps((encoded, self._encode_controls(controls)))
+                if segments:
+                    chunk += segments.trailer()
+                try:
+                    self._connection.send_bytes(chunk)
+                except BaseException:
+                    segments.discard()
+                    raise
+                # The main process unlinks them once it has mapped them.
+                segments.keep()
 
     def close(self) -> None:
         """Flush, then stop the flush thread (worker exit)."""
@@ -191,16 +214,16 @@ class Channel:
             except OSError:
                 return  # the main process is gone; the watchdog ends us
 
-    def _encode_messages(self, messages: list[tuple]) -> bytes:
+    def _encode_messages(self, messages: list[tuple], segments: Outgoing) -> bytes:
         if not messages:
             return b""
         dropped = self._dropped
         if dropped:
             messages = [m for m in messages if (m[0], m[1]) not in dropped]
         try:
-            return dumps(messages)
+            return dumps(messages, segments)
         except Exception:  # noqa: BLE001 - find the culprit below
-            pass
+            segments.discard()
         kept = []
         for item in messages:
             router_id, task_id, message = item
@@ -212,7 +235,7 @@ class Channel:
                 dropped.add((router_id, task_id))
                 item = (router_id, task_id, _replacement(task_id, message, error))
             kept.append(item)
-        return dumps(kept)
+        return dumps(kept, segments)
 
     def _encode_controls(self, controls: list[tuple]) -> list[tuple]:
         if not controls:

@@ -19,6 +19,11 @@ What runs where::
     writer thread (one per pool, started by the first large item)
       writes the items too large for a pipe to take at once ───────▶
 
+Buffers of ``shm.THRESHOLD`` bytes or more (NumPy arrays) do not cross
+the pipes at all: they are copied into shared memory as the item (or a
+worker's chunk) is pickled, and the pickle names them (see
+``offload._backends.process.shm``).
+
 Each worker runs one item at a time and is sent the next only when it
 reports the last one DONE, so the pool always knows which item a dead
 worker was running, and an item never waits behind a long task while
@@ -55,13 +60,16 @@ import time
 import weakref
 from collections import deque
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import resource_tracker
 from typing import Any
 
 from offload._backends.main_script import main_script
-from offload._backends.process.channel import DONE, QUEUE_PUT
+from offload._backends.process.channel import DONE, KEPT, QUEUE_PUT
 from offload._backends.process.queue import deliver
 from offload._backends.process.recycling import Limits
 from offload._backends.process.router import dispatch
+from offload._backends.process.segment_cache import drop_cache, mark_kept, open_cache
+from offload._backends.process.shm import Outgoing, attach, split, unlink_made_by
 from offload._backends.process.worker import READY, RETIRE, worker_main
 from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 
@@ -96,16 +104,20 @@ _pool_ids = itertools.count()
 class _Job:
     """One submitted item: its pool future and, until sent, its bytes."""
 
-    __slots__ = ("future", "data", "running", "priority")
+    __slots__ = ("future", "data", "running", "priority", "segments")
 
     def __init__(
         self, future: concurrent.futures.Future, data: bytes | memoryview | None,
-        priority: int = 0,
+        priority: int = 0, segments: Outgoing | None = None,
     ) -> None:
         self.future = future
         self.data = data
         #: Higher starts first (``executor.options(priority=...)``).
         self.priority = priority
+        #: The shared-memory segments of its large arguments, if any:
+        #: released (kept for reuse, or unlinked) when the pool drops the
+        #: job, that is once it is over.
+        self.segments = segments
         #: Marked running in its future (once: a resend after a failed
         #: send keeps it so).
         self.running = False
@@ -196,6 +208,12 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._work_ids = itertools.count()
         #: Workers import the main script, so its functions go by reference.
         self._main_by_reference = mp_context.get_start_method() in ("spawn", "forkserver")
+        if mp_context.get_start_method() == "fork":
+            # Forked workers must share the application's resource tracker
+            # (spawn and forkserver pass it on): the segments they make for
+            # results are registered there, and it unlinks what is left
+            # should the application die.
+            resource_tracker.ensure_running()
         #: (worker, job) for the writer thread, which starts on first use.
         self._outbox: deque[tuple[_Worker, _Job]] = deque()
         self._outbox_ready = threading.Condition(self._lock)
@@ -203,6 +221,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         self._writer_done = False
         #: Workers started but not READY, not yet logged as slow.  Reader only.
         self._starting: set[_Worker] = set()
+        open_cache()
         # The application holds the only write end: workers see end-of-file
         # on the read end once it is gone, however it died.
         self._alive_read, self._alive_write = mp_context.Pipe(duplex=False)
@@ -271,16 +290,26 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         if self._shutdown:
             raise RuntimeError("cannot submit to a worker process pool after shutdown")
         work_id = next(self._work_ids)
+        # Large buffers go to shared memory as they are pickled: the one
+        # copy of the arguments made here (a snapshot: the caller may
+        # change them next), and no pipe write waits on the worker.
+        segments = Outgoing(reuse=True)
         try:
-            data = dumps_item(
-                work_id.to_bytes(8, "little"), fn, main_by_reference=self._main_by_reference
-            )
+            with segments:
+                data = dumps_item(
+                    work_id.to_bytes(8, "little"), fn,
+                    main_by_reference=self._main_by_reference, buffers=segments,
+                )
         except Exception as error:  # noqa: BLE001 - any pickling failure
+            segments.discard()
             failure = TypeError(describe_unpicklable(fn, error))
             failure.__cause__ = error
             future.set_exception(failure)
             return
-        job = _Job(future, data, priority)
+        if segments:
+            segments.lend()
+            data = bytes(data) + segments.trailer()
+        job = _Job(future, data, priority, segments)
         with self._lock:
             if self._idle:
                 worker = self._idle.pop()
@@ -472,6 +501,7 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 _signal_group(pid, signal.SIGKILL)
             self._stop_writer()
             self._close_pipes()
+            drop_cache()
 
     def _serve(self) -> None:
         stopping_since: float | None = None
@@ -579,7 +609,13 @@ class ProcessWorkerPool(concurrent.futures.Executor):
         logger.debug("worker process %s started", process.pid)
 
     def _on_chunk(self, worker: _Worker, data: bytes) -> None:
+        buffers = None
         try:
+            data, listing = split(data)
+            if listing is not None:
+                # Mapped and unlinked first: whatever fails next, the
+                # segments go with their last mapping.
+                buffers = attach(listing, unlink=True)
             messages, controls = pickle.loads(data)
         except BaseException as error:  # noqa: BLE001
             # Without its controls the item's end is unknown: end the worker,
@@ -599,13 +635,16 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                     if worker in self._idle:
                         self._idle.remove(worker)
                     self._replace()
+            elif record[0] == KEPT:
+                # Before the item is dropped, which recycles its segments.
+                mark_kept(record[1])
             elif record[0] == DONE:
                 # Give the worker its next item before anything else, so
                 # that it computes while this thread delivers.
                 done = (record[2], record[3], self._next_item(worker))
         if messages:
             try:
-                records = pickle.loads(messages)
+                records = pickle.loads(messages, buffers=buffers)
             except BaseException as error:  # noqa: BLE001
                 poison = (
                     "the main process could not unpickle a message this task "
@@ -662,6 +701,8 @@ class ProcessWorkerPool(concurrent.futures.Executor):
             pass
         process = worker.process
         process.join()
+        # Results it had put in shared memory and not yet sent.
+        unlink_made_by(process.pid)
         self._starting.discard(worker)
         self._selector.unregister(worker.results)
         self._selector.unregister(process.sentinel)

@@ -7,7 +7,8 @@ What runs in a worker process::
     flush thread     sends messages that waited FLUSH_DELAY (process_channel)
     watchdog thread  exits the process at once if the application is gone
 
-A work item arrives as 8 bytes of work id and the pickled callable.  The
+A work item arrives as 8 bytes of work id and the pickled callable, with
+its large buffers in shared memory (see ``offload._backends.process.shm``).  The
 worker announces itself with a READY record before taking work, so that the
 pool can tell a worker that failed to start from one that died in a task.
 
@@ -36,12 +37,14 @@ from offload._backends import forwarding
 from offload._backends.main_script import MP_MAIN
 from offload._backends.process.channel import (
     DONE,
+    KEPT,
     Channel,
     end_forked_child,
     forget_in_forked_child,
     install,
 )
 from offload._backends.process.flags import detach_all
+from offload._backends.process.shm import attach, split, still_mapped
 from offload._backends.remote import error_text
 
 #: Control record: the worker is up and waits for work.  ``(READY, pid)``.
@@ -91,7 +94,13 @@ def worker_main(
             break
         work_id = int.from_bytes(data[:8], "little")
         try:
-            function = loads(memoryview(data)[8:])
+            body, listing = split(data)
+            if listing is None:
+                function = loads(memoryview(data)[8:])
+            else:
+                # Large arguments are in shared memory (the application's
+                # snapshot, ours alone): mapped, not copied.
+                function = loads(body[8:], buffers=attach(listing, unlink=False))
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
                 f"the worker process could not unpickle the task: {error_text(error)}"
@@ -99,7 +108,7 @@ def worker_main(
             )
             channel.control((DONE, work_id, False, failure))
             continue
-        del data
+        del data, body
         # Its warnings and log records go to the application, on its channel.
         forward = forwarding.settings_of(function)
         if forward is not None:
@@ -109,20 +118,27 @@ def worker_main(
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             if os.getpid() != pid:
                 end_forked_child("raised from", "".join(traceback.format_exception(error)), 1)
-            done: tuple = (DONE, work_id, False, error)
+            ok, value = False, error
         else:
             if os.getpid() != pid:
                 end_forked_child("returned from")
-            done = (DONE, work_id, True, value)
+            ok = True
         if forward is not None:
             forwarding.ended(function, per_thread=False)
+        if listing is not None:
+            # Drop the task (and its arguments) before saying DONE: the
+            # application reuses their segments then, unless we still map
+            # them.
+            function = None
+            kept = still_mapped(listing)
+            if kept:
+                channel.control((KEPT, kept))
         retire = limits is not None and limits.reached()  # see recycling
         if retire:
             channel.control((RETIRE, pid))
-        channel.control(done)
+        channel.control((DONE, work_id, ok, value))
         # Drop the task (and its arguments) before waiting for the next one.
         function = value = None
-        done = ()
         if retire:
             break
     install(None)

@@ -1,0 +1,104 @@
+"""Tasks for the payload tests, importable by worker processes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from typing import Any
+
+#: Arguments a task kept after it returned (see ``keep``).
+_KEPT: list[Any] = []
+
+
+def shm_mappings() -> list[str]:
+    """The payload segments this process maps now (Linux)."""
+    with open("/proc/self/maps") as maps:
+        return sorted({
+            line.split()[-1] for line in maps
+            if "/dev/shm/ofl" in line and "_p" in line.split()[-1]
+        })
+
+
+def describe(array: Any) -> tuple[float, bool, list[str]]:
+    """(sum, writable, payload segments mapped) of an argument, in the worker."""
+    return float(array.sum()), bool(array.flags.writeable), shm_mappings()
+
+
+def negate(array: Any) -> Any:
+    import numpy
+
+    return numpy.negative(array)
+
+
+def first(array: Any) -> float:
+    return float(array[0])
+
+
+def keep(array: Any) -> float:
+    """Keep a reference to the argument after the task (a cache)."""
+    _KEPT.append(array)
+    return float(array[0])
+
+
+def kept_first() -> float:
+    return float(_KEPT[-1][0])
+
+
+def arrays_as_progress(count: int, size: int, progress: Any) -> int:
+    import numpy
+
+    for n in range(count):
+        progress(numpy.full(size, float(n)))
+    return count
+
+
+def arrays_as_items(count: int, size: int) -> Any:
+    import numpy
+
+    for n in range(count):
+        yield numpy.full(size, float(n))
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def segment_then_die(size: int) -> None:
+    """Put ``size`` bytes in shared memory as a result would, then die
+    before sending it (SIGKILL: no clean-up of any kind)."""
+    from offload._backends.process.shm import Outgoing
+
+    segments = Outgoing()
+    segments(pickle.PickleBuffer(bytearray(size)))
+    segments.keep()
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(10)  # never reached
+
+
+def hold_and_wait(array: Any, path: str, timeout: float = 30.0) -> None:
+    """Map the argument, say so in ``path``, then sleep (to be killed)."""
+    with open(path + ".tmp", "w") as file:
+        file.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(timeout)
+
+
+def fill(array: Any, value: float) -> list[str]:
+    """Write ``value`` all over ``array``; the payload segments mapped."""
+    array[...] = value
+    return shm_mappings()
+
+
+def make_shared(size: int, value: float) -> Any:
+    from offload.api import shared_array
+
+    array = shared_array(size)
+    array[:] = value
+    return array
+
+
+def same_back(array: Any) -> Any:
+    array[0] = -1.0
+    return array
