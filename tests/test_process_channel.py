@@ -92,3 +92,12 @@ def test_an_exception_that_will_not_unpickle_travels_as_its_description():
     info, exception = message[1]
     assert exception is None
     assert info[0] == "test_process_channel.NeedsTwo"
+
+
+def test_the_kinds_of_control_records_are_distinct():
+    # Two kinds with one value (added on two branches at once) made a
+    # worker that kept an argument look as if it retired.
+    from offload._backends.process import channel
+
+    kinds = {name: getattr(channel, name) for name in ("DONE", "QUEUE_PUT", "READY", "KEPT", "RETIRE")}
+    assert len(set(kinds.values())) == len(kinds), kinds

@@ -48,13 +48,19 @@ FLUSH_DELAY = 0.002
 #: Messages that make a chunk worth sending at once.
 CHUNK_LIMIT = 512
 
+# Every kind of control record, in one table: each must be distinct.
 #: Control record: a work item ended.  ``(DONE, work_id, ok, value)``.
 DONE = 0
 #: Control record: an item put on a context queue.  ``(QUEUE_PUT, queue_id, data)``.
 QUEUE_PUT = 1
+#: Control record: the worker is up and waits for work.  ``(READY, pid)``.
+READY = 2
 #: Control record: the task kept references to arguments in shared memory,
 #: which must not be reused.  ``(KEPT, names)``, before its DONE.
 KEPT = 3
+#: Control record: the worker exits after the DONE that follows (recycling).
+#: ``(RETIRE, pid)``.
+RETIRE = 4
 
 #: The channel of this worker process; None outside worker processes.
 _CHANNEL: Channel | None = None

@@ -38,6 +38,8 @@ from offload._backends.main_script import MP_MAIN
 from offload._backends.process.channel import (
     DONE,
     KEPT,
+    READY,
+    RETIRE,
     Channel,
     end_forked_child,
     forget_in_forked_child,
@@ -46,12 +48,6 @@ from offload._backends.process.channel import (
 from offload._backends.process.flags import detach_all
 from offload._backends.process.shm import attach, split, still_mapped
 from offload._backends.remote import error_text
-
-#: Control record: the worker is up and waits for work.  ``(READY, pid)``.
-READY = 2
-#: Control record: the worker exits after the DONE that follows (recycling).
-#: ``(RETIRE, pid)``.
-RETIRE = 3
 
 #: Seconds between two looks at the parent process id by the watchdog.
 WATCH_INTERVAL = 0.5
