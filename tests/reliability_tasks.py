@@ -22,7 +22,8 @@ from typing import Any
 from traits.api import Any as AnyTrait
 from traits.api import List
 
-from offload.api import BaseFuture, ITaskSpecification, TaskCancelled
+from offload._futures.pausing import PausableFuture, PausePoint, attention_of
+from offload.api import ITaskSpecification, TaskCancelled
 
 #: How long a task waits for its next command before giving up (seconds).
 COMMAND_TIMEOUT = 60.0
@@ -72,36 +73,51 @@ class ScriptedTask:
     def __call__(self, send: Callable[[tuple], None], cancelled: Callable[[], bool]) -> Any:
         with open(started_marker(self.directory, self.number), "w"):
             pass
-        sequence = 0
-        index = 0
-        deadline = time.monotonic() + COMMAND_TIMEOUT
-        while True:
-            path = os.path.join(self.directory, f"{self.number}-{index}")
-            delay = 0.0005
-            while not os.path.exists(path):
-                if self.honours_cancel and cancelled():
-                    raise TaskCancelled(f"task {self.number} saw the cancellation")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"task {self.number}: no command {index}")
-                time.sleep(delay)  # the task polls for its next command
-                delay = min(delay * 2, 0.005)
-            with open(path) as file:
-                command = file.read().split()
-            index += 1
-            if command[0] == "send":
-                for _ in range(int(command[1])):
-                    send((MESSAGE, (self.number, sequence)))
-                    sequence += 1
-            elif command[0] == "return":
-                return ("returned", self.number, sequence)
-            elif command[0] == "raise":
-                raise ValueError(f"task {self.number} raised after {sequence}")
-            else:
-                raise AssertionError(f"unknown command {command!r}")
+        # Each message is a pause point, as a progress report is: a paused
+        # task stops before sending it.  Cancelled there, a task that
+        # honours cancellation ends; one that does not carries on.
+        attention = attention_of(cancelled)
+        point: PausePoint | None = None
+        try:
+            sequence = 0
+            index = 0
+            deadline = time.monotonic() + COMMAND_TIMEOUT
+            while True:
+                path = os.path.join(self.directory, f"{self.number}-{index}")
+                delay = 0.0005
+                while not os.path.exists(path):
+                    if self.honours_cancel and cancelled():
+                        raise TaskCancelled(f"task {self.number} saw the cancellation")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"task {self.number}: no command {index}")
+                    time.sleep(delay)  # the task polls for its next command
+                    delay = min(delay * 2, 0.005)
+                with open(path) as file:
+                    command = file.read().split()
+                index += 1
+                if command[0] == "send":
+                    for _ in range(int(command[1])):
+                        if attention():
+                            if point is None:
+                                point = PausePoint(cancelled)
+                            if point.stop() and self.honours_cancel:
+                                raise TaskCancelled(f"task {self.number} saw the cancellation")
+                        send((MESSAGE, (self.number, sequence)))
+                        sequence += 1
+                elif command[0] == "return":
+                    return ("returned", self.number, sequence)
+                elif command[0] == "raise":
+                    raise ValueError(f"task {self.number} raised after {sequence}")
+                else:
+                    raise AssertionError(f"unknown command {command!r}")
+        finally:
+            if point is not None:
+                point.close()
 
 
-class ScriptedFuture(BaseFuture):
-    """Main-thread side: logs every message and every state change, in order."""
+class ScriptedFuture(PausableFuture):
+    """Main-thread side: logs every message and every state change, in order.
+    Pausable: the task stops before its next message while paused."""
 
     #: ("state", new) and ("message", sequence) entries in arrival order.
     log = List()
