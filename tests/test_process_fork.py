@@ -19,7 +19,15 @@ from offload.api import (
     submit_progress,
 )
 
-pytestmark = pytest.mark.process
+pytestmark = [
+    pytest.mark.process,
+    # Python 3.12+ warns, in the worker, that it forks with threads running
+    # (the worker's own): a real warning, which the worker now forwards to
+    # the application, where the suite's filters would raise it.
+    pytest.mark.filterwarnings(
+        "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+    ),
+]
 
 
 @pytest.fixture
