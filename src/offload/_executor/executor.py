@@ -325,18 +325,8 @@ class TraitsExecutor(HasStrictTraits):
             return self._submit_from_another_thread(task, options)
         if self._state is not RUNNING:
             raise self._refusal()
-        cancel_flag = self._new_cancel_flag()
-        task_id = next(self._task_ids)
+        task_id, handle, future, runner, receive = self._prepare(task, options)
         router = self._router
-        if options is None:
-            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
-        else:
-            handle = options.handle(
-                self._handle_class, router, task_id, cancel_flag, self._event_loop
-            )
-        future = task.future(handle)
-        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
-        receive = future.receive if options is None else handle.receiver(future.receive)
         router.add_receiver(task_id, receive)
         self._futures[task_id] = future
         try:
@@ -348,6 +338,24 @@ class TraitsExecutor(HasStrictTraits):
         self.submitted = (future, task)
         self._bookkeeping.changed()
         return future
+
+    def _prepare(self, task: ITaskSpecification, options: TaskOptions | None) -> tuple:
+        """A new task's id, handle, future, runner and receiver (whoever
+        submits: the callers hold what makes it safe)."""
+        cancel_flag = self._new_cancel_flag()
+        task_id = next(self._task_ids)
+        if options is None:
+            handle = self._handle_class(self._router, task_id, cancel_flag, self._event_loop)
+            future = task.future(handle)
+            receive = future.receive
+        else:
+            handle = options.handle(
+                self._handle_class, self._router, task_id, cancel_flag, self._event_loop
+            )
+            future = task.future(handle)
+            receive = handle.receiver(future.receive)
+        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
+        return task_id, handle, future, runner, receive
 
     def _submit_from_another_thread(
         self, task: ITaskSpecification, options: TaskOptions | None
@@ -364,20 +372,8 @@ class TraitsExecutor(HasStrictTraits):
         with self._lock:
             if not self._accepting:
                 raise self._refusal()
-            cancel_flag = self._new_cancel_flag()
-            task_id = next(self._task_ids)
+            task_id, handle, future, runner, receive = self._prepare(task, options)
             router = self._router
-            if options is None:
-                handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
-            else:
-                handle = options.handle(
-                    self._handle_class, router, task_id, cancel_flag, self._event_loop
-                )
-            future = task.future(handle)
-            runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
-            receive = (
-                future.receive if options is None else handle.receiver(future.receive)
-            )
             router.add_receiver(
                 task_id,
                 Announcer(weakref.ref(self), router, task_id, future, receive, task),
