@@ -26,6 +26,7 @@ from typing import Any
 
 from traits.api import Undefined  # type: ignore[attr-defined]  # public; missing from the stubs
 
+from offload._futures.base import state_of
 from offload._futures.soon import soon_caller
 from offload._futures.states import (
     CANCELLED,
@@ -70,11 +71,11 @@ class Bookkeeping:
         if self._batched:
             router.on_batch = self.publish
 
-    def future_ended(self, future: Any) -> None:
-        """A task's final message is about to be delivered (main thread)."""
-        self.ended.append(future)
+    def watch(self, table: Any) -> None:
+        """Collect ``table``'s ended futures (its ``ended`` list is ours)."""
+        table.ended = self.ended
         if not self._batched:
-            self.changed()
+            table.on_end = self.changed
 
     def changed(self) -> None:
         """Something to publish, outside a batch (a submission).  Any thread."""
@@ -111,14 +112,15 @@ class Bookkeeping:
         totals = self.totals
         pending = []
         for future in ended:
-            state = getattr(future, "state", None)
+            state = state_of(future)
             if state in totals:
                 totals[state] += 1
             elif state is not None:
                 # Its final message is still to come (an observer of the
                 # same batch asked): count it next time.
                 pending.append(future)
-        self.ended = pending
+        # In place: the task table appends to this very list.
+        ended[:] = pending
 
     def counts(self, pending: Iterable[Any]) -> dict[str, int]:
         """state -> number of futures, pending ones included (main thread)."""
@@ -126,7 +128,7 @@ class Bookkeeping:
         counts = dict.fromkeys(STATES, 0)
         counts.update(self.totals)
         for future in (*pending, *self.ended):
-            state = getattr(future, "state", None)
+            state = state_of(future)
             if state in counts:
                 counts[state] += 1
         return counts

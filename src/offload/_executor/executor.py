@@ -216,7 +216,7 @@ class TraitsExecutor(HasStrictTraits):
         router.connect(self._futures.finished)
         self._router = router
         self._bookkeeping = Bookkeeping(self, event_loop, router)
-        self._futures.on_end = self._bookkeeping.future_ended
+        self._bookkeeping.watch(self._futures)
         # A context only registered with IParallelContext may lack it.
         call_on_close = getattr(context, "call_on_close", None)
         if call_on_close is not None:
@@ -325,9 +325,21 @@ class TraitsExecutor(HasStrictTraits):
             return self._submit_from_another_thread(task, options)
         if self._state is not RUNNING:
             raise self._refusal()
-        task_id, handle, future, runner, receive = self._prepare(task, options)
+        # _prepare's work, inline: this is the path of every task.
+        cancel_flag = self._new_cancel_flag()
+        task_id = next(self._task_ids)
         router = self._router
-        router.add_receiver(task_id, receive)
+        if options is None:
+            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+            future = task.future(handle)
+            router.add_receiver(task_id, future.receive)
+        else:
+            handle = options.handle(
+                self._handle_class, router, task_id, cancel_flag, self._event_loop
+            )
+            future = task.future(handle)
+            router.add_receiver(task_id, handle.receiver(future.receive))
+        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
         self._futures[task_id] = future
         try:
             handle.start(self._worker_pool, runner)

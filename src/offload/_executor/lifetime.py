@@ -41,16 +41,19 @@ class TaskTable(dict):
     tasks take no lock, and no task is ever lost between the two.
     """
 
-    __slots__ = ("on_empty", "on_end", "lock", "others")
+    __slots__ = ("on_empty", "ended", "on_end", "lock", "others")
 
     def __init__(self, lock: threading.Lock) -> None:
         super().__init__()
         #: Returned by :meth:`finished` when the last task goes: set once the
         #: executor stops, to make it STOPPED.
         self.on_empty: Callable[[], None] | None = None
-        #: Called with each future whose task ended (the executor's
-        #: bookkeeping counts it once its final message is delivered).
-        self.on_end: Callable[[Any], None] | None = None
+        #: The futures whose tasks ended, appended here (the executor's
+        #: bookkeeping counts them once their final messages are delivered).
+        self.ended: list[Any] = []
+        #: Called after each end, where the router cannot say when a batch
+        #: ends (see ``Bookkeeping``).
+        self.on_end: Callable[[], None] | None = None
         #: The executor's lock, held by submissions from other threads.
         self.lock = lock
         #: task id -> future, of the tasks other threads submitted while
@@ -71,8 +74,9 @@ class TaskTable(dict):
             future = self.pop(task_id)
         except KeyError:
             return self._other_finished(task_id)
+        self.ended.append(future)
         if self.on_end is not None:
-            self.on_end(future)
+            self.on_end()
         # ``others`` read without the lock: a task that another thread adds
         # meanwhile is not in this dict, and no one stops while it may be.
         if self or self.others:
@@ -88,8 +92,9 @@ class TaskTable(dict):
             empty = not (others or self)
             if empty:
                 self.others = {}
+        self.ended.append(future)
         if self.on_end is not None:
-            self.on_end(future)
+            self.on_end()
         return self.on_empty if empty else None
 
     def pending(self) -> list[Any]:

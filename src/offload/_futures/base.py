@@ -171,6 +171,16 @@ class BaseTask(abc.ABC):
         return self._cancelled()
 
 
+def state_of(future: Any) -> str | None:
+    """The public state of ``future``; None if it has none (an ``IFuture``
+    only registered).  For a :class:`BaseFuture`, without the cost of its
+    ``state`` property: the executor reads it once per finished task."""
+    try:
+        return PUBLIC_STATE[future._internal_state]
+    except AttributeError:
+        return getattr(future, "state", None)
+
+
 def event_loop_of(future: Any) -> Any:
     """The event loop that delivers ``future``'s messages, or None.
 
