@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -325,5 +326,34 @@ def restart_running(client: Any, cluster: Any, key: str) -> str:
     if not worker.get("nanny"):
         return "cooperative: the worker has no nanny to restart it"
     client.cancel([distributed.Future(key, client)], force=True)
+    # ``Client.cancel`` only queues the request on the client's batched
+    # stream.  Were the worker restarted before the scheduler read it, the
+    # scheduler would see the task's worker leave and run the task again on
+    # another worker (seen with distributed 2024.1), where nothing stops it.
+    if not _left_the_scheduler(client, key, RELEASE_TIMEOUT):
+        logger.warning(
+            "offload: the Dask scheduler still had task %s %.0f s after it was "
+            "cancelled; restarting its worker anyway", key, RELEASE_TIMEOUT,
+        )
     client.restart_workers([address], raise_for_error=False)
     return f"restarted {address}"
+
+
+#: Seconds ``restart_running`` waits for the scheduler to drop a cancelled
+#: task before it restarts the task's worker.
+RELEASE_TIMEOUT = 10.0
+
+
+def _left_the_scheduler(client: Any, key: str, timeout: float) -> bool:
+    """Wait until no worker is processing ``key``, as the scheduler sees it;
+    True if that happened within ``timeout`` seconds.  Each look is one
+    round trip to the scheduler (``Client.processing``)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        if not any(key in keys for keys in client.processing().values()):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
