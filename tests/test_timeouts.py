@@ -168,3 +168,24 @@ def test_a_timed_out_task_s_processes_die(process_executor, offload_assistant, t
     while not ct.process_gone(child):
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_submit_takes_options_as_its_second_argument(executor, assistant):
+    # executor.submit(task, options) is options.submit(task): the limit,
+    # and the check of max_progress_rate, apply either way.
+    from offload._futures.call import BackgroundCall
+    from offload._futures.progress import BackgroundProgress
+
+    future = executor.submit(
+        BackgroundProgress(ct.cooperative, (30.0, None), {}),
+        executor.options(timeout=0.3),
+    )
+    wait_done(assistant, future)
+    assert isinstance(future.exception_object, TaskTimedOut)
+    with pytest.raises(TypeError, match="max_progress_rate"):
+        executor.submit(
+            BackgroundCall(ct.worker_pid, (), {}), executor.options(max_progress_rate=5)
+        )
+    plain = executor.submit(BackgroundCall(ct.worker_pid, (), {}), executor.options())
+    wait_done(assistant, plain)
+    assert plain.state == COMPLETED

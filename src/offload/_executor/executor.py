@@ -239,7 +239,9 @@ class TraitsExecutor(HasStrictTraits):
 
     # Submitting -------------------------------------------------------------
 
-    def submit(self, task: ITaskSpecification) -> IFuture:
+    def submit(
+        self, task: ITaskSpecification, options: TaskOptions | None = None
+    ) -> IFuture:
         """Submit a task specification; return its future.
 
         Call it from any thread: the main thread (the one that made the
@@ -259,6 +261,15 @@ class TraitsExecutor(HasStrictTraits):
         Traits' ``observe`` is not atomic with a notification running on
         another thread.
 
+        Parameters
+        ----------
+        task : ITaskSpecification
+            What to run, and how its future looks.
+        options : TaskOptions, optional
+            From :meth:`options`: ``executor.submit(task, options)`` is
+            ``options.submit(task)``.  Default: the executor's own
+            (``default_timeout``).
+
         Raises
         ------
         RuntimeError
@@ -268,7 +279,44 @@ class TraitsExecutor(HasStrictTraits):
             either refused so, or accepted before the stop, which then
             cancels its future and waits for it like any other.
         """
-        return self._submit(task, self._default_options)
+        if options is None:
+            options = self._default_options
+        else:
+            options = options.applied_to(task)
+        if threading.get_ident() != self._thread_id:
+            return self._submit_from_another_thread(task, options)
+        if self._state is not RUNNING:
+            raise self._refusal()
+        # _prepare's work, inline: this is the path of every task.
+        cancel_flag = self._new_cancel_flag()
+        task_id = next(self._task_ids)
+        router = self._router
+        if options is None:
+            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+            future = task.future(handle)
+            router.add_receiver(task_id, future.receive)
+        else:
+            handle = options.handle(
+                self._handle_class, router, task_id, cancel_flag, self._event_loop
+            )
+            future = task.future(handle)
+            router.add_receiver(task_id, handle.receiver(future.receive))
+        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
+        self._futures[task_id] = future
+        try:
+            handle.start(self._worker_pool, runner)
+        except BaseException:
+            router.discard_receiver(task_id)
+            del self._futures[task_id]
+            raise
+        self.submitted = (future, task)
+        if len(self._futures) > 1:
+            # Published after the batch under way, or one asked for now.  A
+            # task submitted alone starts at once, and the batch of its
+            # first message publishes: no wake-up of its own (a round trip
+            # would pay one more turn of the loop).
+            self._bookkeeping.changed()
+        return future
 
     def options(
         self,
@@ -318,43 +366,6 @@ class TraitsExecutor(HasStrictTraits):
         return TaskOptions(
             self, timeout=timeout, priority=priority, max_progress_rate=max_progress_rate
         )
-
-    def _submit(self, task: ITaskSpecification, options: TaskOptions | None) -> IFuture:
-        """Submit ``task`` with ``options`` (None: none); see :meth:`submit`."""
-        if threading.get_ident() != self._thread_id:
-            return self._submit_from_another_thread(task, options)
-        if self._state is not RUNNING:
-            raise self._refusal()
-        # _prepare's work, inline: this is the path of every task.
-        cancel_flag = self._new_cancel_flag()
-        task_id = next(self._task_ids)
-        router = self._router
-        if options is None:
-            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
-            future = task.future(handle)
-            router.add_receiver(task_id, future.receive)
-        else:
-            handle = options.handle(
-                self._handle_class, router, task_id, cancel_flag, self._event_loop
-            )
-            future = task.future(handle)
-            router.add_receiver(task_id, handle.receiver(future.receive))
-        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
-        self._futures[task_id] = future
-        try:
-            handle.start(self._worker_pool, runner)
-        except BaseException:
-            router.discard_receiver(task_id)
-            del self._futures[task_id]
-            raise
-        self.submitted = (future, task)
-        if len(self._futures) > 1:
-            # Published after the batch under way, or one asked for now.  A
-            # task submitted alone starts at once, and the batch of its
-            # first message publishes: no wake-up of its own (a round trip
-            # would pay one more turn of the loop).
-            self._bookkeeping.changed()
-        return future
 
     def _prepare(self, task: ITaskSpecification, options: TaskOptions | None) -> tuple:
         """A new task's id, handle, future, runner and receiver (whoever

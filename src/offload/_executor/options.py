@@ -146,6 +146,19 @@ class TaskOptions:
         """Submit ``task`` (an ``ITaskSpecification``) with these options;
         return its future.  Like ``TraitsExecutor.submit``, whose rules and
         errors apply."""
+        return self.executor.submit(task, self)
+
+    def applied_to(self, task: Any) -> TaskOptions | None:
+        """Set ``task``'s progress rate if asked; these options if the task
+        needs the executor's option handles, else None (the submitting
+        thread, before the task is registered).
+
+        Raises
+        ------
+        TypeError
+            If ``max_progress_rate`` was given and ``task`` reports no
+            progress.
+        """
         rate = self.max_progress_rate
         if rate is not None:
             if not hasattr(task, "max_progress_rate"):
@@ -156,7 +169,7 @@ class TaskOptions:
                     "without max_progress_rate"
                 )
             task.max_progress_rate = None if math.isinf(rate) else rate
-        return self.executor._submit(task, self if self.active else None)
+        return self if self.active else None
 
     def handle(self, plain: type, router: Any, task_id: int, flag: Any, event_loop: Any) -> Any:
         """The executor's handle of one task with these options (main thread)."""
