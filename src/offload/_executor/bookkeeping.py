@@ -26,7 +26,7 @@ from typing import Any
 
 from traits.api import Undefined  # type: ignore[attr-defined]  # public; missing from the stubs
 
-from offload._futures.base import state_of
+from offload._futures.base import states_of
 from offload._futures.soon import soon_caller
 from offload._futures.states import (
     CANCELLED,
@@ -49,7 +49,7 @@ class Bookkeeping:
 
     __slots__ = (
         "_executor_ref", "_router", "_event_loop", "_call_soon", "_thread_id",
-        "_scheduled", "_batched", "ended", "totals",
+        "scheduled", "_batched", "ended", "totals",
     )
 
     def __init__(self, executor: Any, event_loop: Any, router: Any) -> None:
@@ -59,7 +59,9 @@ class Bookkeeping:
         self._event_loop = event_loop
         self._call_soon: Callable[[Callable[[], None]], None] | None = None
         self._thread_id = threading.get_ident()
-        self._scheduled = False
+        #: True while a publication is asked for and not yet made: the
+        #: executor reads it before calling :meth:`changed`, once a submission.
+        self.scheduled = False
         #: Futures whose final message this batch delivers (or delivered).
         self.ended: list[Any] = []
         #: state -> number of futures that ended in it.
@@ -73,15 +75,16 @@ class Bookkeeping:
 
     def watch(self, table: Any) -> None:
         """Collect ``table``'s ended futures (its ``ended`` list is ours)."""
-        table.ended = self.ended
         if not self._batched:
-            table.on_end = self.changed
+            # Each end asks for a publication: no router batch will.
+            self.ended = _NoticedList(self.changed)
+        table.ended = self.ended
 
     def changed(self) -> None:
         """Something to publish, outside a batch (a submission).  Any thread."""
-        if self._scheduled:
+        if self.scheduled:
             return
-        self._scheduled = True
+        self.scheduled = True
         if self._batched:
             # The batch's end publishes.
             self._router.request_batch()
@@ -92,11 +95,11 @@ class Bookkeeping:
             call_soon(self.publish)
         else:
             # The main thread publishes when it next delivers.
-            self._scheduled = False
+            self.scheduled = False
 
     def publish(self) -> None:
         """Count the batch's ended futures; notify the executor's observers."""
-        self._scheduled = False
+        self.scheduled = False
         self._tally()
         executor = self._executor_ref()
         if executor is not None:
@@ -111,8 +114,7 @@ class Bookkeeping:
             return
         totals = self.totals
         pending = []
-        for future in ended:
-            state = state_of(future)
+        for future, state in zip(ended, states_of(ended), strict=True):
             if state in totals:
                 totals[state] += 1
             elif state is not None:
@@ -127,8 +129,22 @@ class Bookkeeping:
         self._tally()
         counts = dict.fromkeys(STATES, 0)
         counts.update(self.totals)
-        for future in (*pending, *self.ended):
-            state = state_of(future)
+        for state in states_of([*pending, *self.ended]):
             if state in counts:
                 counts[state] += 1
         return counts
+
+
+class _NoticedList(list):
+    """The list of ended futures for a router that does not say when its
+    batches end: each append asks for a publication."""
+
+    __slots__ = ("_notice",)
+
+    def __init__(self, notice: Callable[[], None]) -> None:
+        super().__init__()
+        self._notice = notice
+
+    def append(self, future: Any) -> None:
+        super().append(future)
+        self._notice()

@@ -310,12 +310,13 @@ class TraitsExecutor(HasStrictTraits):
             del self._futures[task_id]
             raise
         self.submitted = (future, task)
-        if len(self._futures) > 1:
+        bookkeeping = self._bookkeeping
+        if not bookkeeping.scheduled and len(self._futures) > 1:
             # Published after the batch under way, or one asked for now.  A
             # task submitted alone starts at once, and the batch of its
             # first message publishes: no wake-up of its own (a round trip
             # would pay one more turn of the loop).
-            self._bookkeeping.changed()
+            bookkeeping.changed()
         return future
 
     def options(

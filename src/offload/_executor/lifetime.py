@@ -41,7 +41,7 @@ class TaskTable(dict):
     tasks take no lock, and no task is ever lost between the two.
     """
 
-    __slots__ = ("on_empty", "ended", "on_end", "lock", "others")
+    __slots__ = ("on_empty", "ended", "lock", "others")
 
     def __init__(self, lock: threading.Lock) -> None:
         super().__init__()
@@ -49,11 +49,9 @@ class TaskTable(dict):
         #: executor stops, to make it STOPPED.
         self.on_empty: Callable[[], None] | None = None
         #: The futures whose tasks ended, appended here (the executor's
-        #: bookkeeping counts them once their final messages are delivered).
+        #: bookkeeping counts them once their final messages are delivered,
+        #: and gives a list that notices appends where it must).
         self.ended: list[Any] = []
-        #: Called after each end, where the router cannot say when a batch
-        #: ends (see ``Bookkeeping``).
-        self.on_end: Callable[[], None] | None = None
         #: The executor's lock, held by submissions from other threads.
         self.lock = lock
         #: task id -> future, of the tasks other threads submitted while
@@ -71,12 +69,11 @@ class TaskTable(dict):
         observers ran.
         """
         try:
-            future = self.pop(task_id)
+            future = self[task_id]
         except KeyError:
             return self._other_finished(task_id)
+        del self[task_id]  # not pop(): a method call more, once a task
         self.ended.append(future)
-        if self.on_end is not None:
-            self.on_end()
         # ``others`` read without the lock: a task that another thread adds
         # meanwhile is not in this dict, and no one stops while it may be.
         if self or self.others:
@@ -93,8 +90,6 @@ class TaskTable(dict):
             if empty:
                 self.others = {}
         self.ended.append(future)
-        if self.on_end is not None:
-            self.on_end()
         return self.on_empty if empty else None
 
     def pending(self) -> list[Any]:

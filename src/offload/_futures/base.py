@@ -171,14 +171,20 @@ class BaseTask(abc.ABC):
         return self._cancelled()
 
 
-def state_of(future: Any) -> str | None:
-    """The public state of ``future``; None if it has none (an ``IFuture``
-    only registered).  For a :class:`BaseFuture`, without the cost of its
-    ``state`` property: the executor reads it once per finished task."""
+def states_of(futures: list[Any]) -> list[str | None]:
+    """The public states of ``futures``; None for one that has none (an
+    ``IFuture`` only registered).  For :class:`BaseFuture` s, without the
+    cost of a ``state`` property call each: the executor reads the state of
+    every finished task, once per batch."""
     try:
-        return PUBLIC_STATE[future._internal_state]
+        return [PUBLIC_STATE[future._internal_state] for future in futures]
     except AttributeError:
-        return getattr(future, "state", None)
+        return [
+            PUBLIC_STATE[future._internal_state]
+            if isinstance(future, BaseFuture)
+            else getattr(future, "state", None)
+            for future in futures
+        ]
 
 
 def event_loop_of(future: Any) -> Any:
