@@ -11,11 +11,14 @@ from traits.api import TraitError
 
 import task_functions as tf
 from conftest import wait_file
+from offload._routing.interface import IMessageRouter
 from offload.api import (
     CANCELLED,
     COMPLETED,
     EXECUTING,
     FAILED,
+    MultithreadingContext,
+    TraitsExecutor,
     submit_call,
 )
 
@@ -140,3 +143,66 @@ def test_futures_submitted_from_other_threads_are_counted(executor, assistant, t
         executor, "counts", lambda e: e.counts["completed"] == 1, timeout=20
     )
     assert executor.futures == []
+
+
+class _PlainRouter(IMessageRouter):
+    """A router with IMessageRouter's methods only: it never says when a
+    batch of messages ends (as a third-party context's router may not)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @property
+    def sender(self):
+        return self.inner.sender
+
+    def connect(self, on_finished):
+        self.inner.connect(on_finished)
+
+    def disconnect(self):
+        self.inner.disconnect()
+
+    def add_receiver(self, task_id, receiver):
+        self.inner.add_receiver(task_id, receiver)
+
+    def discard_receiver(self, task_id):
+        self.inner.discard_receiver(task_id)
+
+    def inject(self, task_id, message):
+        self.inner.inject(task_id, message)
+
+    @property
+    def outstanding(self):
+        return self.inner.outstanding
+
+    def release_when_idle(self, release):
+        self.inner.release_when_idle(release)
+
+    def deliver_blocking(self, timeout):
+        self.inner.deliver_blocking(timeout)
+
+
+class _PlainRouterContext(MultithreadingContext):
+    def message_router(self, event_loop):
+        return _PlainRouter(super().message_router(event_loop))
+
+
+def test_a_router_without_batches_still_publishes_every_end(offload_assistant):
+    assistant = offload_assistant
+    context = _PlainRouterContext()
+    executor = TraitsExecutor(context=context, event_loop=assistant.event_loop)
+    try:
+        published = []
+        executor.observe(lambda event: published.append(event.new), "counts")
+        futures = [submit_call(executor, tf.square, n) for n in range(20)]
+        for future in futures:
+            assistant.run_until(future, "done", lambda f: f.done, timeout=20)
+        assistant.run_until(
+            executor, "counts", lambda e: bool(published) and published[-1] == zero(completed=20),
+            timeout=20,
+        )
+        assert executor.futures == []
+        assert executor.counts == zero(completed=20)
+    finally:
+        executor.shutdown(timeout=20)
+        context.close()
