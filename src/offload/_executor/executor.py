@@ -22,9 +22,11 @@ from traits.api import Any as AnyTrait
 from traits.api import Bool, Dict, Event, HasStrictTraits, Int, List, Property, Str
 
 from offload._backends.interface import IParallelContext, check_max_workers, check_open
+from offload._backends.thread.context import MultithreadingContext
+from offload._backends.thread.pool import WorkerThreadPool
 from offload._event_loops.interface import IEventLoop
 from offload._executor.bookkeeping import Bookkeeping
-from offload._executor.handles import PoolHandle, TaskHandle
+from offload._executor.handles import PoolHandle, TaskHandle, ThreadTaskHandle
 from offload._executor.lifetime import (
     ANNOUNCEMENT,
     Announcer,
@@ -177,8 +179,6 @@ class TraitsExecutor(HasStrictTraits):
                 f"{worker_pool!r}"
             )
         if context is None:
-            from offload._backends.thread.context import MultithreadingContext
-
             context = MultithreadingContext()
             self._owns_context = True
         elif not isinstance(context, IParallelContext):
@@ -203,10 +203,17 @@ class TraitsExecutor(HasStrictTraits):
             worker_pool = context.worker_pool(max_workers=max_workers)
             self._owns_worker_pool = True
         self._worker_pool = worker_pool
-        # offload's own pools take the task handle as the pool future.
-        self._handle_class = (
-            TaskHandle if hasattr(worker_pool, "_offload_submit") else PoolHandle
-        )
+        # offload's own pools take the task handle as the pool future; in
+        # its thread pool, with the thread context's flags, the handle is
+        # the task's cancel flag too.
+        if isinstance(worker_pool, WorkerThreadPool) and (
+            getattr(type(context), "cancel_flag", None) is MultithreadingContext.cancel_flag
+        ):
+            self._handle_class = ThreadTaskHandle
+        elif hasattr(worker_pool, "_offload_submit"):
+            self._handle_class = TaskHandle
+        else:
+            self._handle_class = PoolHandle
         router: IMessageRouter = context.message_router(event_loop)
         #: task id -> future, for the futures not yet done.  What the
         #: router holds of the executor (the event loop holds the router
@@ -288,20 +295,21 @@ class TraitsExecutor(HasStrictTraits):
         if self._state is not RUNNING:
             raise self._refusal()
         # _prepare's work, inline: this is the path of every task.
-        cancel_flag = self._new_cancel_flag()
         task_id = next(self._task_ids)
         router = self._router
         if options is None:
-            handle = self._handle_class(router, task_id, cancel_flag, self._event_loop)
+            handle = self._handle_class(
+                router, task_id, self._new_cancel_flag, self._event_loop
+            )
             future = task.future(handle)
             router.add_receiver(task_id, future.receive)
         else:
             handle = options.handle(
-                self._handle_class, router, task_id, cancel_flag, self._event_loop
+                self._handle_class, router, task_id, self._new_cancel_flag, self._event_loop
             )
             future = task.future(handle)
             router.add_receiver(task_id, handle.receiver(future.receive))
-        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
+        runner = TaskRunner(task_id, task.task(), self._sender, handle.flag)
         self._futures[task_id] = future
         try:
             handle.start(self._worker_pool, runner)
@@ -371,19 +379,19 @@ class TraitsExecutor(HasStrictTraits):
     def _prepare(self, task: ITaskSpecification, options: TaskOptions | None) -> tuple:
         """A new task's id, handle, future, runner and receiver (whoever
         submits: the callers hold what makes it safe)."""
-        cancel_flag = self._new_cancel_flag()
         task_id = next(self._task_ids)
+        new_flag = self._new_cancel_flag
         if options is None:
-            handle = self._handle_class(self._router, task_id, cancel_flag, self._event_loop)
+            handle = self._handle_class(self._router, task_id, new_flag, self._event_loop)
             future = task.future(handle)
             receive = future.receive
         else:
             handle = options.handle(
-                self._handle_class, self._router, task_id, cancel_flag, self._event_loop
+                self._handle_class, self._router, task_id, new_flag, self._event_loop
             )
             future = task.future(handle)
             receive = handle.receiver(future.receive)
-        runner = TaskRunner(task_id, task.task(), self._sender, cancel_flag)
+        runner = TaskRunner(task_id, task.task(), self._sender, handle.flag)
         return task_id, handle, future, runner, receive
 
     def _submit_from_another_thread(

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Callable
 from typing import Any
 
+from offload._backends.thread.context import ThreadFlagMethods
 from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
 from offload._routing.protocol import CRASHED, TaskRunner, raised_message
@@ -23,6 +25,13 @@ from offload._routing.protocol import CRASHED, TaskRunner, raised_message
 _WITHDRAWN = (
     "the worker pool cancelled this task before it ran (was the pool shut down?)"
 )
+
+#: Held while a task handle decides whether a worker takes its task or
+#: ``cancel`` withdraws it: a test and an assignment.  One lock for every
+#: handle rather than one each: with thousands of tasks outstanding, each
+#: object per task is more for the cycle collector to walk, and the lock
+#: is held too briefly for workers taking tasks at once to wait on it.
+_DECIDING = threading.Lock()
 
 
 class TaskHandle:
@@ -38,22 +47,29 @@ class TaskHandle:
 
     Calling the handle is the future's ``cancel``: set the task's flag and,
     if no worker has taken the task yet, withdraw it, so that it ends at
-    once.  Taking and withdrawing race (worker and main thread); a
-    non-blocking acquire of one lock decides, exactly once, which wins.
+    once.  Taking and withdrawing race (worker and main thread); whichever
+    first finds the task untaken, under ``_DECIDING``, wins, exactly once.
+
+    ``new_flag()`` makes the task's cancel flag (the context's
+    ``cancel_flag``): :attr:`flag`, which the task's runner gets too.
     """
 
     __slots__ = ("router", "task_id", "flag", "event_loop", "pool", "_untaken", "_over")
 
     def __init__(
-        self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
+        self,
+        router: IMessageRouter,
+        task_id: int,
+        new_flag: Callable[[], Any],
+        event_loop: IEventLoop,
     ) -> None:
         self.router = router
         self.task_id = task_id
-        self.flag = flag
+        self.flag = new_flag()
         #: The loop that delivers the task's messages (``await`` checks it).
         self.event_loop = event_loop
-        #: Acquired by whoever takes (worker) or withdraws (cancel) the task.
-        self._untaken = threading.Lock()
+        #: True until a worker takes the task or ``cancel`` withdraws it.
+        self._untaken = True
         self._over = False
         #: The pool the task went to (what :meth:`force` asks).
         self.pool: Any = None
@@ -66,12 +82,19 @@ class TaskHandle:
     def cancel(self) -> bool:
         """Cancel: the future's (main thread) or the pool's (any thread)."""
         self.flag.set()
-        if self._untaken.acquire(False):
+        if self._take():
             self.set_exception(RuntimeError(_WITHDRAWN))
             return True
         return False
 
     __call__ = cancel
+
+    def _take(self) -> bool:
+        """True for the first caller only: the task is now taken or withdrawn."""
+        with _DECIDING:
+            untaken = self._untaken
+            self._untaken = False
+        return untaken
 
     def force(self) -> None:
         """End the running task by force, after :meth:`cancel` (main thread).
@@ -85,7 +108,7 @@ class TaskHandle:
 
     def set_running_or_notify_cancel(self) -> bool:
         """A worker takes the task; False if it was withdrawn.  Any thread."""
-        return self._untaken.acquire(False)
+        return self._take()
 
     def set_result(self, result: Any) -> None:
         """The task's runner returned: it reported everything already."""
@@ -97,6 +120,50 @@ class TaskHandle:
             return
         self._over = True
         self.router.inject(self.task_id, raised_message(exc, CRASHED))
+
+
+class ThreadTaskHandle(TaskHandle, ThreadFlagMethods):
+    """A :class:`TaskHandle` that is also its task's cancel flag, for
+    offload's thread pool with the thread context's flags.
+
+    A thread's flag is a few attributes that the main thread sets and the
+    worker reads (see ``ThreadCancelFlag``); the handle can hold them, and
+    each task then has one object fewer to make, and to walk for the cycle
+    collector while thousands are outstanding.  :attr:`flag` is the handle
+    itself, as a property: an attribute referring to its own object would
+    be a cycle, freed only by the collector.
+    """
+
+    __slots__ = ("_set", "_attention", "_gate")
+
+    def __init__(
+        self,
+        router: IMessageRouter,
+        task_id: int,
+        new_flag: Callable[[], Any],
+        event_loop: IEventLoop,
+    ) -> None:
+        # ``new_flag`` is not called: this handle is the flag.
+        self.router = router
+        self.task_id = task_id
+        self.event_loop = event_loop
+        self._untaken = True
+        self._over = False
+        self._set = False
+        self._attention = False
+        self._gate = None
+
+    @property
+    def flag(self) -> ThreadTaskHandle:
+        """The task's cancel flag: this handle."""
+        return self
+
+    def start(self, pool: Any, runner: TaskRunner) -> None:
+        """Submit ``runner`` to ``pool`` (offload's thread pool)."""
+        pool._offload_submit(self, runner)
+
+    def force(self) -> None:
+        """Threads cannot be killed: the cooperative cancel stands."""
 
 
 class PoolHandle:
@@ -119,11 +186,15 @@ class PoolHandle:
     __slots__ = ("router", "task_id", "flag", "event_loop", "pool_future", "pool")
 
     def __init__(
-        self, router: IMessageRouter, task_id: int, flag: Any, event_loop: IEventLoop
+        self,
+        router: IMessageRouter,
+        task_id: int,
+        new_flag: Callable[[], Any],
+        event_loop: IEventLoop,
     ) -> None:
         self.router = router
         self.task_id = task_id
-        self.flag = flag
+        self.flag = new_flag()
         self.event_loop = event_loop
         self.pool_future: concurrent.futures.Future | None = None
         self.pool: Any = None

@@ -171,10 +171,13 @@ class TaskOptions:
             task.max_progress_rate = None if math.isinf(rate) else rate
         return self if self.active else None
 
-    def handle(self, plain: type, router: Any, task_id: int, flag: Any, event_loop: Any) -> Any:
-        """The executor's handle of one task with these options (main thread)."""
-        cls = OptionsTaskHandle if plain is TaskHandle else OptionsPoolHandle
-        handle = cls(router, task_id, flag, event_loop)
+    def handle(
+        self, plain: type, router: Any, task_id: int, new_flag: Any, event_loop: Any
+    ) -> Any:
+        """The executor's handle of one task with these options (the
+        submitting thread); ``plain`` is the class it would have had."""
+        cls = OptionsTaskHandle if issubclass(plain, TaskHandle) else OptionsPoolHandle
+        handle = cls(router, task_id, new_flag, event_loop)
         handle.timeout = self.timeout
         handle.priority = self.priority
         return handle

@@ -18,20 +18,15 @@ from offload._event_loops.interface import IEventLoop
 from offload._routing.interface import IMessageRouter
 
 
-class ThreadCancelFlag:
-    """A cancel flag for threads: a plain attribute, nearly free to make.
+class ThreadFlagMethods:
+    """What a cancel flag for threads does, on the attributes ``_set``,
+    ``_attention`` and ``_gate`` of whatever holds them: a
+    :class:`ThreadCancelFlag`, or the task handle of offload's own thread
+    pool, which is its task's flag (one object fewer per task)."""
 
-    ``threading.Event`` would work but costs a lock and a condition per task;
-    a bool that one thread writes and others read needs neither.  Unset, it
-    is the class's False: no ``__init__`` to run, one per task, and no
-    instance dict until it is set.
-    """
-
-    _set = False
-    #: True once set, paused or sent a value: what a pause point asks.
-    _attention = False
-    #: The task's pause gate, once its future paused or sent a value.
-    _gate: ThreadPauseGate | None = None
+    _set: bool
+    _attention: bool
+    _gate: ThreadPauseGate | None
 
     def set(self) -> None:
         """Ask for cancellation (main thread); wake the task if paused."""
@@ -65,6 +60,22 @@ class ThreadCancelFlag:
         gate = self._gate
         assert gate is not None, "knocked before the gate was made"
         return gate
+
+
+class ThreadCancelFlag(ThreadFlagMethods):
+    """A cancel flag for threads: a plain attribute, nearly free to make.
+
+    ``threading.Event`` would work but costs a lock and a condition per task;
+    a bool that one thread writes and others read needs neither.  Unset, it
+    is the class's False: no ``__init__`` to run, one per task, and no
+    instance dict until it is set.
+    """
+
+    _set = False
+    #: True once set, paused or sent a value: what a pause point asks.
+    _attention = False
+    #: The task's pause gate, once its future paused or sent a value.
+    _gate: ThreadPauseGate | None = None
 
 
 class MultithreadingContext(ContextBase):
