@@ -71,6 +71,7 @@ from offload._backends.process.router import dispatch
 from offload._backends.process.segment_cache import drop_cache, mark_kept, open_cache
 from offload._backends.process.shm import Outgoing, attach, split, unlink_made_by
 from offload._backends.process.worker import worker_main
+from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 
 logger = logging.getLogger("offload.contexts.process")
@@ -644,7 +645,10 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 done = (record[2], record[3], self._next_item(worker))
         if messages:
             try:
-                records = pickle.loads(messages, buffers=buffers)
+                if buffers is None:
+                    records = pickle.loads(messages)
+                else:
+                    records = loads_out_of_band(messages, buffers)
             except BaseException as error:  # noqa: BLE001
                 poison = (
                     "the main process could not unpickle a message this task "

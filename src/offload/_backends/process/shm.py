@@ -133,6 +133,13 @@ class Outgoing:
     def __bool__(self) -> bool:
         return self._parts is not None and bool(self._parts.names)
 
+    @property
+    def threshold(self) -> int:
+        """Size (bytes) from which a buffer goes to a segment: the picklers
+        send ``bytes`` and ``bytearray`` from that size out of band too
+        (see ``offload._backends.out_of_band``)."""
+        return THRESHOLD
+
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         """Copy ``buffer`` into a segment if large; False if it did (out of
         band), True if the pickle should carry it."""

@@ -46,6 +46,7 @@ from offload._backends.process.channel import (
     install,
 )
 from offload._backends.process.flags import detach_all
+from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.process.shm import attach, split, still_mapped
 from offload._backends.remote import error_text
 
@@ -96,7 +97,7 @@ def worker_main(
             else:
                 # Large arguments are in shared memory (the application's
                 # snapshot, ours alone): mapped, not copied.
-                function = loads(body[8:], buffers=attach(listing, unlink=False))
+                function = loads_out_of_band(body[8:], attach(listing, unlink=False))
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
                 f"the worker process could not unpickle the task: {error_text(error)}"

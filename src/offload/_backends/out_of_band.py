@@ -1,0 +1,179 @@
+"""Large ``bytes``, ``bytearray`` and ``memoryview`` out of the pickle.
+
+Pickle protocol 5 hands a NumPy array's data and a ``PickleBuffer`` to its
+``buffer_callback`` (the process backend puts those of ``threshold`` bytes
+or more in shared memory), but it writes ``bytes`` and ``bytearray`` into
+the pickle whatever their size, and refuses ``memoryview``.  The picklers
+here close that gap; ``offload._backends.remote`` uses them only for a
+pickle that may carry a large buffer, so that the others cost nothing more:
+
+* a ``bytes`` or ``bytearray`` of ``threshold`` bytes or more becomes a
+  persistent id ``(kind, PickleBuffer)``: the buffer goes to the callback
+  (out of band), and :func:`loads_out_of_band` turns it back into a
+  ``bytes`` or ``bytearray``.  That is one copy out of the receiver's
+  buffer, and it must be: a ``bytes`` owns its memory (immutable, and
+  alive as long as any user keeps it), a ``bytearray`` too (resizable).
+  (Persistent ids, because the pickler asks no hook before it writes a
+  ``bytes``: ``reducer_override`` sees neither type.)
+* a ``memoryview`` (any size) goes as a ``PickleBuffer`` with its format
+  and shape, and the receiver gets a view of the buffer it was given,
+  cast back: no copy (in shared memory, a view of the segment).  A view
+  that is not C-contiguous is copied first (the buffer protocol hands
+  over contiguous memory only).  Read-only stays read-only, writable stays
+  writable (the receiver's own copy: it was made when the sender pickled).
+
+The receiver must unpickle with :func:`loads_out_of_band` when the pickle
+went with out-of-band buffers (the persistent ids are only made for
+buffers that the callback takes out of band).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+#: Kinds of the persistent ids.
+_BYTES = 0
+_BYTEARRAY = 1
+
+#: Formats ``memoryview.cast`` accepts (native single characters).
+_CASTABLE = frozenset("bBchHiIlLqQnNfde?P")
+
+#: Depth and width to which :func:`holds_large_bytes` looks into containers.
+_DEPTH = 5
+_WIDTH = 1024
+
+
+def _persistent_id(pickler: Any, obj: Any) -> Any:
+    # Called for every object pickled: types first, the cheapest test.
+    kind = type(obj)
+    if (kind is bytes or kind is bytearray) and len(obj) >= pickler.threshold:
+        # The same object twice: the same id (the pickler memoizes the
+        # tuple), one buffer, one copy in the segment.
+        found = pickler.seen.get(id(obj))
+        if found is None:
+            found = (_BYTES if kind is bytes else _BYTEARRAY, pickle.PickleBuffer(obj))
+            pickler.seen[id(obj)] = found
+        return found
+    return None
+
+
+class OutOfBandPickler(pickle.Pickler):
+    """A pickler (protocol 5) that sends large ``bytes`` and ``bytearray``
+    out of band, and pickles ``memoryview`` objects.
+
+    Parameters
+    ----------
+    file : file-like
+        Where the pickle goes.
+    buffers : callable
+        The ``buffer_callback``.
+    threshold : int
+        Size (bytes) from which a ``bytes`` or ``bytearray`` goes out of
+        band: the one from which ``buffers`` takes a buffer out of band.
+    """
+
+    def __init__(self, file: Any, buffers: Any, threshold: int) -> None:
+        super().__init__(file, pickle.HIGHEST_PROTOCOL, buffer_callback=buffers)
+        self.threshold = threshold
+        self.seen: dict[int, tuple[int, pickle.PickleBuffer]] = {}
+
+    def persistent_id(self, obj: Any) -> Any:
+        return _persistent_id(self, obj)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is memoryview:
+            return reduce_memoryview(obj)
+        return NotImplemented
+
+
+def cloud_pickler_class(base: type) -> type:
+    """``OutOfBandPickler``'s behaviour on top of cloudpickle's ``base``
+    pickler class (cloudpickle's own ``reducer_override`` kept)."""
+
+    class CloudOutOfBandPickler(base):  # type: ignore[valid-type, misc]
+        def __init__(self, file: Any, buffers: Any, threshold: int) -> None:
+            super().__init__(file, pickle.HIGHEST_PROTOCOL, buffer_callback=buffers)
+            self.threshold = threshold
+            self.seen: dict[int, tuple[int, pickle.PickleBuffer]] = {}
+
+        def persistent_id(self, obj: Any) -> Any:
+            return _persistent_id(self, obj)
+
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is memoryview:
+                return reduce_memoryview(obj)
+            return super().reducer_override(obj)
+
+    return CloudOutOfBandPickler
+
+
+def reduce_memoryview(view: memoryview) -> tuple:
+    """How a ``memoryview`` pickles: its buffer, format and shape."""
+    form = view.format.lstrip("@")
+    if form not in _CASTABLE:
+        raise TypeError(
+            f"cannot send a memoryview of format {view.format!r} to another "
+            "process (only native single-character formats can be rebuilt); "
+            "send view.cast('B') and cast it back, or the object it views"
+        )
+    shape = view.shape
+    if not view.c_contiguous:
+        # The one way to hand it over: a contiguous copy, as writable as it was.
+        view = memoryview(bytes(view) if view.readonly else bytearray(view))
+    return _rebuild_memoryview, (pickle.PickleBuffer(view), form, shape)
+
+
+def _rebuild_memoryview(buffer: Any, form: str, shape: tuple[int, ...]) -> memoryview:
+    """A memoryview of ``buffer`` (bytes, bytearray, or the receiver's own
+    buffer when it came out of band) with the sender's format and shape."""
+    view = memoryview(buffer)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    if form == "B" and len(shape) == 1:
+        return view
+    if 0 in shape:
+        return view.cast(form)  # cast() refuses zeros in a shape
+    return view.cast(form, shape)
+
+
+class _Unpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        kind, buffer = pid
+        if kind == _BYTES:
+            return bytes(buffer)
+        if kind == _BYTEARRAY:
+            return bytearray(buffer)
+        raise pickle.UnpicklingError(f"unknown persistent id kind {kind!r}")
+
+
+def loads_out_of_band(data: Any, buffers: list[Any]) -> Any:
+    """Unpickle ``data`` whose out-of-band buffers are ``buffers``."""
+    return _Unpickler(io.BytesIO(data), buffers=buffers).load()
+
+
+def holds_large_bytes(obj: Any, threshold: int, depth: int = _DEPTH) -> bool:
+    """Whether ``obj`` has a ``bytes``, ``bytearray`` or ``memoryview`` of
+    ``threshold`` bytes or more, in tuples, lists, dicts and objects'
+    ``__dict__`` up to a few levels down (looked at only when a pickle came
+    out large: the cost of a look is small beside it)."""
+    kind = type(obj)
+    if kind is bytes or kind is bytearray:
+        return len(obj) >= threshold
+    if kind is memoryview:
+        return bool(obj.nbytes >= threshold)
+    if depth <= 0:
+        return False
+    if kind is tuple or kind is list:
+        values: Any = obj
+    elif kind is dict:
+        values = obj.values()
+    else:
+        values = getattr(obj, "__dict__", None)
+        if type(values) is not dict:
+            return False
+        values = values.values()
+    if len(values) > _WIDTH:
+        return False
+    return any(holds_large_bytes(value, threshold, depth - 1) for value in values)
