@@ -29,6 +29,7 @@ buffers that the callback takes out of band).
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 from typing import Any
@@ -88,11 +89,25 @@ class OutOfBandPickler(pickle.Pickler):
         return NotImplemented
 
 
-def cloud_pickler_class(base: type) -> type:
-    """``OutOfBandPickler``'s behaviour on top of cloudpickle's ``base``
-    pickler class (cloudpickle's own ``reducer_override`` kept)."""
+def cloud_pickler_classes(base: type) -> tuple[type, type]:
+    """Picklers on top of cloudpickle's ``base`` (its own ``reducer_override``
+    kept): one that pickles memoryviews as here (cloudpickle would send
+    their bytes), and one that also sends large ``bytes`` and ``bytearray``
+    out of band, as ``OutOfBandPickler``."""
+    # cloudpickle's reducer_override defers to the dispatch table for what
+    # is not a function or class: memoryview found there, at no cost to
+    # other objects.
+    table = collections.ChainMap({memoryview: reduce_memoryview}, base.dispatch_table)
+
+    class CloudViewsPickler(base):  # type: ignore[valid-type, misc]
+        dispatch_table = table
+
+        def __init__(self, file: Any, buffers: Any) -> None:
+            super().__init__(file, pickle.HIGHEST_PROTOCOL, buffer_callback=buffers)
 
     class CloudOutOfBandPickler(base):  # type: ignore[valid-type, misc]
+        dispatch_table = table
+
         def __init__(self, file: Any, buffers: Any, threshold: int) -> None:
             super().__init__(file, pickle.HIGHEST_PROTOCOL, buffer_callback=buffers)
             self.threshold = threshold
@@ -101,12 +116,7 @@ def cloud_pickler_class(base: type) -> type:
         def persistent_id(self, obj: Any) -> Any:
             return _persistent_id(self, obj)
 
-        def reducer_override(self, obj: Any) -> Any:
-            if type(obj) is memoryview:
-                return reduce_memoryview(obj)
-            return super().reducer_override(obj)
-
-    return CloudOutOfBandPickler
+    return CloudViewsPickler, CloudOutOfBandPickler
 
 
 def reduce_memoryview(view: memoryview) -> tuple:

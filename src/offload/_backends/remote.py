@@ -44,7 +44,7 @@ from typing import Any
 from offload._backends.main_script import names_in_workers
 from offload._backends.out_of_band import (
     OutOfBandPickler,
-    cloud_pickler_class,
+    cloud_pickler_classes,
     holds_large_bytes,
 )
 
@@ -93,10 +93,10 @@ def dumps_item(
         data = pickle.dumps(obj, PROTOCOL, buffer_callback=buffers)
     except Exception:  # noqa: BLE001 - any pickling failure: try cloudpickle
         _discard(buffers)
-        return header + _cloud_fallback(obj, buffers)
+        return header + _cloud_fallback(obj, buffers, _arguments(obj))
     if b"__main__" in data and not _by_reference_is_safe(obj, main_by_reference):
         _discard(buffers)
-        return header + _cloud_fallback(obj, buffers)
+        return header + _cloud_fallback(obj, buffers, _arguments(obj))
     if len(data) >= LARGE_ARGUMENT and _worth_out_of_band(_arguments(obj), buffers):
         # A large bytes deeper in the arguments (in a list, say): pickled
         # in band first; again, out of band, rather than through the pipe.
@@ -133,7 +133,7 @@ def dumps(obj: Any, buffers: Any = None) -> bytes:
                 return _out_of_band_dumps(obj, buffers, cloud=False)
             return data
     _discard(buffers)
-    return _cloud_fallback(obj, buffers)
+    return _cloud_fallback(obj, buffers, obj)
 
 
 def _threshold(buffers: Any) -> int | None:
@@ -149,19 +149,20 @@ def _worth_out_of_band(obj: Any, buffers: Any) -> bool:
     return threshold is not None and holds_large_bytes(obj, threshold)
 
 
-def _cloud_fallback(obj: Any, buffers: Any) -> bytes:
+def _cloud_fallback(obj: Any, buffers: Any, parts: Any) -> bytes:
     """``obj`` pickled with cloudpickle (plain pickle failed, or would
-    not do): large buffers out of band where needed, and memoryviews."""
-    try:
-        data = cloud_dumps(obj, buffers)
-    except Exception:  # noqa: BLE001 - a memoryview, perhaps: see below
-        if _threshold(buffers) is None:
-            raise
-        # Neither pickler takes a memoryview: ours does.  Tried after the
-        # others, so that a lambda costs no third attempt.
-        _discard(buffers)
-        return _out_of_band_dumps(obj, buffers, cloud=_has_cloudpickle())
-    if len(data) >= LARGE_ARGUMENT and _worth_out_of_band(obj, buffers):
+    not do): memoryviews, and large buffers out of band if ``parts`` (what
+    to look into: ``obj``, or a work item's arguments) has any."""
+    if _threshold(buffers) is None:
+        return cloud_dumps(obj, buffers)
+    if not _has_cloudpickle():
+        # No cloudpickle: ours still takes a memoryview (what plain
+        # pickle refuses), else raises what plain pickle raises.
+        return _out_of_band_dumps(obj, buffers, cloud=False)
+    file = io.BytesIO()
+    _cloud_classes()[0](file, buffers).dump(obj)
+    data = file.getvalue()
+    if len(data) >= LARGE_ARGUMENT and _worth_out_of_band(parts, buffers):
         _discard(buffers)
         return _out_of_band_dumps(obj, buffers, cloud=True)
     return data
@@ -172,21 +173,22 @@ def _out_of_band_dumps(obj: Any, buffers: Any, *, cloud: bool) -> bytes:
     threshold = _threshold(buffers)
     assert threshold is not None  # only called with such a callback
     file = io.BytesIO()
-    pickler_class = _cloud_out_of_band() if cloud else OutOfBandPickler
+    pickler_class = _cloud_classes()[1] if cloud else OutOfBandPickler
     pickler_class(file, buffers, threshold).dump(obj)
     return file.getvalue()
 
 
-def _cloud_out_of_band() -> Any:
-    """The out-of-band pickler on top of cloudpickle's (made on first use)."""
-    global _CLOUD_OUT_OF_BAND
-    if _CLOUD_OUT_OF_BAND is None:
-        _CLOUD_OUT_OF_BAND = cloud_pickler_class(_cloudpickle().Pickler)
-    return _CLOUD_OUT_OF_BAND
+def _cloud_classes() -> tuple[Any, Any]:
+    """``out_of_band.cloud_pickler_classes`` of cloudpickle's pickler (made
+    on first use)."""
+    global _CLOUD_CLASSES
+    if _CLOUD_CLASSES is None:
+        _CLOUD_CLASSES = cloud_pickler_classes(_cloudpickle().Pickler)
+    return _CLOUD_CLASSES
 
 
-#: ``out_of_band.cloud_pickler_class`` of cloudpickle's pickler; None until used.
-_CLOUD_OUT_OF_BAND: Any = None
+#: See ``_cloud_classes``; None until first used.
+_CLOUD_CLASSES: tuple[Any, Any] | None = None
 
 
 def _has_cloudpickle() -> bool:
@@ -356,7 +358,7 @@ def _cloud_dump(obj: Any, file: Any, buffers: Any = None) -> None:
     if threshold is None:
         _cloudpickle().dump(obj, file, PROTOCOL, buffer_callback=buffers)
     else:
-        _cloud_out_of_band()(file, buffers, threshold).dump(obj)
+        _cloud_classes()[1](file, buffers, threshold).dump(obj)
 
 
 def _cloudpickle() -> Any:

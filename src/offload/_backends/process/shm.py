@@ -36,6 +36,7 @@ Who unlinks (removes the name; the memory goes with the last mapping):
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import pickle
@@ -423,9 +424,37 @@ def _buffer_of(
 
 
 def _close(segment: shared_memory.SharedMemory, name: str) -> None:
-    segment.close()
     with _lock:
         _mapped.discard(name)
+    _close_or_defer(segment)
+
+
+def _close_or_defer(segment: shared_memory.SharedMemory) -> None:
+    try:
+        segment.close()
+    except BufferError:
+        # The views were in a garbage cycle (a memoryview result held by
+        # a future, say): the collector runs weakref callbacks, this one,
+        # before it tears the cycle down, so they still export.  Closed
+        # once that collection is over.  (No lock: this may run inside a
+        # collection that interrupted a holder of _lock; list appends are
+        # atomic.)
+        _unclosed.append(segment)
+        if _after_collection not in gc.callbacks:
+            gc.callbacks.append(_after_collection)
+
+
+def _after_collection(phase: str, info: dict) -> None:
+    if phase != "stop" or not _unclosed:
+        return
+    pending = list(_unclosed)
+    del _unclosed[: len(pending)]
+    for segment in pending:
+        _close_or_defer(segment)
+
+
+#: Segments whose views still exported when released (see _close_or_defer).
+_unclosed: list[shared_memory.SharedMemory] = []
 
 
 def _accept_loans(loans: list[str]) -> None:
