@@ -89,7 +89,7 @@ class OutOfBandPickler(pickle.Pickler):
         return NotImplemented
 
 
-def cloud_pickler_classes(base: type) -> tuple[type, type]:
+def cloud_pickler_classes(base: Any) -> tuple[type, type]:
     """Picklers on top of cloudpickle's ``base`` (its own ``reducer_override``
     kept): one that pickles memoryviews as here (cloudpickle would send
     their bytes), and one that also sends large ``bytes`` and ``bytearray``
@@ -99,13 +99,13 @@ def cloud_pickler_classes(base: type) -> tuple[type, type]:
     # other objects.
     table = collections.ChainMap({memoryview: reduce_memoryview}, base.dispatch_table)
 
-    class CloudViewsPickler(base):  # type: ignore[valid-type, misc]
+    class CloudViewsPickler(base):
         dispatch_table = table
 
         def __init__(self, file: Any, buffers: Any) -> None:
             super().__init__(file, pickle.HIGHEST_PROTOCOL, buffer_callback=buffers)
 
-    class CloudOutOfBandPickler(base):  # type: ignore[valid-type, misc]
+    class CloudOutOfBandPickler(base):
         dispatch_table = table
 
         def __init__(self, file: Any, buffers: Any, threshold: int) -> None:
@@ -135,7 +135,7 @@ def reduce_memoryview(view: memoryview) -> tuple:
     return _rebuild_memoryview, (pickle.PickleBuffer(view), form, shape)
 
 
-def _rebuild_memoryview(buffer: Any, form: str, shape: tuple[int, ...]) -> memoryview:
+def _rebuild_memoryview(buffer: Any, form: Any, shape: tuple[int, ...]) -> memoryview:
     """A memoryview of ``buffer`` (bytes, bytearray, or the receiver's own
     buffer when it came out of band) with the sender's format and shape."""
     view = memoryview(buffer)

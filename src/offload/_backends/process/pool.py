@@ -64,6 +64,7 @@ from multiprocessing import resource_tracker
 from typing import Any
 
 from offload._backends.main_script import main_script
+from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.process.channel import DONE, KEPT, QUEUE_PUT, READY, RETIRE
 from offload._backends.process.queue import deliver
 from offload._backends.process.recycling import Limits
@@ -71,7 +72,6 @@ from offload._backends.process.router import dispatch
 from offload._backends.process.segment_cache import drop_cache, mark_kept, open_cache
 from offload._backends.process.shm import Outgoing, attach, split, unlink_made_by
 from offload._backends.process.worker import worker_main
-from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.remote import describe_exit, describe_unpicklable, dumps_item, error_text
 
 logger = logging.getLogger("offload.contexts.process")

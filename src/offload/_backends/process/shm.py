@@ -136,9 +136,8 @@ class Outgoing:
 
     @property
     def threshold(self) -> int:
-        """Size (bytes) from which a buffer goes to a segment: the picklers
-        send ``bytes`` and ``bytearray`` from that size out of band too
-        (see ``offload._backends.out_of_band``)."""
+        """``THRESHOLD``: also the size from which ``bytes`` and ``bytearray``
+        go out of band (``offload._backends.out_of_band``)."""
         return THRESHOLD
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
@@ -436,9 +435,8 @@ def _close_or_defer(segment: shared_memory.SharedMemory) -> None:
         # The views were in a garbage cycle (a memoryview result held by
         # a future, say): the collector runs weakref callbacks, this one,
         # before it tears the cycle down, so they still export.  Closed
-        # once that collection is over.  (No lock: this may run inside a
-        # collection that interrupted a holder of _lock; list appends are
-        # atomic.)
+        # once that collection is over.  (No lock: a collection may have
+        # interrupted a holder of _lock; list appends are atomic.)
         _unclosed.append(segment)
         if _after_collection not in gc.callbacks:
             gc.callbacks.append(_after_collection)

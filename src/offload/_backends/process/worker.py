@@ -35,6 +35,7 @@ from typing import Any
 
 from offload._backends import forwarding
 from offload._backends.main_script import MP_MAIN
+from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.process.channel import (
     DONE,
     KEPT,
@@ -46,7 +47,6 @@ from offload._backends.process.channel import (
     install,
 )
 from offload._backends.process.flags import detach_all
-from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.process.shm import attach, split, still_mapped
 from offload._backends.remote import error_text
 
