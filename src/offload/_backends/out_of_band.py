@@ -41,9 +41,13 @@ _BYTEARRAY = 1
 #: Formats ``memoryview.cast`` accepts (native single characters).
 _CASTABLE = frozenset("bBchHiIlLqQnNfde?P")
 
-#: Depth and width to which :func:`holds_large_bytes` looks into containers.
+#: How deep into containers :func:`holds_large_bytes` looks, and at how
+#: many values in all.
 _DEPTH = 5
-_WIDTH = 1024
+_BUDGET = 4096
+
+#: Types that hold no buffer, skipped at once.
+_ATOMS = frozenset({int, float, str, bool, complex, type(None)})
 
 
 def _persistent_id(pickler: Any, obj: Any) -> Any:
@@ -163,27 +167,39 @@ def loads_out_of_band(data: Any, buffers: list[Any]) -> Any:
     return _Unpickler(io.BytesIO(data), buffers=buffers).load()
 
 
-def holds_large_bytes(obj: Any, threshold: int, depth: int = _DEPTH) -> bool:
+def holds_large_bytes(obj: Any, threshold: int) -> bool:
     """Whether ``obj`` has a ``bytes``, ``bytearray`` or ``memoryview`` of
     ``threshold`` bytes or more, in tuples, lists, dicts and objects'
-    ``__dict__`` up to a few levels down (looked at only when a pickle came
-    out large: the cost of a look is small beside it)."""
-    kind = type(obj)
-    if kind is bytes or kind is bytearray:
-        return len(obj) >= threshold
-    if kind is memoryview:
-        return bool(obj.nbytes >= threshold)
-    if depth <= 0:
-        return False
-    if kind is tuple or kind is list:
-        values: Any = obj
-    elif kind is dict:
-        values = obj.values()
-    else:
-        values = getattr(obj, "__dict__", None)
-        if type(values) is not dict:
+    ``__dict__`` up to ``_DEPTH`` levels down.  Looked at only when a pickle
+    came out large, and at ``_BUDGET`` values at most: beside pickling
+    what made it large, the look costs little (a list of a million
+    numbers is not searched)."""
+    budget = _BUDGET
+    stack = [(obj, _DEPTH)]
+    while stack:
+        obj, depth = stack.pop()
+        kind = type(obj)
+        if kind is bytes or kind is bytearray:
+            if len(obj) >= threshold:
+                return True
+            continue
+        if kind is memoryview:
+            if obj.nbytes >= threshold:
+                return True
+            continue
+        if depth <= 0 or kind in _ATOMS:
+            continue
+        if kind is tuple or kind is list:
+            values: Any = obj
+        elif kind is dict:
+            values = obj.values()
+        else:
+            try:
+                values = vars(obj).values()
+            except Exception:  # noqa: BLE001 - no __dict__ (or a strange one)
+                continue
+        budget -= len(values)
+        if budget < 0:
             return False
-        values = values.values()
-    if len(values) > _WIDTH:
-        return False
-    return any(holds_large_bytes(value, threshold, depth - 1) for value in values)
+        stack.extend((value, depth - 1) for value in values)
+    return False
