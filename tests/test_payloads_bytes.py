@@ -479,3 +479,28 @@ def test_pickles_without_large_buffers_are_made_as_before():
         data = dumps(value, segments)
     assert not segments
     assert data == pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+@pytest.mark.parametrize("kind", ["memoryview", "readonly-memoryview", "picklebuffer"])
+def test_a_received_view_in_a_reference_cycle_frees_its_segment(kind):
+    # A future holding a result sits in reference cycles.  Before Python
+    # 3.13 the collector could clear the segment's view while the result
+    # still exported from it (a crash), and ran the segment's release
+    # before it tore the views down (a BufferError).
+    from offload._backends.out_of_band import loads_out_of_band
+    from offload._backends.remote import dumps
+
+    segments = shm.Outgoing()
+    data = dumps([tasks.make_buffer(kind, BIG)], segments)
+    data += segments.trailer()
+    segments.keep()  # handed over: the receiver unlinks
+    body, listing = shm.split(data)
+    assert listing is not None
+    received = loads_out_of_band(body, shm.attach(listing, unlink=True))
+    assert type(received[0]).__name__ == RECEIVED[kind][0]
+    assert len(mapped_segments()) == 1
+    cycle: list[Any] = [received]
+    cycle.append(cycle)
+    del received, cycle
+    gc.collect()
+    assert mapped_segments() == []

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import weakref
 from typing import Any
 
 #: Kinds of the persistent ids.
@@ -145,11 +146,30 @@ def _rebuild_memoryview(buffer: Any, form: Any, shape: tuple[int, ...]) -> memor
     view = memoryview(buffer)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
-    if form == "B" and len(shape) == 1:
-        return view
-    if 0 in shape:
-        return view.cast(form)  # cast() refuses zeros in a shape
-    return view.cast(form, shape)
+    if form != "B" or len(shape) != 1:
+        # cast() refuses zeros in a shape.
+        view = view.cast(form) if 0 in shape else view.cast(form, shape)
+    exporter = view.obj
+    if type(exporter) is memoryview:
+        hold_while_alive(view, exporter)  # a segment's view: see below
+    return view
+
+
+def hold_while_alive(holder: Any, view: memoryview) -> None:
+    """Keep ``view`` reachable from a global as long as ``holder`` (an
+    object made on it, given to a user) is alive.
+
+    Before Python 3.13, the garbage collector may clear a memoryview that
+    others still export from when they are all in one garbage cycle (a
+    result held by a future, say) and crash the process.  Held here,
+    ``view`` is never part of such a cycle: it goes after its users, in
+    order, by reference counting.
+    """
+    weakref.finalize(holder, _drop, view).atexit = False
+
+
+def _drop(view: memoryview) -> None:
+    """Nothing: the finalizer's reference to ``view`` goes with it."""
 
 
 class _Unpickler(pickle.Unpickler):

@@ -36,7 +36,6 @@ Who unlinks (removes the name; the memory goes with the last mapping):
 
 from __future__ import annotations
 
-import gc
 import itertools
 import os
 import pickle
@@ -46,6 +45,7 @@ import weakref
 from multiprocessing import shared_memory
 from typing import Any
 
+from offload._backends.out_of_band import hold_while_alive
 from offload._backends.process import segment_cache
 
 #: Smallest buffer (bytes) sent through shared memory rather than the pipe.
@@ -410,49 +410,26 @@ def _buffer_of(
 ) -> pickle.PickleBuffer:
     """The first ``size`` bytes of ``segment``; ``release(*args)`` once the
     last user of them is gone."""
-    buffer = segment.buf
-    assert buffer is not None  # None only once closed
-    view = buffer[:size]
+    memory = segment.buf
+    assert memory is not None  # None only once closed
+    view = memory[:size]
     # Released after the last user (close() before would fail: the view is
     # exported).  Wrapped: NumPy makes its own memoryview of what it is
     # given, which would keep the mapping but not ``view``; of a
     # PickleBuffer, that memoryview keeps the PickleBuffer, hence ``view``.
     # Not at exit: arrays still alive then keep their views exported.
     weakref.finalize(view, release, *args).atexit = False
-    return pickle.PickleBuffer(view)
+    buffer = pickle.PickleBuffer(view)
+    # ``view`` stays reachable while the PickleBuffer lives (a result a
+    # user holds): see ``out_of_band.hold_while_alive``.
+    hold_while_alive(buffer, view)
+    return buffer
 
 
 def _close(segment: shared_memory.SharedMemory, name: str) -> None:
     with _lock:
         _mapped.discard(name)
-    _close_or_defer(segment)
-
-
-def _close_or_defer(segment: shared_memory.SharedMemory) -> None:
-    try:
-        segment.close()
-    except BufferError:
-        # The views were in a garbage cycle (a memoryview result held by
-        # a future, say): the collector runs weakref callbacks, this one,
-        # before it tears the cycle down, so they still export.  Closed
-        # once that collection is over.  (No lock: a collection may have
-        # interrupted a holder of _lock; list appends are atomic.)
-        _unclosed.append(segment)
-        if _after_collection not in gc.callbacks:
-            gc.callbacks.append(_after_collection)
-
-
-def _after_collection(phase: str, info: dict) -> None:
-    if phase != "stop" or not _unclosed:
-        return
-    pending = list(_unclosed)
-    del _unclosed[: len(pending)]
-    for segment in pending:
-        _close_or_defer(segment)
-
-
-#: Segments whose views still exported when released (see _close_or_defer).
-_unclosed: list[shared_memory.SharedMemory] = []
+    segment_cache.close(segment)
 
 
 def _accept_loans(loans: list[str]) -> None:
