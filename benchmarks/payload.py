@@ -18,8 +18,13 @@ stall
     reported apart: the shared memory it needs is new, and the first write
     to new memory costs a page fault per page.
 
+With ``--kind bytes`` the payload is a ``bytes`` object instead, and the
+task returns a copy of it (``bytes(memoryview(data))``); the floor is two
+such copies in this process.
+
 Usage: ``python benchmarks/payload.py [--mb 100] [--repeat R] [--toolkit
-asyncio|qt] [--quick]``.  Prints one JSON line per measurement.
+asyncio|qt] [--kind array|bytes] [--quick]``.  Prints one JSON line per
+measurement.
 """
 
 from __future__ import annotations
@@ -65,35 +70,55 @@ def _negate(array: Any) -> Any:
     return numpy.negative(array)
 
 
+def _copy(data: bytes) -> bytes:
+    return bytes(memoryview(data))
+
+
+def _task(payload: Any) -> Any:
+    """The task for ``payload``: ``_negate`` an array, ``_copy`` bytes."""
+    return _copy if isinstance(payload, bytes) else _negate
+
+
+def _check(result: Any, payload: Any) -> None:
+    if isinstance(payload, bytes):
+        assert type(result) is bytes and len(result) == len(payload)
+        assert result[-1:] == payload[-1:]
+    else:
+        assert result.shape == payload.shape and result[-1] == -payload[-1]
+
+
 def offload_round_trip(executor: Any, loop: Any, array: Any) -> float:
     from offload.api import submit_call
 
     gc.collect()
     waiter = loop.create_future()
     start = time.perf_counter()
-    future = submit_call(executor, _negate, array)
+    future = submit_call(executor, _task(array), array)
     future.observe(lambda event: waiter.done() or waiter.set_result(None), "done")
     run_until(loop, waiter)
     elapsed = time.perf_counter() - start
-    result = future.result
-    assert result.shape == array.shape and result[-1] == -array[-1]
+    _check(future.result, array)
     return elapsed
 
 
 def raw_round_trip(pool: Any, array: Any) -> float:
     gc.collect()
     start = time.perf_counter()
-    result = pool.submit(_negate, array).result()
+    result = pool.submit(_task(array), array).result()
     elapsed = time.perf_counter() - start
-    assert result.shape == array.shape
+    _check(result, array)
     return elapsed
 
 
 def floor_round_trip(array: Any) -> float:
     gc.collect()
     start = time.perf_counter()
-    copy = array.copy()
-    result = copy.copy()
+    if isinstance(array, bytes):
+        copy = _copy(array)
+        result = _copy(copy)
+    else:
+        copy = array.copy()
+        result = copy.copy()
     elapsed = time.perf_counter() - start
     del copy, result
     return elapsed
@@ -116,7 +141,7 @@ def asyncio_stall(executor: Any, loop: Any, arrays: list[Any]) -> tuple[float, f
 
     def submit(index: int) -> None:
         # One submit per callback, three ticks apart: three clicks.
-        futures.append(submit_call(executor, _negate, arrays[index]))
+        futures.append(submit_call(executor, _task(arrays[index]), arrays[index]))
         if index + 1 < len(arrays):
             loop.call_later(3 * TICK, submit, index + 1)
         else:
@@ -196,7 +221,7 @@ class QtStall:
             flag.done = len(futures) == len(arrays) and all(f.done for f in futures)
 
         def submit(array: Any) -> None:
-            future = submit_call(self.executor, _negate, array)
+            future = submit_call(self.executor, _task(array), array)
             futures.append(future)
             future.observe(on_done, "done")
 
@@ -222,6 +247,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=100.0)
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--toolkit", choices=["asyncio", "qt"], default="asyncio")
+    parser.add_argument("--kind", choices=["array", "bytes"], default="array")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 5)
@@ -230,7 +256,9 @@ def main() -> None:
     import numpy
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    array = numpy.random.default_rng(0).random(int(megabytes * 1e6 / 8))
+    array: Any = numpy.random.default_rng(0).random(int(megabytes * 1e6 / 8))
+    if args.kind == "bytes":
+        array = array.tobytes()
     with open_context("process") as (context, parts):
         start_method = parts["start_method"]
         loop = new_loop()
@@ -256,6 +284,7 @@ def main() -> None:
                 "context": "process",
                 "start_method": start_method,
                 "megabytes": megabytes,
+                "kind": args.kind,
                 "unit": "s",
                 "median": median,
                 "raw_median": raw_median,
@@ -271,7 +300,7 @@ def main() -> None:
                 "quick": args.quick,
                 **environment(),
             })
-            arrays = [array.copy() for _ in range(3)]
+            arrays = [_copy(array) if args.kind == "bytes" else array.copy() for _ in range(3)]
             stalls = []
             idles = []
             # The first run is cold: the application's shared memory for
@@ -293,6 +322,7 @@ def main() -> None:
                 "toolkit": args.toolkit,
                 "start_method": start_method,
                 "megabytes": megabytes,
+                "kind": args.kind,
                 "tasks": len(arrays),
                 "unit": "s",
                 "median": statistics.median(stalls),

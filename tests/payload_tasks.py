@@ -102,3 +102,63 @@ def make_shared(size: int, value: float) -> Any:
 def same_back(array: Any) -> Any:
     array[0] = -1.0
     return array
+
+
+# bytes, bytearray, memoryview, PickleBuffer ----------------------------------
+
+
+def make_buffer(kind: str, size: int, fill: int = 7) -> Any:
+    """A buffer of ``kind`` ("bytes", "bytearray", "memoryview",
+    "readonly-memoryview", "picklebuffer") of ``size`` bytes of ``fill``,
+    last byte 1."""
+    data = bytearray([fill]) * size
+    if size:
+        data[-1] = 1
+    if kind == "bytes":
+        return bytes(data)
+    if kind == "bytearray":
+        return data
+    if kind == "memoryview":
+        return memoryview(data)
+    if kind == "readonly-memoryview":
+        return memoryview(bytes(data))
+    if kind == "picklebuffer":
+        return pickle.PickleBuffer(data)
+    raise ValueError(kind)
+
+
+def inspect_buffer(value: Any) -> dict[str, Any]:
+    """What a task sees of a buffer argument, and the segments it maps."""
+    view = memoryview(value)
+    return {
+        "type": type(value).__name__,
+        "nbytes": view.nbytes,
+        "readonly": view.readonly,
+        "format": view.format,
+        "shape": view.shape,
+        "first": view.tobytes()[:1],
+        "last": view.tobytes()[-1:],
+        "mapped": shm_mappings(),
+    }
+
+
+def buffers_as_progress(kind: str, count: int, size: int, progress: Any) -> int:
+    for n in range(count):
+        progress(make_buffer(kind, size, n + 2))
+    return count
+
+
+def buffers_as_items(kind: str, count: int, size: int) -> Any:
+    for n in range(count):
+        yield make_buffer(kind, size, n + 2)
+
+
+def write_into(view: Any, value: int) -> int:
+    """Write ``value`` at the start of a writable buffer argument."""
+    view[0] = value
+    return int(view[0])
+
+
+def echo_buffers(*values: Any) -> tuple:
+    """The arguments, sent back."""
+    return values

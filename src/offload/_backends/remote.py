@@ -15,6 +15,20 @@ defined under ``if __name__ == "__main__":``, a script fed on standard input,
 an interactive session, ``python -c``, the ``fork`` start method) they go by
 value with cloudpickle, which copies them and their globals with each task.
 
+Large buffers go out of band when a ``buffers`` callback is given (the
+process backend's shared memory, ``offload._backends.process.shm``).  Pickle
+protocol 5 hands NumPy arrays and ``PickleBuffer`` objects to that callback
+by itself, but writes ``bytes`` and ``bytearray`` into the pickle, and
+refuses ``memoryview``.  So where a pickle may carry a large one (a large
+argument, or a pickle that came out large), it is made again by a pickler
+that sends each ``bytes`` and ``bytearray`` of the callback's ``threshold``
+bytes or more as a persistent id wrapping a ``PickleBuffer`` (out of band;
+the receiver unpickles with :func:`loads_out_of_band`, which copies it
+back into a ``bytes`` or ``bytearray`` of its own), and each
+``memoryview`` as a ``PickleBuffer`` with its format and shape (the
+receiver gets a view of the buffer it was given, no copy).  Pickles
+without large buffers are made exactly as before.
+
 Failures are described by naming the object that could not be pickled, so
 that a future FAILS with a message a user can act on.
 """
@@ -28,6 +42,11 @@ import types
 from typing import Any
 
 from offload._backends.main_script import names_in_workers
+from offload._backends.out_of_band import (
+    OutOfBandPickler,
+    cloud_pickler_classes,
+    holds_large_bytes,
+)
 
 #: Protocol 5: out-of-band buffers aside, the fastest for large bytes/arrays.
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -59,7 +78,10 @@ def dumps_item(
     buffers : callable, optional
         The pickle's ``buffer_callback`` (pickle protocol 5), with a
         ``discard()`` method that forgets what it kept of a pickle that was
-        thrown away (a retry with cloudpickle); see
+        thrown away (a retry with cloudpickle), and a ``threshold``: the
+        size from which it takes a buffer out of band, and from which
+        ``bytes`` and ``bytearray`` go out of band too (see
+        ``offload._backends.out_of_band``); see
         ``offload._backends.process.shm.Outgoing``.
 
     Runs on the submitting thread.  Raises what cloudpickle raises when
@@ -71,10 +93,15 @@ def dumps_item(
         data = pickle.dumps(obj, PROTOCOL, buffer_callback=buffers)
     except Exception:  # noqa: BLE001 - any pickling failure: try cloudpickle
         _discard(buffers)
-        return header + cloud_dumps(obj, buffers)
+        return header + _cloud_fallback(obj, buffers, _arguments(obj))
     if b"__main__" in data and not _by_reference_is_safe(obj, main_by_reference):
         _discard(buffers)
-        return header + cloud_dumps(obj, buffers)
+        return header + _cloud_fallback(obj, buffers, _arguments(obj))
+    if len(data) >= LARGE_ARGUMENT and _worth_out_of_band(_arguments(obj), buffers):
+        # A large bytes deeper in the arguments (in a list, say): pickled
+        # in band first; again, out of band, rather than through the pipe.
+        _discard(buffers)
+        return _dumps_checked(header, obj, main_by_reference, buffers)
     return header + data
 
 
@@ -99,9 +126,69 @@ def dumps(obj: Any, buffers: Any = None) -> bytes:
         pass
     else:
         if b"__main__" not in data or not _has_cloudpickle():
+            if len(data) >= LARGE_ARGUMENT and _worth_out_of_band(obj, buffers):
+                # A large bytes (a result, an item...) went in band: again,
+                # out of band, rather than through the pipe.
+                _discard(buffers)
+                return _out_of_band_dumps(obj, buffers, cloud=False)
             return data
     _discard(buffers)
-    return cloud_dumps(obj, buffers)
+    return _cloud_fallback(obj, buffers, obj)
+
+
+def _threshold(buffers: Any) -> int | None:
+    """The size from which ``buffers`` takes a buffer out of band; None
+    without such a callback (Dask, error reports)."""
+    return getattr(buffers, "threshold", None)
+
+
+def _worth_out_of_band(obj: Any, buffers: Any) -> bool:
+    """Whether ``obj``, which pickled large, has a large ``bytes`` (or
+    ``bytearray``) that ``buffers`` would take out of band."""
+    threshold = _threshold(buffers)
+    return threshold is not None and holds_large_bytes(obj, threshold)
+
+
+def _cloud_fallback(obj: Any, buffers: Any, parts: Any) -> bytes:
+    """``obj`` pickled with cloudpickle (plain pickle failed, or would
+    not do): memoryviews, and large buffers out of band if ``parts`` (what
+    to look into: ``obj``, or a work item's arguments) has any."""
+    if _threshold(buffers) is None:
+        return cloud_dumps(obj, buffers)
+    if not _has_cloudpickle():
+        # No cloudpickle: ours still takes a memoryview (what plain
+        # pickle refuses), else raises what plain pickle raises.
+        return _out_of_band_dumps(obj, buffers, cloud=False)
+    file = io.BytesIO()
+    _cloud_classes()[0](file, buffers).dump(obj)
+    data = file.getvalue()
+    if len(data) >= LARGE_ARGUMENT and _worth_out_of_band(parts, buffers):
+        _discard(buffers)
+        return _out_of_band_dumps(obj, buffers, cloud=True)
+    return data
+
+
+def _out_of_band_dumps(obj: Any, buffers: Any, *, cloud: bool) -> bytes:
+    """``obj`` pickled with large ``bytes`` and ``bytearray`` out of band."""
+    threshold = _threshold(buffers)
+    assert threshold is not None  # only called with such a callback
+    file = io.BytesIO()
+    pickler_class = _cloud_classes()[1] if cloud else OutOfBandPickler
+    pickler_class(file, buffers, threshold).dump(obj)
+    return file.getvalue()
+
+
+def _cloud_classes() -> tuple[Any, Any]:
+    """``out_of_band.cloud_pickler_classes`` of cloudpickle's pickler (made
+    on first use)."""
+    global _CLOUD_CLASSES
+    if _CLOUD_CLASSES is None:
+        _CLOUD_CLASSES = cloud_pickler_classes(_cloudpickle().Pickler)
+    return _CLOUD_CLASSES
+
+
+#: See ``_cloud_classes``; None until first used.
+_CLOUD_CLASSES: tuple[Any, Any] | None = None
 
 
 def _has_cloudpickle() -> bool:
@@ -140,14 +227,33 @@ class _MainReferenceCheck(pickle.Pickler):
         self._names = names
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, (types.FunctionType, type)) and getattr(
-            obj, "__module__", None
-        ) == "__main__":
-            names = self._names
-            qualname = getattr(obj, "__qualname__", "")
-            if names is None or qualname.partition(".")[0] not in names:
-                raise _ByValue
+        _refuse_by_value(obj, self._names)
         return NotImplemented
+
+
+class _CheckedOutOfBand(OutOfBandPickler):
+    """``_MainReferenceCheck`` that also sends large ``bytes`` out of band."""
+
+    def __init__(
+        self, file: Any, names: frozenset[str] | None, buffers: Any, threshold: int
+    ) -> None:
+        super().__init__(file, buffers, threshold)
+        self._names = names
+
+    def reducer_override(self, obj: Any) -> Any:
+        _refuse_by_value(obj, self._names)
+        return super().reducer_override(obj)
+
+
+def _refuse_by_value(obj: Any, names: frozenset[str] | None) -> None:
+    """Raise ``_ByValue`` if ``obj`` is a function or class of the main
+    script that is not among ``names`` (what workers find by name)."""
+    if isinstance(obj, (types.FunctionType, type)) and getattr(
+        obj, "__module__", None
+    ) == "__main__":
+        qualname = getattr(obj, "__qualname__", "")
+        if names is None or qualname.partition(".")[0] not in names:
+            raise _ByValue
 
 
 def _by_reference_is_safe(obj: Any, main_by_reference: bool) -> bool:
@@ -187,11 +293,18 @@ def _dumps_checked(
     """``header`` and the pickle of ``obj``, in one buffer and one pass."""
     buffer = io.BytesIO()
     buffer.write(header)
+    threshold = _threshold(buffers)
+    pickler: pickle.Pickler
     if _has_cloudpickle():
         names = names_in_workers() if main_by_reference else None
-        pickler: pickle.Pickler = _MainReferenceCheck(buffer, names, buffers)
-    else:
+        if threshold is None:
+            pickler = _MainReferenceCheck(buffer, names, buffers)
+        else:
+            pickler = _CheckedOutOfBand(buffer, names, buffers, threshold)
+    elif threshold is None:
         pickler = pickle.Pickler(buffer, PROTOCOL, buffer_callback=buffers)
+    else:
+        pickler = OutOfBandPickler(buffer, buffers, threshold)
     try:
         pickler.dump(obj)
     except Exception:  # noqa: BLE001 - _ByValue, or pickle fails: cloudpickle
@@ -202,9 +315,9 @@ def _dumps_checked(
     return buffer.getbuffer()
 
 
-def _carries_large_argument(obj: Any) -> bool:
-    """Whether the work item ``obj`` has an argument of LARGE_ARGUMENT bytes
-    or more (bytes, bytearray, memoryview, or an array with ``nbytes``)."""
+def _arguments(obj: Any) -> list[Any]:
+    """The arguments of the work item ``obj`` (a task runner's task, a
+    function task, a ``functools.partial``), as far as they are found."""
     task = getattr(obj, "task", None)
     if task is not None and hasattr(obj, "cancel_flag"):
         obj = task  # a TaskRunner: look at its task's arguments
@@ -215,7 +328,13 @@ def _carries_large_argument(obj: Any) -> bool:
     values = list(args) if isinstance(args, tuple) else []
     if isinstance(kwargs, dict):
         values.extend(kwargs.values())
-    for value in values:
+    return values
+
+
+def _carries_large_argument(obj: Any) -> bool:
+    """Whether the work item ``obj`` has an argument of LARGE_ARGUMENT bytes
+    or more (bytes, bytearray, memoryview, or an array with ``nbytes``)."""
+    for value in _arguments(obj):
         if isinstance(value, (bytes, bytearray)):
             size = len(value)
         elif isinstance(value, memoryview):
@@ -235,7 +354,11 @@ def cloud_dumps(obj: Any, buffers: Any = None) -> bytes:
 
 
 def _cloud_dump(obj: Any, file: Any, buffers: Any = None) -> None:
-    _cloudpickle().dump(obj, file, PROTOCOL, buffer_callback=buffers)
+    threshold = _threshold(buffers)
+    if threshold is None:
+        _cloudpickle().dump(obj, file, PROTOCOL, buffer_callback=buffers)
+    else:
+        _cloud_classes()[1](file, buffers, threshold).dump(obj)
 
 
 def _cloudpickle() -> Any:

@@ -64,6 +64,7 @@ from multiprocessing import resource_tracker
 from typing import Any
 
 from offload._backends.main_script import main_script
+from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.process.channel import DONE, KEPT, QUEUE_PUT, READY, RETIRE
 from offload._backends.process.queue import deliver
 from offload._backends.process.recycling import Limits
@@ -644,7 +645,10 @@ class ProcessWorkerPool(concurrent.futures.Executor):
                 done = (record[2], record[3], self._next_item(worker))
         if messages:
             try:
-                records = pickle.loads(messages, buffers=buffers)
+                if buffers is None:
+                    records = pickle.loads(messages)
+                else:
+                    records = loads_out_of_band(messages, buffers)
             except BaseException as error:  # noqa: BLE001
                 poison = (
                     "the main process could not unpickle a message this task "

@@ -24,6 +24,7 @@ Every function may be called from any thread of the application.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import threading
 import time
@@ -189,7 +190,36 @@ def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
             segment.unlink()
         except OSError:
             pass  # gone already
+        close(segment)
+
+
+def close(segment: shared_memory.SharedMemory) -> None:
+    """Unmap ``segment`` now, or after the garbage collection that runs
+    this if views on it still export (see below)."""
+    try:
         segment.close()
+    except BufferError:
+        # The views were in a garbage cycle (a memoryview result held by
+        # a future, say): the collector runs weakref callbacks (what calls
+        # this) before it tears the cycle down, so they still export.
+        # Closed once that collection is over.  (No lock: a collection may
+        # have interrupted a holder of one; list appends are atomic.)
+        _unclosed.append(segment)
+        if _after_collection not in gc.callbacks:
+            gc.callbacks.append(_after_collection)
+
+
+def _after_collection(phase: str, info: dict) -> None:
+    if phase != "stop" or not _unclosed:
+        return
+    pending = list(_unclosed)
+    del _unclosed[: len(pending)]
+    for segment in pending:
+        close(segment)
+
+
+#: Segments whose views still exported when closed (see ``close``).
+_unclosed: list[shared_memory.SharedMemory] = []
 
 
 # Private ---------------------------------------------------------------------

@@ -45,6 +45,7 @@ import weakref
 from multiprocessing import shared_memory
 from typing import Any
 
+from offload._backends.out_of_band import hold_while_alive
 from offload._backends.process import segment_cache
 
 #: Smallest buffer (bytes) sent through shared memory rather than the pipe.
@@ -132,6 +133,12 @@ class Outgoing:
 
     def __bool__(self) -> bool:
         return self._parts is not None and bool(self._parts.names)
+
+    @property
+    def threshold(self) -> int:
+        """``THRESHOLD``: also the size from which ``bytes`` and ``bytearray``
+        go out of band (``offload._backends.out_of_band``)."""
+        return THRESHOLD
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         """Copy ``buffer`` into a segment if large; False if it did (out of
@@ -403,22 +410,26 @@ def _buffer_of(
 ) -> pickle.PickleBuffer:
     """The first ``size`` bytes of ``segment``; ``release(*args)`` once the
     last user of them is gone."""
-    buffer = segment.buf
-    assert buffer is not None  # None only once closed
-    view = buffer[:size]
+    memory = segment.buf
+    assert memory is not None  # None only once closed
+    view = memory[:size]
     # Released after the last user (close() before would fail: the view is
     # exported).  Wrapped: NumPy makes its own memoryview of what it is
     # given, which would keep the mapping but not ``view``; of a
     # PickleBuffer, that memoryview keeps the PickleBuffer, hence ``view``.
     # Not at exit: arrays still alive then keep their views exported.
     weakref.finalize(view, release, *args).atexit = False
-    return pickle.PickleBuffer(view)
+    buffer = pickle.PickleBuffer(view)
+    # ``view`` stays reachable while the PickleBuffer lives (a result a
+    # user holds): see ``out_of_band.hold_while_alive``.
+    hold_while_alive(buffer, view)
+    return buffer
 
 
 def _close(segment: shared_memory.SharedMemory, name: str) -> None:
-    segment.close()
     with _lock:
         _mapped.discard(name)
+    segment_cache.close(segment)
 
 
 def _accept_loans(loans: list[str]) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from offload._backends import forwarding
 from offload._backends.main_script import MP_MAIN
+from offload._backends.out_of_band import loads_out_of_band
 from offload._backends.process.channel import (
     DONE,
     KEPT,
@@ -96,7 +97,7 @@ def worker_main(
             else:
                 # Large arguments are in shared memory (the application's
                 # snapshot, ours alone): mapped, not copied.
-                function = loads(body[8:], buffers=attach(listing, unlink=False))
+                function = loads_out_of_band(body[8:], attach(listing, unlink=False))
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
                 f"the worker process could not unpickle the task: {error_text(error)}"
