@@ -308,5 +308,7 @@ def test_a_cluster_slower_than_start_timeout_is_stopped_with_its_workers(tmp_pat
         DaskContext(n_workers=2, processes=True, start_timeout=10.0, preload=[slow_start])
     assert time.monotonic() - start < 30
     workers = [int(line) for line in pids.read_text().split()]
-    assert len(workers) == 2
+    # On a busy machine the second worker may not have reached its preload
+    # in time; whichever did must be stopped.
+    assert 1 <= len(workers) <= 2
     assert _wait_gone(workers) == []
