@@ -161,3 +161,11 @@ def test_ab_latency_compares_with_a_revision_in_one_process() -> None:
     for wait in ("await", "observe"):
         assert record[f"this_{wait}"] > 0 and record[f"against_{wait}"] > 0
         assert record[f"ratio_{wait}"] > 0
+
+
+def test_ab_calls_compares_bursts_with_a_revision_in_one_process() -> None:
+    (record,) = run_script("ab_calls", "--against", "HEAD")
+    assert record["benchmark"] == "ab_calls" and record["quick"] is True
+    for part in ("submit", "deliver", "wall"):
+        assert record[f"this_{part}"] > 0 and record[f"against_{part}"] > 0
+        assert record[f"ratio_{part}"] > 0
