@@ -14,9 +14,10 @@ median of the per-block ratios of this tree to the revision (below 1 is
 faster).
 
 Usage: ``python benchmarks/ab_calls.py [--against REV] [--tasks N]
-[--repeat R] [--quick]`` from a git checkout (default: ``HEAD``, which
+[--observe] [--repeat R] [--quick]`` from a git checkout (default: ``HEAD``, which
 measures the working tree's uncommitted change); ``R`` × 4 blocks of each
-tree (default 5: 20).
+tree (default 5: 20).  ``--observe`` attaches a ``done`` observer to every
+future as it is submitted (its cost is then in the submit's figure).
 """
 
 from __future__ import annotations
@@ -45,14 +46,31 @@ def noop() -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--against", default="HEAD", help="git revision to compare with")
     parser.add_argument("--tasks", type=int, default=TASKS, help="tasks per block")
+    parser.add_argument(
+        "--observe", action="store_true",
+        help="attach a `done` observer to each future as it is submitted",
+    )
 
 
-async def _burst(api: Any, executor: Any, tasks: int) -> tuple[float, float, float]:
+def _on_done(event: Any) -> None:
+    """The ``--observe`` observer: nothing, so that only its cost counts."""
+
+
+async def _burst(
+    api: Any, executor: Any, tasks: int, observe: bool
+) -> tuple[float, float, float]:
     """One block: (submit CPU, delivery CPU, wall), in µs per task."""
     submit_call = api.submit_call
     wall = time.perf_counter()
     cpu = time.thread_time()
-    futures = [submit_call(executor, noop) for _ in range(tasks)]
+    if observe:
+        futures = []
+        for _ in range(tasks):
+            future = submit_call(executor, noop)
+            future.observe(_on_done, "done")
+            futures.append(future)
+    else:
+        futures = [submit_call(executor, noop) for _ in range(tasks)]
     submitted = time.thread_time()
     waited = 0.0
     index = 0
@@ -71,16 +89,16 @@ async def _burst(api: Any, executor: Any, tasks: int) -> tuple[float, float, flo
 
 
 async def _interleave(
-    trees: dict[str, tuple[Any, Any]], blocks: int, tasks: int
+    trees: dict[str, tuple[Any, Any]], blocks: int, tasks: int, observe: bool
 ) -> dict[str, list[tuple[float, float, float]]]:
     names = list(trees)
     for api, executor in trees.values():  # warm up: threads started, caches primed
-        await _burst(api, executor, tasks)
+        await _burst(api, executor, tasks, observe)
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     for index in range(blocks):
         for name in names if index % 2 else names[::-1]:
             gc.collect()
-            samples[name].append(await _burst(*trees[name], tasks))
+            samples[name].append(await _burst(*trees[name], tasks, observe))
     return samples
 
 
@@ -102,7 +120,7 @@ def main(args: argparse.Namespace) -> None:
                 for name, api in (("this", offload.api), ("that", other))
             }
             samples = run_until(loop, asyncio.ensure_future(
-                _interleave(trees, blocks, tasks), loop=loop))
+                _interleave(trees, blocks, tasks, args.observe), loop=loop))
             for _, executor in trees.values():
                 executor.shutdown(timeout=60)
         finally:
@@ -115,6 +133,7 @@ def main(args: argparse.Namespace) -> None:
         "unit": "µs per task (main-thread CPU: submit, deliver; wall: the block)",
         "blocks": blocks,
         "tasks_per_block": tasks,
+        "wait": "observe" if args.observe else "poll",
         "quick": args.quick,
     }
     for position, part in enumerate(("submit", "deliver", "wall")):
