@@ -437,6 +437,10 @@ def make_machine(
             if returned:
                 assert model.future.paused
                 model.paused = True
+                # What it was sent and has not delivered yet is held back
+                # too: a task still waiting for a worker reads those
+                # commands after this pause, so it pauses before each.
+                model.held = model.sent - len(model.messages())
             self.settle()
 
         @precondition(lambda self: pausable)
