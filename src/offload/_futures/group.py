@@ -2,13 +2,19 @@
 
 What it costs, and when it notifies
 -----------------------------------
-A group follows each future through cheap hooks, not a Traits observer per
-future (an ``observe`` costs more than the rest of a task's main-thread
-work; a group of 10,000 would double it: ``benchmarks/README.md``):
+A group of 10,000 futures must not slow their delivery by more than 10%
+(issue 33, ``benchmarks/group.py``).  So it follows no future with a Traits
+observer (an ``observe`` costs more than the rest of a task's main-thread
+work), and, for the futures of an executor, keeps no object per future at
+all (each would be walked by every full collection of the garbage
+collector):
 
-- the end of a :class:`BaseFuture`: a small callable object in its
-  callbacks (``add_done_callback``, as ``await future`` uses), which only appends
-  the future to the group's list of ended futures; of another future with
+- the end of a future of an executor: the group follows the *executor*
+  (``offload._futures.ended``), once, and holds the future in a dict until
+  the executor's bookkeeping, which counts the futures that ended in each
+  delivered batch, tells the group which; ``add`` is a dict insert;
+- the end of another :class:`BaseFuture` (made by hand): a small callable
+  object in its callbacks (``add_done_callback``); of another future with
   a ``done`` trait: ``on_trait_change``;
 - a :class:`StepsFuture`'s fraction: a small callable object in its
   update callbacks (``add_update_callback``; at most 25 updates a second by
@@ -21,7 +27,11 @@ The first of these in a batch asks the event loop for a call after the
 batch (``offload._futures.soon``); that call counts the ended futures,
 reads the kept reports, and notifies the group's observers: once per batch
 of delivered messages, however many futures it ended.  Reading a count
-counts first, so what is read is never stale.
+counts first (asking the executors to report their ends so far), so what
+is read is never stale.
+
+Nothing an executor holds keeps a group alive: keep a reference to a group
+as long as you use it.
 
 Why this module is long: a group's traits, its ways to wait (a generator,
 a blocking ``wait``, ``await``) and the hooks that feed it all keep the
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
@@ -40,7 +51,8 @@ from traits.api import Bool, Float, HasStrictTraits, HasTraits, Int, List, Prope
 
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.interface import IEventLoop
-from offload._futures.base import BaseFuture, IFuture, event_loop_of
+from offload._futures.base import BaseFuture, IFuture, event_loop_of, router_of, state_of
+from offload._futures.ended import source_of
 from offload._futures.progress import ProgressFuture
 from offload._futures.soon import soon_caller
 from offload._futures.states import CANCELLED, FAILED, WAITING
@@ -71,8 +83,10 @@ class FutureGroup(HasStrictTraits):
     Make it, add to it, and use it on the main thread.  The counts are
     current whenever they are read; their notifications (main thread) come
     once per batch of delivered messages, just after it, not once per
-    future.  Following a future costs the group two small objects until the
-    future is done.
+    future.  Following a future of an executor costs a dict entry until it
+    is done (a future made by hand: two small objects).  The executors
+    hold the group weakly: a group nothing else refers to is collected,
+    and its observers hear nothing more.
     """
 
     #: How many futures the group holds.
@@ -114,6 +128,11 @@ class FutureGroup(HasStrictTraits):
     _call_soon = AnyTrait()
     _scheduled = AnyTrait(False)
     _waiters = AnyTrait()  # plain callables run once the group is done
+    _pending = AnyTrait()  # id(future) -> future, for those an executor reports
+    _sources = AnyTrait()  # EndSource -> None: the executors followed
+    _router = AnyTrait()  # the router of the last future added ...
+    _source = AnyTrait()  # ... and its executor's EndSource (or None)
+    _listener = AnyTrait()  # WeakMethod of _ended_in_batch, what sources call
 
     def __init__(
         self,
@@ -129,6 +148,9 @@ class FutureGroup(HasStrictTraits):
                 f"e.g. AsyncioEventLoop()), got {event_loop!r}"
             )
         self._members = {}
+        self._pending = {}
+        self._sources = {}
+        self._listener = weakref.WeakMethod(self._ended_in_batch)
         self._ended = []
         self._completed = []
         self._partial = {}
@@ -169,6 +191,20 @@ class FutureGroup(HasStrictTraits):
         if key in members:
             raise ValueError(f"{future!r} is already in this group; add it once")
         members[key] = future
+        # Not None: the future is not done, and its executor is known.
+        router = router_of(future) if kind & _BASE else None
+        if router is not None:
+            if router is not self._router:
+                self._use_router(router)
+            if self._source is not None:
+                self._pending[key] = future
+                if self._event_loop is None:
+                    self._use_event_loop(_event_loop_of(future))
+                if kind != _PLAIN_BASE:
+                    self._follow_fraction(future, kind)
+                if not self._scheduled:
+                    self._schedule()
+                return
         if future.done:
             self._future_ended(future)
             return
@@ -218,8 +254,7 @@ class FutureGroup(HasStrictTraits):
         completed = self._completed
         index = 0
         while index < len(self._members):
-            if self._ended:
-                self._count_ended()
+            self._catch_up()
             if index < len(completed):
                 index += 1
                 yield completed[index - 1]
@@ -259,18 +294,15 @@ class FutureGroup(HasStrictTraits):
         return len(self._members)
 
     def _get_done_count(self) -> int:
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         return len(self._completed)
 
     def _get_failed_count(self) -> int:
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         return self._failed
 
     def _get_cancelled_count(self) -> int:
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         return self._cancelled
 
     def _get_done(self) -> bool:
@@ -292,9 +324,49 @@ class FutureGroup(HasStrictTraits):
     # Private ----------------------------------------------------------------
 
     def _is_done(self) -> bool:
+        self._catch_up()
+        return len(self._completed) == len(self._members)
+
+    def _catch_up(self) -> None:
+        """Count every end so far: those the executors have yet to report
+        (a final message being delivered now), then the group's list."""
+        if self._sources:
+            for source in list(self._sources):
+                source.tally()
         if self._ended:
             self._count_ended()
-        return len(self._completed) == len(self._members)
+
+    def _use_router(self, router: Any) -> None:
+        """Follow the executor that ``router`` delivers for (once)."""
+        source = source_of(router)
+        self._router = router
+        self._source = source
+        if source is not None and source not in self._sources:
+            source.follow(self._listener)
+            self._sources[source] = None
+
+    def _leave_sources(self) -> None:
+        """Every future is done: stop following the executors."""
+        for source in self._sources:
+            source.unfollow(self._listener)
+        self._sources = {}
+        self._router = self._source = None
+
+    def _ended_in_batch(self, futures: list[Any]) -> None:
+        """What an executor calls (main thread) with the futures that ended:
+        keep this group's, count them after the batch."""
+        pending = self._pending
+        if not pending:
+            return
+        ended = self._ended
+        first = not ended
+        pop = pending.pop
+        for future in futures:
+            # pending holds its futures: an id there is this very future's.
+            if pop(id(future), None) is not None:
+                ended.append(future)
+        if first and ended:
+            self._arm()
 
     def _use_event_loop(self, event_loop: Any) -> None:
         if event_loop is not None:
@@ -307,6 +379,10 @@ class FutureGroup(HasStrictTraits):
             future.add_done_callback(_End(self, self._ended, future))
         else:
             future.on_trait_change(self._done_changed, "done")
+        self._follow_fraction(future, kind)
+
+    def _follow_fraction(self, future: Any, kind: int) -> None:
+        """Hook a steps or progress future's fraction."""
         if kind & _STEPS:
             future.add_update_callback(_StepsUpdate(self, future))
             self._steps_changed(future)
@@ -361,7 +437,7 @@ class FutureGroup(HasStrictTraits):
         shared = self._ended
         ended = shared[:]
         shared.clear()
-        states = [future.state for future in ended]
+        states = [state_of(future) for future in ended]
         failed, cancelled = states.count(FAILED), states.count(CANCELLED)
         if failed:
             self._failed += failed
@@ -379,10 +455,13 @@ class FutureGroup(HasStrictTraits):
                         self._partial_sum = self._partial_sum - old if partial else 0.0
         completed = self._completed
         completed.extend(ended)
-        if self._waiters and len(completed) == len(self._members):
-            waiters, self._waiters = self._waiters, []
-            for wake in waiters:
-                wake()
+        if len(completed) == len(self._members):
+            if self._sources:
+                self._leave_sources()
+            if self._waiters:
+                waiters, self._waiters = self._waiters, []
+                for wake in waiters:
+                    wake()
 
     def _schedule(self) -> None:
         """Notify after this batch (at once if no event loop is known)."""
@@ -397,8 +476,7 @@ class FutureGroup(HasStrictTraits):
 
     def _publish(self) -> None:
         """Count, and notify what changed since the last time (main thread)."""
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         if self._reports:
             self._read_reports()  # still scheduled: no second call asked for
         self._scheduled = False
