@@ -107,8 +107,9 @@ class Bookkeeping:
             self._scheduled = False
 
     def follow(self, listener: weakref.WeakMethod) -> None:
-        """Call ``listener()(futures)`` with the futures that ended, once per
-        batch (a group following this executor; main thread)."""
+        """Call ``listener()(futures, states)`` with the futures that ended
+        and their states, once per batch (a group following this executor;
+        main thread)."""
         if listener not in self._followers:
             self._followers.append(listener)
 
@@ -155,11 +156,13 @@ class Bookkeeping:
         totals = self.totals
         pending = []
         done = []
+        states = []
         for future in ended:
             state = state_of(future)
             if state in totals:
                 totals[state] += 1
                 done.append(future)
+                states.append(state)
             elif state is not None:
                 pending.append(future)
         # Before telling: a follower that reads the counts tallies again.
@@ -171,7 +174,7 @@ class Bookkeeping:
                 self._followers.remove(listener)
                 continue
             try:
-                follower(done)
+                follower(done, states)
             except Exception:
                 # Delivery goes on; the group's trouble is logged.
                 logger.exception("error telling a FutureGroup of its futures' ends")

@@ -197,12 +197,15 @@ def router_of(future: Any) -> Any:
     """The router that delivers ``future``'s messages while it is not done.
 
     None once the future is done (it drops its executor's handle then), and
-    for a future of another kind or made outside an executor.  What a
+    for a future made outside an executor or with no ``_cancel`` handle.  What a
     :class:`~offload.api.FutureGroup` finds an executor's bookkeeping by.
     """
-    if not isinstance(future, BaseFuture):
+    # Once per future added to a group: no isinstance (an exception only
+    # for a future that is done or was made by hand).
+    try:
+        return future._cancel.router
+    except AttributeError:
         return None
-    return getattr(future._cancel, "router", None)
 
 
 def _check_delivered_in(running: asyncio.AbstractEventLoop, handle: Any) -> None:

@@ -14,7 +14,8 @@ keeps nothing per future but a dict entry:
 - a group asks :func:`source_of` the router of a future it adds, and, the
   first time, ``source.follow(listener)``: ``listener`` is a
   ``weakref.WeakMethod`` (the source never keeps a group alive), called on
-  the main thread with the futures that ended, once per batch;
+  the main thread with the futures that ended and their states (two
+  lists), once per batch;
 - reading a count, a group calls ``source.tally()`` first, so that a
   future whose final message is being delivered right now is counted.
 
@@ -33,9 +34,10 @@ class EndSource(Protocol):
     Main thread."""
 
     def follow(self, listener: weakref.WeakMethod) -> None:
-        """Call ``listener()(futures)`` with the futures that ended, once per
-        batch (and at each :meth:`tally` that finds some), until the
-        listener's object is gone or :meth:`unfollow`."""
+        """Call ``listener()(futures, states)`` with the futures that ended
+        and their states, once per batch (and at each :meth:`tally` that
+        finds some), until the listener's object is gone or
+        :meth:`unfollow`."""
 
     def unfollow(self, listener: weakref.WeakMethod) -> None:
         """Stop calling ``listener``."""

@@ -55,7 +55,7 @@ from offload._futures.base import BaseFuture, IFuture, event_loop_of, router_of,
 from offload._futures.ended import source_of
 from offload._futures.progress import ProgressFuture
 from offload._futures.soon import soon_caller
-from offload._futures.states import CANCELLED, FAILED, WAITING
+from offload._futures.states import CANCELLED, COMPLETED, FAILED, WAITING
 from offload._futures.steps import StepsFuture
 
 #: The traits a group notifies, in the order it notifies them.
@@ -115,7 +115,7 @@ class FutureGroup(HasStrictTraits):
 
     # Private traits ---------------------------------------------------------
 
-    _members = AnyTrait()  # id(future) -> future, in the order added
+    _book = AnyTrait()  # what add and each batch read: a _Book
     _ended = AnyTrait()  # futures that ended since the last count, in order
     _completed = AnyTrait()  # list of done futures counted, in the order they ended
     _failed = AnyTrait(0)
@@ -126,12 +126,8 @@ class FutureGroup(HasStrictTraits):
     _published = AnyTrait()  # name -> value last notified
     _event_loop = AnyTrait()
     _call_soon = AnyTrait()
-    _scheduled = AnyTrait(False)
     _waiters = AnyTrait()  # plain callables run once the group is done
-    _pending = AnyTrait()  # id(future) -> future, for those an executor reports
     _sources = AnyTrait()  # EndSource -> None: the executors followed
-    _router = AnyTrait()  # the router of the last future added ...
-    _source = AnyTrait()  # ... and its executor's EndSource (or None)
     _listener = AnyTrait()  # WeakMethod of _ended_in_batch, what sources call
 
     def __init__(
@@ -147,8 +143,7 @@ class FutureGroup(HasStrictTraits):
                 f"FutureGroup(event_loop=...) needs an IEventLoop (the executor's, "
                 f"e.g. AsyncioEventLoop()), got {event_loop!r}"
             )
-        self._members = {}
-        self._pending = {}
+        self._book = _Book()
         self._sources = {}
         self._listener = weakref.WeakMethod(self._ended_in_batch)
         self._ended = []
@@ -177,8 +172,8 @@ class FutureGroup(HasStrictTraits):
         ValueError
             If it is in the group already.
         """
-        # Once per submitted task, often: kept short (see benchmarks/group.py).
-        kind = _KINDS.get(future.__class__)
+        # Once per submitted task, often: kept short (benchmarks/group.py).
+        kind = _KINDS.get(type(future))
         if kind is None:
             kind = _kind_of(future)
         if not kind:
@@ -186,25 +181,26 @@ class FutureGroup(HasStrictTraits):
                 "FutureGroup holds futures (what submit_call, submit_steps... "
                 f"return), got {future!r}"
             )
-        members = self._members
+        book = self._book
+        members = book.members
         key = id(future)
         if key in members:
             raise ValueError(f"{future!r} is already in this group; add it once")
         members[key] = future
-        # Not None: the future is not done, and its executor is known.
-        router = router_of(future) if kind & _BASE else None
-        if router is not None:
-            if router is not self._router:
-                self._use_router(router)
-            if self._source is not None:
-                self._pending[key] = future
-                if self._event_loop is None:
-                    self._use_event_loop(_event_loop_of(future))
-                if kind != _PLAIN_BASE:
-                    self._follow_fraction(future, kind)
-                if not self._scheduled:
-                    self._schedule()
-                return
+        if kind & _BASE:
+            # Not None: the future is not done, and an executor delivers it.
+            router = router_of(future)
+            if router is not None:
+                if router is not book.router:
+                    self._use_router(router, future)
+                if book.source is not None:
+                    # Its executor tells of its end: no hook in the future.
+                    book.pending[key] = future
+                    if kind != _PLAIN_BASE:
+                        self._follow_fraction(future, kind)
+                    if not book.scheduled:
+                        self._schedule()
+                    return
         if future.done:
             self._future_ended(future)
             return
@@ -214,7 +210,7 @@ class FutureGroup(HasStrictTraits):
             future.add_done_callback(_End(self, self._ended, future))
         else:
             self._follow(future, kind)
-        if not self._scheduled:
+        if not book.scheduled:
             self._schedule()
 
     def cancel(self) -> int:
@@ -224,7 +220,7 @@ class FutureGroup(HasStrictTraits):
         task that stops frees its worker, which must not take a queued
         task of this group meanwhile.  Main thread.
         """
-        pending = [future for future in reversed(self._members.values()) if not future.done]
+        pending = [future for future in reversed(self._book.members.values()) if not future.done]
         pending.sort(key=lambda future: future.state != WAITING)
         return sum(1 for future in pending if future.cancel())
 
@@ -253,7 +249,7 @@ class FutureGroup(HasStrictTraits):
         deadline = None if timeout is None else time.monotonic() + timeout
         completed = self._completed
         index = 0
-        while index < len(self._members):
+        while index < len(self._book.members):
             self._catch_up()
             if index < len(completed):
                 index += 1
@@ -261,9 +257,9 @@ class FutureGroup(HasStrictTraits):
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._drive(_longer_than(self, index), left):
-                missing = len(self._members) - len(completed)
+                missing = len(self._book.members) - len(completed)
                 raise TimeoutError(
-                    f"{missing} of {len(self._members)} futures of the group not "
+                    f"{missing} of {len(self._book.members)} futures of the group not "
                     f"done after {timeout} s"
                 )
 
@@ -286,12 +282,12 @@ class FutureGroup(HasStrictTraits):
             finally:
                 if wake in self._waiters:
                     self._waiters.remove(wake)
-        return list(self._members.values())
+        return list(self._book.members.values())
 
     # Property getters: current values ---------------------------------------
 
     def _get_total(self) -> int:
-        return len(self._members)
+        return len(self._book.members)
 
     def _get_done_count(self) -> int:
         self._catch_up()
@@ -309,7 +305,7 @@ class FutureGroup(HasStrictTraits):
         return self._is_done()
 
     def _get_fraction(self) -> float:
-        total = len(self._members)
+        total = len(self._book.members)
         if not total:
             return 1.0
         if self._is_done():
@@ -319,13 +315,13 @@ class FutureGroup(HasStrictTraits):
         return min(1.0, (len(self._completed) + self._partial_sum) / total)
 
     def _get_futures(self) -> list[Any]:
-        return list(self._members.values())
+        return list(self._book.members.values())
 
     # Private ----------------------------------------------------------------
 
     def _is_done(self) -> bool:
         self._catch_up()
-        return len(self._completed) == len(self._members)
+        return len(self._completed) == len(self._book.members)
 
     def _catch_up(self) -> None:
         """Count every end so far: those the executors have yet to report
@@ -336,37 +332,56 @@ class FutureGroup(HasStrictTraits):
         if self._ended:
             self._count_ended()
 
-    def _use_router(self, router: Any) -> None:
-        """Follow the executor that ``router`` delivers for (once)."""
+    def _use_router(self, router: Any, future: Any) -> None:
+        """Follow the executor that ``router`` delivers ``future`` for (once)."""
         source = source_of(router)
-        self._router = router
-        self._source = source
+        book = self._book
+        book.router = router
+        book.source = source
         if source is not None and source not in self._sources:
             source.follow(self._listener)
             self._sources[source] = None
+            if self._event_loop is None:
+                self._use_event_loop(_event_loop_of(future))
 
     def _leave_sources(self) -> None:
         """Every future is done: stop following the executors."""
         for source in self._sources:
             source.unfollow(self._listener)
         self._sources = {}
-        self._router = self._source = None
+        self._book.router = self._book.source = None
 
-    def _ended_in_batch(self, futures: list[Any]) -> None:
-        """What an executor calls (main thread) with the futures that ended:
-        keep this group's, count them after the batch."""
-        pending = self._pending
+    def _ended_in_batch(self, futures: list[Any], states: list[str]) -> None:
+        """What an executor calls (main thread) with the futures that ended
+        and their states: count this group's; notify after the batch."""
+        book = self._book
+        pending = book.pending
         if not pending:
             return
-        ended = self._ended
-        first = not ended
+        completed = self._completed
+        before = len(completed)
         pop = pending.pop
-        for future in futures:
+        failed = cancelled = 0
+        for future, state in zip(futures, states):
             # pending holds its futures: an id there is this very future's.
             if pop(id(future), None) is not None:
-                ended.append(future)
-        if first and ended:
-            self._arm()
+                completed.append(future)
+                if state is not COMPLETED:
+                    if state == FAILED:
+                        failed += 1
+                    elif state == CANCELLED:
+                        cancelled += 1
+        if len(completed) == before:
+            return
+        if failed:
+            self._failed += failed
+        if cancelled:
+            self._cancelled += cancelled
+        if self._reports or self._partial:
+            self._forget_fractions(completed[before:])
+        self._counted()
+        if not book.scheduled:
+            self._schedule()
 
     def _use_event_loop(self, event_loop: Any) -> None:
         if event_loop is not None:
@@ -390,7 +405,7 @@ class FutureGroup(HasStrictTraits):
             future.on_trait_change(self._progress_changed, "progress")
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
-        if new and id(future) in self._members:
+        if new and id(future) in self._book.members:
             self._future_ended(future)
 
     def _future_ended(self, future: Any) -> None:
@@ -400,7 +415,7 @@ class FutureGroup(HasStrictTraits):
 
     def _arm(self) -> None:
         """The first end of a batch: count and notify after the batch."""
-        if not self._scheduled:
+        if not self._book.scheduled:
             self._schedule()
 
     def _steps_changed(self, future: StepsFuture) -> None:
@@ -411,7 +426,7 @@ class FutureGroup(HasStrictTraits):
         # Once per progress message: keep the report, read the last one of
         # each future once per batch (or when ``fraction`` is read).
         self._reports[future] = info
-        if not self._scheduled:
+        if not self._book.scheduled:
             self._schedule()
 
     def _read_reports(self) -> None:
@@ -443,19 +458,27 @@ class FutureGroup(HasStrictTraits):
             self._failed += failed
         if cancelled:
             self._cancelled += cancelled
+        if self._reports or self._partial:
+            self._forget_fractions(ended)
+        self._completed.extend(ended)
+        self._counted()
+
+    def _forget_fractions(self, ended: list[Any]) -> None:
+        """Drop what the group kept of the fractions of ``ended`` futures."""
         reports, partial = self._reports, self._partial
-        if reports or partial:
-            for future in ended:
-                if reports:
-                    reports.pop(future, None)
-                if partial:
-                    old = partial.pop(future, None)
-                    if old is not None:
-                        # Exactly 0 once nothing is partial: no drift left.
-                        self._partial_sum = self._partial_sum - old if partial else 0.0
-        completed = self._completed
-        completed.extend(ended)
-        if len(completed) == len(self._members):
+        for future in ended:
+            if reports:
+                reports.pop(future, None)
+            if partial:
+                old = partial.pop(future, None)
+                if old is not None:
+                    # Exactly 0 once nothing is partial: no drift left.
+                    self._partial_sum = self._partial_sum - old if partial else 0.0
+
+    def _counted(self) -> None:
+        """After counting: once every future is done, stop following the
+        executors and wake whoever awaits the group."""
+        if len(self._completed) == len(self._book.members):
             if self._sources:
                 self._leave_sources()
             if self._waiters:
@@ -465,13 +488,13 @@ class FutureGroup(HasStrictTraits):
 
     def _schedule(self) -> None:
         """Notify after this batch (at once if no event loop is known)."""
-        if self._scheduled:
+        if self._book.scheduled:
             return
         call_soon = self._call_soon
         if call_soon is None:
             self._publish()
             return
-        self._scheduled = True
+        self._book.scheduled = True
         call_soon(self._publish)
 
     def _publish(self) -> None:
@@ -479,7 +502,7 @@ class FutureGroup(HasStrictTraits):
         self._catch_up()
         if self._reports:
             self._read_reports()  # still scheduled: no second call asked for
-        self._scheduled = False
+        self._book.scheduled = False
         published = self._published
         if not published:
             return  # still in __init__
@@ -526,6 +549,26 @@ class FutureGroup(HasStrictTraits):
             return True
         finally:
             helper.dispose()
+
+
+class _Book:
+    """What :meth:`FutureGroup.add` and each batch read: plain attributes,
+    read faster than a HasTraits object's."""
+
+    __slots__ = ("members", "pending", "router", "source", "scheduled")
+
+    def __init__(self) -> None:
+        #: id(future) -> future, every member, in the order added.
+        self.members: dict[int, Any] = {}
+        #: id(future) -> future, the members whose executor tells of their
+        #: end and that have not ended yet.
+        self.pending: dict[int, Any] = {}
+        #: The router of the last future added, and its executor's EndSource
+        #: (None if it has none): futures come from one executor, mostly.
+        self.router: Any = None
+        self.source: Any = None
+        #: A call of _publish is on its way.
+        self.scheduled = False
 
 
 class _End:
