@@ -195,13 +195,15 @@ class FutureGroup(HasStrictTraits):
                     self._use_router(router, future)
                 if book.source is not None:
                     # Its executor tells of its end: no hook in the future.
-                    book.pending[key] = future
                     if kind != _PLAIN_BASE:
                         self._follow_fraction(future, kind)
                     if not book.scheduled:
                         self._schedule()
                     return
         if future.done:
+            # Its executor may still report it (added by an observer of its
+            # final message): counted now, not then.
+            book.early.add(key)
             self._future_ended(future)
             return
         if self._event_loop is None:
@@ -355,16 +357,17 @@ class FutureGroup(HasStrictTraits):
         """What an executor calls (main thread) with the futures that ended
         and their states: count this group's; notify after the batch."""
         book = self._book
-        pending = book.pending
-        if not pending:
-            return
+        members, early = book.members, book.early
         completed = self._completed
         before = len(completed)
-        pop = pending.pop
         failed = cancelled = 0
         for future, state in zip(futures, states):
-            # pending holds its futures: an id there is this very future's.
-            if pop(id(future), None) is not None:
+            key = id(future)
+            # members holds its futures: an id there is this very future's.
+            if key in members:
+                if early and key in early:
+                    early.discard(key)  # counted when added
+                    continue
                 completed.append(future)
                 if state is not COMPLETED:
                     if state == FAILED:
@@ -555,14 +558,16 @@ class _Book:
     """What :meth:`FutureGroup.add` and each batch read: plain attributes,
     read faster than a HasTraits object's."""
 
-    __slots__ = ("members", "pending", "router", "source", "scheduled")
+    __slots__ = ("members", "early", "router", "source", "scheduled")
 
     def __init__(self) -> None:
-        #: id(future) -> future, every member, in the order added.
+        #: id(future) -> future, every member, in the order added.  An
+        #: executor reports each of its futures' ends once: those of its
+        #: reports that are members are counted then ...
         self.members: dict[int, Any] = {}
-        #: id(future) -> future, the members whose executor tells of their
-        #: end and that have not ended yet.
-        self.pending: dict[int, Any] = {}
+        #: ... except the ids of the members that were done when added
+        #: (counted at once).
+        self.early: set[int] = set()
         #: The router of the last future added, and its executor's EndSource
         #: (None if it has none): futures come from one executor, mostly.
         self.router: Any = None
