@@ -47,16 +47,23 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from traits.api import Any as AnyTrait
-from traits.api import Bool, Float, HasStrictTraits, HasTraits, Int, List, Property
+from traits.api import Bool, Float, HasStrictTraits, Int, List, Property
 
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.interface import IEventLoop
-from offload._futures.base import BaseFuture, IFuture, event_loop_of, router_of, state_of
+from offload._futures.base import event_loop_of, router_of, state_of
 from offload._futures.ended import source_of
-from offload._futures.progress import ProgressFuture
+from offload._futures.group_kinds import (
+    BASE,
+    KINDS,
+    PLAIN_BASE,
+    PROGRESS,
+    STEPS,
+    kind_of,
+    read_progress,
+)
 from offload._futures.soon import soon_caller
 from offload._futures.states import CANCELLED, COMPLETED, FAILED, WAITING
-from offload._futures.steps import StepsFuture
 
 #: The traits a group notifies, in the order it notifies them.
 _PUBLISHED = ("total", "done_count", "failed_count", "cancelled_count", "fraction", "done")
@@ -173,9 +180,9 @@ class FutureGroup(HasStrictTraits):
             If it is in the group already.
         """
         # Once per submitted task, often: kept short (benchmarks/group.py).
-        kind = _KINDS.get(type(future))
+        kind = KINDS.get(type(future))
         if kind is None:
-            kind = _kind_of(future)
+            kind = kind_of(future)
         if not kind:
             raise TypeError(
                 "FutureGroup holds futures (what submit_call, submit_steps... "
@@ -187,7 +194,7 @@ class FutureGroup(HasStrictTraits):
         if key in members:
             raise ValueError(f"{future!r} is already in this group; add it once")
         members[key] = future
-        if kind & _BASE:
+        if kind & BASE:
             # Not None: the future is not done, and an executor delivers it.
             router = router_of(future)
             if router is not None:
@@ -195,7 +202,7 @@ class FutureGroup(HasStrictTraits):
                     self._use_router(router, future)
                 if book.source is not None:
                     # Its executor tells of its end: no hook in the future.
-                    if kind != _PLAIN_BASE:
+                    if kind != PLAIN_BASE:
                         self._follow_fraction(future, kind)
                     if not book.scheduled:
                         self._schedule()
@@ -208,7 +215,7 @@ class FutureGroup(HasStrictTraits):
             return
         if self._event_loop is None:
             self._use_event_loop(_event_loop_of(future))
-        if kind == _PLAIN_BASE:
+        if kind == PLAIN_BASE:
             future.add_done_callback(_End(self, self._ended, future))
         else:
             self._follow(future, kind)
@@ -361,7 +368,7 @@ class FutureGroup(HasStrictTraits):
         completed = self._completed
         before = len(completed)
         failed = cancelled = 0
-        for future, state in zip(futures, states):
+        for future, state in zip(futures, states, strict=True):
             key = id(future)
             # members holds its futures: an id there is this very future's.
             if key in members:
@@ -393,7 +400,7 @@ class FutureGroup(HasStrictTraits):
 
     def _follow(self, future: Any, kind: int) -> None:
         """Hook the future's end and, where known, its fraction."""
-        if kind & _BASE:
+        if kind & BASE:
             future.add_done_callback(_End(self, self._ended, future))
         else:
             future.on_trait_change(self._done_changed, "done")
@@ -401,10 +408,10 @@ class FutureGroup(HasStrictTraits):
 
     def _follow_fraction(self, future: Any, kind: int) -> None:
         """Hook a steps or progress future's fraction."""
-        if kind & _STEPS:
+        if kind & STEPS:
             future.add_update_callback(_StepsUpdate(self, future))
             self._steps_changed(future)
-        elif kind & _PROGRESS:
+        elif kind & PROGRESS:
             future.on_trait_change(self._progress_changed, "progress")
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
@@ -421,7 +428,7 @@ class FutureGroup(HasStrictTraits):
         if not self._book.scheduled:
             self._schedule()
 
-    def _steps_changed(self, future: StepsFuture) -> None:
+    def _steps_changed(self, future: Any) -> None:
         if future.total > 0:
             self._set_partial(future, future.fraction)
 
@@ -614,37 +621,6 @@ class _StepsUpdate:
         self.group._steps_changed(self.future)
 
 
-#: How a group follows a future of a class: flags below, or _NOT_A_FUTURE.
-_KINDS: dict[type, int] = {}
-_NOT_A_FUTURE = 0
-_FUTURE = 1  # an IFuture with observable state and done
-_BASE = 2  # a BaseFuture: add_done_callback
-_STEPS = 4  # a StepsFuture: add_update_callback
-_PROGRESS = 8  # a ProgressFuture: its progress event
-_PLAIN_BASE = _FUTURE | _BASE
-
-
-def _kind_of(future: Any) -> int:
-    """Work out (once per class: an ABC's isinstance and a look at the
-    class's traits cost microseconds) how to follow ``future``."""
-    cls = future.__class__
-    if not (isinstance(future, IFuture) and isinstance(future, HasTraits)):
-        return _NOT_A_FUTURE  # not cached: a registration may come later
-    traits = cls.class_traits()
-    if "done" not in traits or "state" not in traits:
-        kind = _NOT_A_FUTURE
-    else:
-        kind = _FUTURE
-        if isinstance(future, BaseFuture):
-            kind |= _BASE
-        if isinstance(future, StepsFuture):
-            kind |= _STEPS
-        elif isinstance(future, ProgressFuture):
-            kind |= _PROGRESS
-    _KINDS[cls] = kind
-    return kind
-
-
 def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
     def longer() -> bool:
         return group.done_count > length
@@ -655,28 +631,3 @@ def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
 def _event_loop_of(future: Any) -> Any:
     """The event loop of the executor that made ``future``, if it says."""
     return event_loop_of(future)
-
-
-def read_progress(info: Any) -> tuple[float | None, str | None]:
-    """What a progress report says: ``(fraction or None, message or None)``.
-
-    Understood: a float from 0 to 1; ``(done, total)`` or ``(done, total,
-    message)`` with numbers ``done`` and ``total > 0``; a str (a message).
-    Anything else says nothing.
-    """
-    if info.__class__ is float:
-        return (info if 0.0 <= info <= 1.0 else None), None
-    if info.__class__ is str:
-        return None, info
-    if isinstance(info, tuple) and len(info) in (2, 3):
-        done, total = info[0], info[1]
-        message = info[2] if len(info) == 3 and isinstance(info[2], str) else None
-        if (
-            isinstance(done, (int, float))
-            and isinstance(total, (int, float))
-            and not isinstance(done, bool)
-            and total > 0
-        ):
-            return min(max(done / total, 0.0), 1.0), message
-        return None, message
-    return None, None
