@@ -38,7 +38,8 @@ futures over the threshold of one more full collection, which then walks
 every future, a cost an application's far larger heap rarely pays.
 
 Usage: ``python benchmarks/group.py [--context thread|process|dask]
-[--repeat R] [--quick]``.  Prints one JSON line per task kind.
+[--repeat R] [--quick] [--kind call|progress|steps ...]``.  Prints one
+JSON line per task kind, gc setting and measure.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def _timed(executor: Any, loop: Any, submit: Any, n: int, grouped: bool,
 def main(args: Any) -> None:
     n = QUICK_SIZE if args.quick else SIZES[args.context]
     with bench_session(args) as (executor, _baseline, loop):
-        for kind in KINDS:
+        for kind in args.kind or KINDS:
             for gc_on in (True, False):
                 notes: list[int] = []
                 grouped_gc: list[list[int]] = []
@@ -181,5 +182,12 @@ def main(args: Any) -> None:
                     )
 
 
+def add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--kind", action="append", choices=KINDS,
+        help="task kind to measure (repeatable; default: all)",
+    )
+
+
 if __name__ == "__main__":
-    run_main("group", __doc__.splitlines()[0], main)
+    run_main("group", __doc__.splitlines()[0], main, add_arguments)
