@@ -10,9 +10,10 @@ all (each would be walked by every full collection of the garbage
 collector):
 
 - the end of a future of an executor: the group follows the *executor*
-  (``offload._futures.ended``), once, and holds the future in a dict until
-  the executor's bookkeeping, which counts the futures that ended in each
-  delivered batch, tells the group which; ``add`` is a dict insert;
+  (``offload._futures.ended``), once; the executor's bookkeeping, which
+  counts the futures that ended in each delivered batch, tells the group
+  which and in which state, and the group counts those in its dict of
+  members.  ``add`` is a dict insert;
 - the end of another :class:`BaseFuture` (made by hand): a small callable
   object in its callbacks (``add_done_callback``); of another future with
   a ``done`` trait: ``on_trait_change``;
