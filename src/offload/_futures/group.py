@@ -191,10 +191,9 @@ class FutureGroup(HasStrictTraits):
             )
         book = self._book
         members = book.members
-        key = id(future)
-        if key in members:
+        if future in members:
             raise ValueError(f"{future!r} is already in this group; add it once")
-        members[key] = future
+        members[future] = None
         if kind & BASE:
             # Not None: the future is not done, and an executor delivers it.
             router = router_of(future)
@@ -211,7 +210,7 @@ class FutureGroup(HasStrictTraits):
         if future.done:
             # Its executor may still report it (added by an observer of its
             # final message): counted now, not then.
-            book.early.add(key)
+            book.early.add(future)
             self._future_ended(future)
             return
         if self._event_loop is None:
@@ -230,7 +229,7 @@ class FutureGroup(HasStrictTraits):
         task that stops frees its worker, which must not take a queued
         task of this group meanwhile.  Main thread.
         """
-        pending = [future for future in reversed(self._book.members.values()) if not future.done]
+        pending = [future for future in reversed(self._book.members) if not future.done]
         pending.sort(key=lambda future: future.state != WAITING)
         return sum(1 for future in pending if future.cancel())
 
@@ -292,7 +291,7 @@ class FutureGroup(HasStrictTraits):
             finally:
                 if wake in self._waiters:
                     self._waiters.remove(wake)
-        return list(self._book.members.values())
+        return list(self._book.members)
 
     # Property getters: current values ---------------------------------------
 
@@ -325,7 +324,7 @@ class FutureGroup(HasStrictTraits):
         return min(1.0, (len(self._completed) + self._partial_sum) / total)
 
     def _get_futures(self) -> list[Any]:
-        return list(self._book.members.values())
+        return list(self._book.members)
 
     # Private ----------------------------------------------------------------
 
@@ -370,11 +369,9 @@ class FutureGroup(HasStrictTraits):
         before = len(completed)
         failed = cancelled = 0
         for future, state in zip(futures, states, strict=True):
-            key = id(future)
-            # members holds its futures: an id there is this very future's.
-            if key in members:
-                if early and key in early:
-                    early.discard(key)  # counted when added
+            if future in members:
+                if early and future in early:
+                    early.discard(future)  # counted when added
                     continue
                 completed.append(future)
                 if state is not COMPLETED:
@@ -416,7 +413,7 @@ class FutureGroup(HasStrictTraits):
             future.on_trait_change(self._progress_changed, "progress")
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
-        if new and id(future) in self._book.members:
+        if new and future in self._book.members:
             self._future_ended(future)
 
     def _future_ended(self, future: Any) -> None:
@@ -569,13 +566,12 @@ class _Book:
     __slots__ = ("members", "early", "router", "source", "scheduled")
 
     def __init__(self) -> None:
-        #: id(future) -> future, every member, in the order added.  An
-        #: executor reports each of its futures' ends once: those of its
-        #: reports that are members are counted then ...
-        self.members: dict[int, Any] = {}
-        #: ... except the ids of the members that were done when added
-        #: (counted at once).
-        self.early: set[int] = set()
+        #: Every member (a key; futures hash by identity), in the order
+        #: added.  An executor reports each of its futures' ends once:
+        #: those of its reports that are members are counted then ...
+        self.members: dict[Any, None] = {}
+        #: ... except the members that were done when added (counted then).
+        self.early: set[Any] = set()
         #: The router of the last future added, and its executor's EndSource
         #: (None if it has none): futures come from one executor, mostly.
         self.router: Any = None
