@@ -367,3 +367,15 @@ def test_a_group_dropped_while_its_futures_run_goes_quietly(
         assistant.run_until(future, "done", lambda future: future.done, timeout=20)
     assert [future.state for future in futures] == [COMPLETED] * 3
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_a_group_mixes_futures_of_an_executor_and_made_by_hand(executor, assistant):
+    by_hand = CallFuture()
+    futures = [submit_call(executor, tf.square, i) for i in range(3)]
+    group = FutureGroup(futures=[futures[0], by_hand, *futures[1:]])
+    assistant.run_until(group, "done_count", lambda g: g.done_count == 3, timeout=20)
+    assert not group.done
+    fail(by_hand)
+    assert (group.done_count, group.failed_count, group.done) == (4, 1, True)
+    assert group.wait(timeout=20)
