@@ -197,7 +197,7 @@ def router_of(future: Any) -> Any:
     """The router that delivers ``future``'s messages while it is not done.
 
     None once the future is done (it drops its executor's handle then), and
-    for a future made outside an executor or with no ``_cancel`` handle.  What a
+    for a future made outside an executor.  What a
     :class:`~offload.api.FutureGroup` finds an executor's bookkeeping by.
     """
     # Once per future added to a group: no isinstance (an exception only
