@@ -321,6 +321,8 @@ class FutureGroup(HasStrictTraits):
             return 1.0
         if self._reports:
             self._read_reports()
+        if self._book.steps:
+            self._read_steps()
         return min(1.0, (len(self._completed) + self._partial_sum) / total)
 
     def _get_futures(self) -> list[Any]:
@@ -407,8 +409,10 @@ class FutureGroup(HasStrictTraits):
     def _follow_fraction(self, future: Any, kind: int) -> None:
         """Hook a steps or progress future's fraction."""
         if kind & STEPS:
-            future.add_update_callback(_StepsUpdate(self, future))
-            self._steps_changed(future)
+            book = self._book
+            future.add_update_callback(_StepsUpdate(self, book, future))
+            # Read with the next batch's count, like its updates.
+            book.steps[future] = None
         elif kind & PROGRESS:
             future.on_trait_change(self._progress_changed, "progress")
 
@@ -426,9 +430,15 @@ class FutureGroup(HasStrictTraits):
         if not self._book.scheduled:
             self._schedule()
 
-    def _steps_changed(self, future: Any) -> None:
-        if future.total > 0:
-            self._set_partial(future, future.fraction)
+    def _read_steps(self) -> None:
+        """Read the fraction of the steps futures updated since the last
+        read, once each however many updates they had (main thread)."""
+        book = self._book
+        updated, book.steps = book.steps, {}
+        for future in updated:
+            # A done one counts 1 (its partial fraction was dropped).
+            if not future.done and future.total > 0:
+                self._set_partial(future, future.fraction)
 
     def _progress_changed(self, future: Any, name: str, info: Any) -> None:
         # Once per progress message: keep the report, read the last one of
@@ -510,6 +520,8 @@ class FutureGroup(HasStrictTraits):
         self._catch_up()
         if self._reports:
             self._read_reports()  # still scheduled: no second call asked for
+        if self._book.steps:
+            self._read_steps()
         self._book.scheduled = False
         published = self._published
         if not published:
@@ -563,7 +575,7 @@ class _Book:
     """What :meth:`FutureGroup.add` and each batch read: plain attributes,
     read faster than a HasTraits object's."""
 
-    __slots__ = ("members", "early", "router", "source", "scheduled")
+    __slots__ = ("members", "early", "router", "source", "scheduled", "steps")
 
     def __init__(self) -> None:
         #: Every member (a key; futures hash by identity), in the order
@@ -578,6 +590,8 @@ class _Book:
         self.source: Any = None
         #: A call of _publish is on its way.
         self.scheduled = False
+        #: Steps futures updated since their fractions were last read (keys).
+        self.steps: dict[Any, None] = {}
 
 
 class _End:
@@ -606,16 +620,25 @@ class _End:
 
 
 class _StepsUpdate:
-    """``group._steps_changed(future)`` as a callable of no arguments."""
+    """The hook a group adds with a steps future's ``add_update_callback``.
 
-    __slots__ = ("group", "future")
+    Called (no arguments) after each update the future receives: it only
+    notes the future as updated; the group reads its fraction once per
+    batch, however many updates the batch held.
+    """
 
-    def __init__(self, group: FutureGroup, future: Any) -> None:
+    __slots__ = ("group", "book", "future")
+
+    def __init__(self, group: FutureGroup, book: _Book, future: Any) -> None:
         self.group = group
+        self.book = book
         self.future = future
 
     def __call__(self) -> None:
-        self.group._steps_changed(self.future)
+        book = self.book
+        book.steps[self.future] = None
+        if not book.scheduled:
+            self.group._schedule()
 
 
 def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
