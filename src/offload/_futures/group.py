@@ -19,7 +19,7 @@ collector):
   a ``done`` trait: ``on_trait_change``;
 - a :class:`StepsFuture`'s fraction: a small callable object in its
   update callbacks (``add_update_callback``; at most 25 updates a second by
-  default);
+  default), which notes the future; its fraction is read once per batch;
 - a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
   ``progress`` event (for the progress futures of a group only), which
   keeps the last report.
