@@ -17,6 +17,12 @@ have mostly run and queued their messages) to the last future seen done
 messages, which the group slows by following each future's end and each
 report).
 
+A third figure, ``"measure": "main-thread CPU"``: tasks per second of
+the main thread's own CPU time (``time.thread_time``) over the same span
+as end to end: what the group adds to the main thread's work, which a
+loaded host (other processes taking the cores) distorts far less than
+wall-clock time.
+
 Task kinds: trivial calls; progress tasks reporting ``(i, 4)`` four times;
 steps tasks of four steps.  N = 10,000 (``--quick``: 200).  The issue's
 target: the group slows delivery by at most 10% (ratio >= 0.9).  Each
@@ -32,7 +38,8 @@ futures over the threshold of one more full collection, which then walks
 every future, a cost an application's far larger heap rarely pays.
 
 Usage: ``python benchmarks/group.py [--context thread|process|dask]
-[--repeat R] [--quick]``.  Prints one JSON line per task kind.
+[--repeat R] [--quick] [--kind call|progress|steps ...]``.  Prints one
+JSON line per task kind, gc setting and measure.
 """
 
 from __future__ import annotations
@@ -77,7 +84,7 @@ class Collections:
 def run(
     executor: Any, loop: Any, kind: str, n: int, grouped: bool, notes: list[int],
     gc_on: bool = True, collections: list[list[int]] | None = None,
-    delivery: list[float] | None = None,
+    delivery: list[float] | None = None, cpu: list[float] | None = None,
 ) -> float:
     """tasks/s for ``n`` tasks of ``kind``, in a group or not, end to end;
     appends the delivery's tasks/s to ``delivery``."""
@@ -89,9 +96,11 @@ def run(
     if not gc_on:
         gc.disable()
     try:
-        end_to_end, delivered = _timed(executor, loop, submit, n, grouped, notes)
+        end_to_end, delivered, main_cpu = _timed(executor, loop, submit, n, grouped, notes)
         if delivery is not None:
             delivery.append(delivered)
+        if cpu is not None:
+            cpu.append(main_cpu)
         return end_to_end
     finally:
         gc.enable()
@@ -101,7 +110,7 @@ def run(
 
 
 def _timed(executor: Any, loop: Any, submit: Any, n: int, grouped: bool,
-           notes: list[int]) -> tuple[float, float]:
+           notes: list[int]) -> tuple[float, float, float]:
     from offload.api import FutureGroup
 
     notifications = [0]
@@ -110,6 +119,7 @@ def _timed(executor: Any, loop: Any, submit: Any, n: int, grouped: bool,
         notifications[0] += 1
 
     start = time.perf_counter()
+    start_cpu = time.thread_time()
     futures = []
     if grouped:
         group = FutureGroup()
@@ -125,35 +135,39 @@ def _timed(executor: Any, loop: Any, submit: Any, n: int, grouped: bool,
     submitted = time.perf_counter()
     poll_until(loop, DoneScanner(futures))
     end = time.perf_counter()
+    end_cpu = time.thread_time()
     if grouped:
         if not group.done or group.done_count != n:
             raise AssertionError(f"group: {group.done_count} of {n} done")
         notes.append(notifications[0])
-    return n / (end - start), n / (end - submitted)
+    return n / (end - start), n / (end - submitted), n / (end_cpu - start_cpu)
 
 
 def main(args: Any) -> None:
     n = QUICK_SIZE if args.quick else SIZES[args.context]
     with bench_session(args) as (executor, _baseline, loop):
-        for kind in KINDS:
+        for kind in args.kind or KINDS:
             for gc_on in (True, False):
                 notes: list[int] = []
                 grouped_gc: list[list[int]] = []
                 plain_gc: list[list[int]] = []
                 grouped_delivery: list[float] = []
                 plain_delivery: list[float] = []
+                grouped_cpu: list[float] = []
+                plain_cpu: list[float] = []
                 runs, base_runs = interleave(
                     args.repeat,
                     lambda kind=kind, notes=notes, gc_on=gc_on, seen=grouped_gc,
-                    deliveries=grouped_delivery: run(
-                        executor, loop, kind, n, True, notes, gc_on, seen, deliveries),
+                    deliveries=grouped_delivery, cpu=grouped_cpu: run(
+                        executor, loop, kind, n, True, notes, gc_on, seen, deliveries, cpu),
                     lambda kind=kind, gc_on=gc_on, seen=plain_gc,
-                    deliveries=plain_delivery: run(
-                        executor, loop, kind, n, False, [], gc_on, seen, deliveries),
+                    deliveries=plain_delivery, cpu=plain_cpu: run(
+                        executor, loop, kind, n, False, [], gc_on, seen, deliveries, cpu),
                 )
                 for measure, group_runs, plain_runs in (
                     ("end to end", runs, base_runs),
                     ("delivery", grouped_delivery, plain_delivery),
+                    ("main-thread CPU", grouped_cpu, plain_cpu),
                 ):
                     emit(
                         result_record(
@@ -168,5 +182,12 @@ def main(args: Any) -> None:
                     )
 
 
+def add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--kind", action="append", choices=KINDS,
+        help="task kind to measure (repeatable; default: all)",
+    )
+
+
 if __name__ == "__main__":
-    run_main("group", __doc__.splitlines()[0], main)
+    run_main("group", __doc__.splitlines()[0], main, add_arguments)

@@ -8,6 +8,8 @@ on every context x event loop.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -273,3 +275,107 @@ def test_wait_inside_a_running_loop_says_to_await(executor, assistant, tmp_path)
         assistant.event_loop.event_loop.run_until_complete(main())
     finally:
         tf.touch(release)
+
+
+# Many futures, cheaply (issue 33: a group of 10,000 must not slow delivery) ---
+
+
+def tracked_objects():
+    gc.collect()
+    return len(gc.get_objects())
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_a_group_keeps_no_object_per_pending_future(
+    make_executor, assistant, tmp_path
+):
+    # Objects the garbage collector tracks cost every full collection a walk;
+    # a group of thousands of running futures must not add one per future.
+    # Two workers, blocked: the tasks send no messages (objects) meanwhile.
+    executor = make_executor(max_workers=2)
+    release = str(tmp_path / "release")
+    futures = [submit_call(executor, tf.wait_for_file, release) for _ in range(2_000)]
+    before = tracked_objects()
+    group = FutureGroup(futures=futures)
+    grown = tracked_objects() - before
+    tf.touch(release)
+    assert group.total == 2_000 and not group.done  # nothing delivered yet
+    assert grown < 100, f"{grown} more objects for a group of 2,000 pending futures"
+    assert group.wait(timeout=30)
+    assert group.done_count == 2_000
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_a_group_counts_futures_of_several_executors(executor, make_executor, assistant):
+    other = make_executor()
+    futures = [submit_call(executor, tf.square, 2), submit_call(other, tf.fail, "boom"),
+               submit_call(other, tf.square, 3)]
+    group = FutureGroup(futures=futures)
+    assert group.wait(timeout=20)
+    assert (group.done_count, group.failed_count) == (3, 1)
+    late = submit_call(executor, tf.square, 4)
+    group.add(late)
+    assert group.wait(timeout=20)
+    assert (group.total, group.done_count) == (4, 4) and late.result == 16
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_counts_read_by_an_observer_of_a_future_include_it(executor, assistant):
+    futures = [submit_call(executor, tf.square, i) for i in range(20)]
+    group = FutureGroup(futures=futures)
+    seen = []
+    for future in futures:
+        future.observe(lambda event: seen.append(group.done_count), "done")
+    assert group.wait(timeout=20)
+    # Each observer saw its own future counted, and each count once.
+    assert sorted(seen) == list(range(1, 21))
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_a_future_added_as_it_ends_is_counted_once(executor, assistant, tmp_path):
+    release = str(tmp_path / "release")
+    blocked = submit_call(executor, tf.wait_for_file, release)
+    late = submit_call(executor, tf.square, 5)
+    group = FutureGroup(futures=[blocked])
+
+    def add_when_completed(event):
+        if event.new == COMPLETED:
+            group.add(late)  # done already: its state changes before done
+
+    late.observe(add_when_completed, "state")
+    assistant.run_until(late, "done", lambda future: future.done, timeout=20)
+    tf.touch(release)
+    assert group.wait(timeout=20)
+    assert (group.total, group.done_count) == (2, 2)
+    assert list(group.as_completed()) == [late, blocked]
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_a_group_dropped_while_its_futures_run_goes_quietly(
+    executor, assistant, tmp_path, caplog
+):
+    release = str(tmp_path / "release")
+    futures = [submit_call(executor, tf.wait_for_file, release) for _ in range(3)]
+    group = FutureGroup(futures=futures)
+    assistant.exercise_event_loop()  # the group's notification after add
+    gone = weakref.ref(group)
+    del group
+    gc.collect()
+    assert gone() is None  # nothing of the executor keeps it
+    tf.touch(release)
+    for future in futures:
+        assistant.run_until(future, "done", lambda future: future.done, timeout=20)
+    assert [future.state for future in futures] == [COMPLETED] * 3
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
+def test_a_group_mixes_futures_of_an_executor_and_made_by_hand(executor, assistant):
+    by_hand = CallFuture()
+    futures = [submit_call(executor, tf.square, i) for i in range(3)]
+    group = FutureGroup(futures=[futures[0], by_hand, *futures[1:]])
+    assistant.run_until(group, "done_count", lambda g: g.done_count == 3, timeout=20)
+    assert not group.done
+    fail(by_hand)
+    assert (group.done_count, group.failed_count, group.done) == (4, 1, True)
+    assert group.wait(timeout=20)

@@ -15,10 +15,16 @@ keeps a finished future (or its result) alive past the batch that ended it.
 Which state a future ended in is read after its final message was
 delivered, so :attr:`Bookkeeping.ended` keeps the futures of the batch
 until then.
+
+The same count tells the :class:`~offload.api.FutureGroup` objects that
+follow the executor which futures ended (``_futures/ended.py``): a group
+then keeps no hook in each of its futures.  With no group following, that
+costs nothing per task.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -27,6 +33,7 @@ from typing import Any
 from traits.api import Undefined  # type: ignore[attr-defined]  # public; missing from the stubs
 
 from offload._futures.base import states_of
+from offload._futures.ended import register_source
 from offload._futures.soon import soon_caller
 from offload._futures.states import (
     CANCELLED,
@@ -36,6 +43,8 @@ from offload._futures.states import (
     FAILED,
     WAITING,
 )
+
+logger = logging.getLogger("offload.executor")
 
 #: The keys of ``executor.counts``, in the order of a task's life.
 STATES = (WAITING, EXECUTING, CANCELLING, COMPLETED, FAILED, CANCELLED)
@@ -49,7 +58,7 @@ class Bookkeeping:
 
     __slots__ = (
         "_executor_ref", "_router", "_event_loop", "_call_soon", "_thread_id",
-        "scheduled", "_batched", "ended", "totals",
+        "scheduled", "_batched", "ended", "totals", "_followers", "__weakref__",
     )
 
     def __init__(self, executor: Any, event_loop: Any, router: Any) -> None:
@@ -66,6 +75,9 @@ class Bookkeeping:
         self.ended: list[Any] = []
         #: state -> number of futures that ended in it.
         self.totals = dict.fromkeys((COMPLETED, FAILED, CANCELLED), 0)
+        #: Weak methods of the groups to tell of each end (see follow).
+        self._followers: list[weakref.WeakMethod] = []
+        register_source(router, self)
         # offload's routers say when a batch ends; a router that is only
         # registered with IMessageRouter may not: each change then asks the
         # event loop for a call after the batch.
@@ -97,20 +109,36 @@ class Bookkeeping:
             # The main thread publishes when it next delivers.
             self.scheduled = False
 
+    def follow(self, listener: weakref.WeakMethod) -> None:
+        """Call ``listener()(futures, states)`` with the futures that ended
+        and their states, once per batch (a group following this executor;
+        main thread)."""
+        if listener not in self._followers:
+            self._followers.append(listener)
+
+    def unfollow(self, listener: weakref.WeakMethod) -> None:
+        """Stop calling ``listener`` (main thread)."""
+        if listener in self._followers:
+            self._followers.remove(listener)
+
     def publish(self) -> None:
         """Count the batch's ended futures; notify the executor's observers."""
         self.scheduled = False
-        self._tally()
+        self.tally()
         executor = self._executor_ref()
         if executor is not None:
             # New values are computed only if someone observes them.
             executor.trait_property_changed("futures", Undefined)
             executor.trait_property_changed("counts", Undefined)
 
-    def _tally(self) -> None:
-        """Move the ended futures that are done into ``totals``."""
+    def tally(self) -> None:
+        """Move the ended futures that are done into ``totals``, and tell the
+        followers which (main thread)."""
         ended = self.ended
         if not ended:
+            return
+        if self._followers:
+            self._tally_and_tell(ended)
             return
         totals = self.totals
         pending = []
@@ -124,9 +152,37 @@ class Bookkeeping:
         # In place: the task table appends to this very list.
         ended[:] = pending
 
+    def _tally_and_tell(self, ended: list[Any]) -> None:
+        """:meth:`tally`, with groups to tell: apart, so that the common
+        case (no group) pays nothing per future for them."""
+        totals = self.totals
+        pending = []
+        done = []
+        states = []
+        for future, state in zip(ended, states_of(ended), strict=True):
+            if state in totals:
+                totals[state] += 1
+                done.append(future)
+                states.append(state)
+            elif state is not None:
+                pending.append(future)
+        # Before telling: a follower that reads the counts tallies again.
+        ended[:] = pending
+        for listener in tuple(self._followers):
+            follower = listener()
+            if follower is None:
+                # The group is gone (nothing here kept it).
+                self._followers.remove(listener)
+                continue
+            try:
+                follower(done, states)
+            except Exception:
+                # Delivery goes on; the group's trouble is logged.
+                logger.exception("error telling a FutureGroup of its futures' ends")
+
     def counts(self, pending: Iterable[Any]) -> dict[str, int]:
         """state -> number of futures, pending ones included (main thread)."""
-        self._tally()
+        self.tally()
         counts = dict.fromkeys(STATES, 0)
         counts.update(self.totals)
         for state in states_of([*pending, *self.ended]):

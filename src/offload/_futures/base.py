@@ -199,6 +199,21 @@ def event_loop_of(future: Any) -> Any:
     return getattr(future._cancel, "event_loop", None)
 
 
+def router_of(future: Any) -> Any:
+    """The router that delivers ``future``'s messages while it is not done.
+
+    None once the future is done (it drops its executor's handle then), and
+    for a future made outside an executor.  What a
+    :class:`~offload.api.FutureGroup` finds an executor's bookkeeping by.
+    """
+    # Once per future added to a group: no isinstance (an exception only
+    # for a future that is done or was made by hand).
+    try:
+        return future._cancel.router
+    except AttributeError:
+        return None
+
+
 def _check_delivered_in(running: asyncio.AbstractEventLoop, handle: Any) -> None:
     """Let the future's event loop refuse an ``await`` it could never wake.
 

@@ -2,17 +2,24 @@
 
 What it costs, and when it notifies
 -----------------------------------
-A group follows each future through cheap hooks, not a Traits observer per
-future (an ``observe`` costs more than the rest of a task's main-thread
-work; a group of 10,000 would double it: ``benchmarks/README.md``):
+A group of 10,000 futures must not slow their delivery by more than 10%
+(issue 33, ``benchmarks/group.py``).  So it follows no future with a Traits
+observer (an ``observe`` costs more than the rest of a task's main-thread
+work), and, for the futures of an executor, keeps no object per future at
+all (each would be walked by every full collection of the garbage
+collector):
 
-- the end of a :class:`BaseFuture`: a small callable object in its
-  callbacks (``add_done_callback``, as ``await future`` uses), which only appends
-  the future to the group's list of ended futures; of another future with
+- the end of a future of an executor: the group follows the *executor*
+  (``offload._futures.ended``), once; the executor's bookkeeping, which
+  counts the futures that ended in each delivered batch, tells the group
+  which and in which state, and the group counts those in its dict of
+  members.  ``add`` is a dict insert;
+- the end of another :class:`BaseFuture` (made by hand): a small callable
+  object in its callbacks (``add_done_callback``); of another future with
   a ``done`` trait: ``on_trait_change``;
 - a :class:`StepsFuture`'s fraction: a small callable object in its
   update callbacks (``add_update_callback``; at most 25 updates a second by
-  default);
+  default), which notes the future; its fraction is read once per batch;
 - a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
   ``progress`` event (for the progress futures of a group only), which
   keeps the last report.
@@ -21,7 +28,11 @@ The first of these in a batch asks the event loop for a call after the
 batch (``offload._futures.soon``); that call counts the ended futures,
 reads the kept reports, and notifies the group's observers: once per batch
 of delivered messages, however many futures it ended.  Reading a count
-counts first, so what is read is never stale.
+counts first (asking the executors to report their ends so far), so what
+is read is never stale.
+
+Nothing an executor holds keeps a group alive: keep a reference to a group
+as long as you use it.
 
 Why this module is long: a group's traits, its ways to wait (a generator,
 a blocking ``wait``, ``await``) and the hooks that feed it all keep the
@@ -32,19 +43,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from traits.api import Any as AnyTrait
-from traits.api import Bool, Float, HasStrictTraits, HasTraits, Int, List, Property
+from traits.api import Bool, Float, HasStrictTraits, Int, List, Property
 
 from offload._event_loops.asyncio_loop import AsyncioEventLoop
 from offload._event_loops.interface import IEventLoop
-from offload._futures.base import BaseFuture, IFuture, event_loop_of
-from offload._futures.progress import ProgressFuture
+from offload._futures.base import event_loop_of, router_of, states_of
+from offload._futures.ended import source_of
+from offload._futures.group_kinds import (
+    BASE,
+    KINDS,
+    PLAIN_BASE,
+    PROGRESS,
+    STEPS,
+    kind_of,
+    read_progress,
+)
 from offload._futures.soon import soon_caller
-from offload._futures.states import CANCELLED, FAILED, WAITING
-from offload._futures.steps import StepsFuture
+from offload._futures.states import CANCELLED, COMPLETED, FAILED, WAITING
 
 #: The traits a group notifies, in the order it notifies them.
 _PUBLISHED = ("total", "done_count", "failed_count", "cancelled_count", "fraction", "done")
@@ -71,8 +91,10 @@ class FutureGroup(HasStrictTraits):
     Make it, add to it, and use it on the main thread.  The counts are
     current whenever they are read; their notifications (main thread) come
     once per batch of delivered messages, just after it, not once per
-    future.  Following a future costs the group two small objects until the
-    future is done.
+    future.  Following a future of an executor costs a dict entry until it
+    is done (a future made by hand: two small objects).  The executors
+    hold the group weakly: a group nothing else refers to is collected,
+    and its observers hear nothing more.
     """
 
     #: How many futures the group holds.
@@ -101,7 +123,7 @@ class FutureGroup(HasStrictTraits):
 
     # Private traits ---------------------------------------------------------
 
-    _members = AnyTrait()  # id(future) -> future, in the order added
+    _book = AnyTrait()  # what add and each batch read: a _Book
     _ended = AnyTrait()  # futures that ended since the last count, in order
     _completed = AnyTrait()  # list of done futures counted, in the order they ended
     _failed = AnyTrait(0)
@@ -112,8 +134,9 @@ class FutureGroup(HasStrictTraits):
     _published = AnyTrait()  # name -> value last notified
     _event_loop = AnyTrait()
     _call_soon = AnyTrait()
-    _scheduled = AnyTrait(False)
     _waiters = AnyTrait()  # plain callables run once the group is done
+    _sources = AnyTrait()  # EndSource -> None: the executors followed
+    _listener = AnyTrait()  # WeakMethod of _ended_in_batch, what sources call
 
     def __init__(
         self,
@@ -128,7 +151,9 @@ class FutureGroup(HasStrictTraits):
                 f"FutureGroup(event_loop=...) needs an IEventLoop (the executor's, "
                 f"e.g. AsyncioEventLoop()), got {event_loop!r}"
             )
-        self._members = {}
+        self._book = _Book()
+        self._sources = {}
+        self._listener = weakref.WeakMethod(self._ended_in_batch)
         self._ended = []
         self._completed = []
         self._partial = {}
@@ -155,30 +180,46 @@ class FutureGroup(HasStrictTraits):
         ValueError
             If it is in the group already.
         """
-        # Once per submitted task, often: kept short (see benchmarks/group.py).
-        kind = _KINDS.get(future.__class__)
+        # Once per submitted task, often: kept short (benchmarks/group.py).
+        kind = KINDS.get(type(future))
         if kind is None:
-            kind = _kind_of(future)
+            kind = kind_of(future)
         if not kind:
             raise TypeError(
                 "FutureGroup holds futures (what submit_call, submit_steps... "
                 f"return), got {future!r}"
             )
-        members = self._members
-        key = id(future)
-        if key in members:
+        book = self._book
+        members = book.members
+        if future in members:
             raise ValueError(f"{future!r} is already in this group; add it once")
-        members[key] = future
+        members[future] = None
+        if kind & BASE:
+            # Not None: the future is not done, and an executor delivers it.
+            router = router_of(future)
+            if router is not None:
+                if router is not book.router:
+                    self._use_router(router, future)
+                if book.source is not None:
+                    # Its executor tells of its end: no hook in the future.
+                    if kind != PLAIN_BASE:
+                        self._follow_fraction(future, kind)
+                    if not book.scheduled:
+                        self._schedule()
+                    return
         if future.done:
+            # Its executor may still report it (added by an observer of its
+            # final message): counted now, not then.
+            book.early.add(future)
             self._future_ended(future)
             return
         if self._event_loop is None:
             self._use_event_loop(_event_loop_of(future))
-        if kind == _PLAIN_BASE:
+        if kind == PLAIN_BASE:
             future.add_done_callback(_End(self, self._ended, future))
         else:
             self._follow(future, kind)
-        if not self._scheduled:
+        if not book.scheduled:
             self._schedule()
 
     def cancel(self) -> int:
@@ -188,7 +229,7 @@ class FutureGroup(HasStrictTraits):
         task that stops frees its worker, which must not take a queued
         task of this group meanwhile.  Main thread.
         """
-        pending = [future for future in reversed(self._members.values()) if not future.done]
+        pending = [future for future in reversed(self._book.members) if not future.done]
         pending.sort(key=lambda future: future.state != WAITING)
         return sum(1 for future in pending if future.cancel())
 
@@ -217,18 +258,17 @@ class FutureGroup(HasStrictTraits):
         deadline = None if timeout is None else time.monotonic() + timeout
         completed = self._completed
         index = 0
-        while index < len(self._members):
-            if self._ended:
-                self._count_ended()
+        while index < len(self._book.members):
+            self._catch_up()
             if index < len(completed):
                 index += 1
                 yield completed[index - 1]
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._drive(_longer_than(self, index), left):
-                missing = len(self._members) - len(completed)
+                missing = len(self._book.members) - len(completed)
                 raise TimeoutError(
-                    f"{missing} of {len(self._members)} futures of the group not "
+                    f"{missing} of {len(self._book.members)} futures of the group not "
                     f"done after {timeout} s"
                 )
 
@@ -251,50 +291,107 @@ class FutureGroup(HasStrictTraits):
             finally:
                 if wake in self._waiters:
                     self._waiters.remove(wake)
-        return list(self._members.values())
+        return list(self._book.members)
 
     # Property getters: current values ---------------------------------------
 
     def _get_total(self) -> int:
-        return len(self._members)
+        return len(self._book.members)
 
     def _get_done_count(self) -> int:
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         return len(self._completed)
 
     def _get_failed_count(self) -> int:
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         return self._failed
 
     def _get_cancelled_count(self) -> int:
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         return self._cancelled
 
     def _get_done(self) -> bool:
         return self._is_done()
 
     def _get_fraction(self) -> float:
-        total = len(self._members)
+        total = len(self._book.members)
         if not total:
             return 1.0
         if self._is_done():
             return 1.0
         if self._reports:
             self._read_reports()
+        if self._book.steps:
+            self._read_steps()
         return min(1.0, (len(self._completed) + self._partial_sum) / total)
 
     def _get_futures(self) -> list[Any]:
-        return list(self._members.values())
+        return list(self._book.members)
 
     # Private ----------------------------------------------------------------
 
     def _is_done(self) -> bool:
+        self._catch_up()
+        return len(self._completed) == len(self._book.members)
+
+    def _catch_up(self) -> None:
+        """Count every end so far: those the executors have yet to report
+        (a final message being delivered now), then the group's list."""
+        if self._sources:
+            for source in list(self._sources):
+                source.tally()
         if self._ended:
             self._count_ended()
-        return len(self._completed) == len(self._members)
+
+    def _use_router(self, router: Any, future: Any) -> None:
+        """Follow the executor that ``router`` delivers ``future`` for (once)."""
+        source = source_of(router)
+        book = self._book
+        book.router = router
+        book.source = source
+        if source is not None and source not in self._sources:
+            source.follow(self._listener)
+            self._sources[source] = None
+            if self._event_loop is None:
+                self._use_event_loop(_event_loop_of(future))
+
+    def _leave_sources(self) -> None:
+        """Every future is done: stop following the executors."""
+        for source in self._sources:
+            source.unfollow(self._listener)
+        self._sources = {}
+        self._book.router = self._book.source = None
+
+    def _ended_in_batch(self, futures: list[Any], states: list[str]) -> None:
+        """What an executor calls (main thread) with the futures that ended
+        and their states: count this group's; notify after the batch."""
+        book = self._book
+        members, early = book.members, book.early
+        completed = self._completed
+        before = len(completed)
+        failed = cancelled = 0
+        for future, state in zip(futures, states, strict=True):
+            if future in members:
+                if early and future in early:
+                    early.discard(future)  # counted when added
+                    continue
+                completed.append(future)
+                if state is not COMPLETED:
+                    if state == FAILED:
+                        failed += 1
+                    elif state == CANCELLED:
+                        cancelled += 1
+        if len(completed) == before:
+            return
+        if failed:
+            self._failed += failed
+        if cancelled:
+            self._cancelled += cancelled
+        if self._reports or self._partial:
+            self._forget_fractions(completed[before:])
+        self._counted()
+        if not book.scheduled:
+            self._schedule()
 
     def _use_event_loop(self, event_loop: Any) -> None:
         if event_loop is not None:
@@ -303,18 +400,24 @@ class FutureGroup(HasStrictTraits):
 
     def _follow(self, future: Any, kind: int) -> None:
         """Hook the future's end and, where known, its fraction."""
-        if kind & _BASE:
+        if kind & BASE:
             future.add_done_callback(_End(self, self._ended, future))
         else:
             future.on_trait_change(self._done_changed, "done")
-        if kind & _STEPS:
-            future.add_update_callback(_StepsUpdate(self, future))
-            self._steps_changed(future)
-        elif kind & _PROGRESS:
+        self._follow_fraction(future, kind)
+
+    def _follow_fraction(self, future: Any, kind: int) -> None:
+        """Hook a steps or progress future's fraction."""
+        if kind & STEPS:
+            book = self._book
+            future.add_update_callback(_StepsUpdate(self, book, future))
+            # Read with the next batch's count, like its updates.
+            book.steps[future] = None
+        elif kind & PROGRESS:
             future.on_trait_change(self._progress_changed, "progress")
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
-        if new and id(future) in self._members:
+        if new and future in self._book.members:
             self._future_ended(future)
 
     def _future_ended(self, future: Any) -> None:
@@ -324,18 +427,24 @@ class FutureGroup(HasStrictTraits):
 
     def _arm(self) -> None:
         """The first end of a batch: count and notify after the batch."""
-        if not self._scheduled:
+        if not self._book.scheduled:
             self._schedule()
 
-    def _steps_changed(self, future: StepsFuture) -> None:
-        if future.total > 0:
-            self._set_partial(future, future.fraction)
+    def _read_steps(self) -> None:
+        """Read the fraction of the steps futures updated since the last
+        read, once each however many updates they had (main thread)."""
+        book = self._book
+        updated, book.steps = book.steps, {}
+        for future in updated:
+            # A done one counts 1 (its partial fraction was dropped).
+            if not future.done and future.total > 0:
+                self._set_partial(future, future.fraction)
 
     def _progress_changed(self, future: Any, name: str, info: Any) -> None:
         # Once per progress message: keep the report, read the last one of
         # each future once per batch (or when ``fraction`` is read).
         self._reports[future] = info
-        if not self._scheduled:
+        if not self._book.scheduled:
             self._schedule()
 
     def _read_reports(self) -> None:
@@ -361,47 +470,59 @@ class FutureGroup(HasStrictTraits):
         shared = self._ended
         ended = shared[:]
         shared.clear()
-        states = [future.state for future in ended]
+        states = states_of(ended)
         failed, cancelled = states.count(FAILED), states.count(CANCELLED)
         if failed:
             self._failed += failed
         if cancelled:
             self._cancelled += cancelled
+        if self._reports or self._partial:
+            self._forget_fractions(ended)
+        self._completed.extend(ended)
+        self._counted()
+
+    def _forget_fractions(self, ended: list[Any]) -> None:
+        """Drop what the group kept of the fractions of ``ended`` futures."""
         reports, partial = self._reports, self._partial
-        if reports or partial:
-            for future in ended:
-                if reports:
-                    reports.pop(future, None)
-                if partial:
-                    old = partial.pop(future, None)
-                    if old is not None:
-                        # Exactly 0 once nothing is partial: no drift left.
-                        self._partial_sum = self._partial_sum - old if partial else 0.0
-        completed = self._completed
-        completed.extend(ended)
-        if self._waiters and len(completed) == len(self._members):
-            waiters, self._waiters = self._waiters, []
-            for wake in waiters:
-                wake()
+        for future in ended:
+            if reports:
+                reports.pop(future, None)
+            if partial:
+                old = partial.pop(future, None)
+                if old is not None:
+                    # Exactly 0 once nothing is partial: no drift left.
+                    self._partial_sum = self._partial_sum - old if partial else 0.0
+
+    def _counted(self) -> None:
+        """After counting: once every future is done, stop following the
+        executors and wake whoever awaits the group."""
+        if len(self._completed) == len(self._book.members):
+            if self._sources:
+                self._leave_sources()
+            if self._waiters:
+                waiters, self._waiters = self._waiters, []
+                for wake in waiters:
+                    wake()
 
     def _schedule(self) -> None:
         """Notify after this batch (at once if no event loop is known)."""
-        if self._scheduled:
+        if self._book.scheduled:
             return
         call_soon = self._call_soon
         if call_soon is None:
             self._publish()
             return
-        self._scheduled = True
+        self._book.scheduled = True
         call_soon(self._publish)
 
     def _publish(self) -> None:
         """Count, and notify what changed since the last time (main thread)."""
-        if self._ended:
-            self._count_ended()
+        self._catch_up()
         if self._reports:
             self._read_reports()  # still scheduled: no second call asked for
-        self._scheduled = False
+        if self._book.steps:
+            self._read_steps()
+        self._book.scheduled = False
         published = self._published
         if not published:
             return  # still in __init__
@@ -450,6 +571,29 @@ class FutureGroup(HasStrictTraits):
             helper.dispose()
 
 
+class _Book:
+    """What :meth:`FutureGroup.add` and each batch read: plain attributes,
+    read faster than a HasTraits object's."""
+
+    __slots__ = ("members", "early", "router", "source", "scheduled", "steps")
+
+    def __init__(self) -> None:
+        #: Every member (a key; futures hash by identity), in the order
+        #: added.  An executor reports each of its futures' ends once:
+        #: those of its reports that are members are counted then ...
+        self.members: dict[Any, None] = {}
+        #: ... except the members that were done when added (counted then).
+        self.early: set[Any] = set()
+        #: The router of the last future added, and its executor's EndSource
+        #: (None if it has none): futures come from one executor, mostly.
+        self.router: Any = None
+        self.source: Any = None
+        #: A call of _publish is on its way.
+        self.scheduled = False
+        #: Steps futures updated since their fractions were last read (keys).
+        self.steps: dict[Any, None] = {}
+
+
 class _End:
     """The hook a group adds with a future's ``add_done_callback``.
 
@@ -476,47 +620,25 @@ class _End:
 
 
 class _StepsUpdate:
-    """``group._steps_changed(future)`` as a callable of no arguments."""
+    """The hook a group adds with a steps future's ``add_update_callback``.
 
-    __slots__ = ("group", "future")
+    Called (no arguments) after each update the future receives: it only
+    notes the future as updated; the group reads its fraction once per
+    batch, however many updates the batch held.
+    """
 
-    def __init__(self, group: FutureGroup, future: Any) -> None:
+    __slots__ = ("group", "book", "future")
+
+    def __init__(self, group: FutureGroup, book: _Book, future: Any) -> None:
         self.group = group
+        self.book = book
         self.future = future
 
     def __call__(self) -> None:
-        self.group._steps_changed(self.future)
-
-
-#: How a group follows a future of a class: flags below, or _NOT_A_FUTURE.
-_KINDS: dict[type, int] = {}
-_NOT_A_FUTURE = 0
-_FUTURE = 1  # an IFuture with observable state and done
-_BASE = 2  # a BaseFuture: add_done_callback
-_STEPS = 4  # a StepsFuture: add_update_callback
-_PROGRESS = 8  # a ProgressFuture: its progress event
-_PLAIN_BASE = _FUTURE | _BASE
-
-
-def _kind_of(future: Any) -> int:
-    """Work out (once per class: an ABC's isinstance and a look at the
-    class's traits cost microseconds) how to follow ``future``."""
-    cls = future.__class__
-    if not (isinstance(future, IFuture) and isinstance(future, HasTraits)):
-        return _NOT_A_FUTURE  # not cached: a registration may come later
-    traits = cls.class_traits()
-    if "done" not in traits or "state" not in traits:
-        kind = _NOT_A_FUTURE
-    else:
-        kind = _FUTURE
-        if isinstance(future, BaseFuture):
-            kind |= _BASE
-        if isinstance(future, StepsFuture):
-            kind |= _STEPS
-        elif isinstance(future, ProgressFuture):
-            kind |= _PROGRESS
-    _KINDS[cls] = kind
-    return kind
+        book = self.book
+        book.steps[self.future] = None
+        if not book.scheduled:
+            self.group._schedule()
 
 
 def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
@@ -529,28 +651,3 @@ def _longer_than(group: FutureGroup, length: int) -> Callable[[], bool]:
 def _event_loop_of(future: Any) -> Any:
     """The event loop of the executor that made ``future``, if it says."""
     return event_loop_of(future)
-
-
-def read_progress(info: Any) -> tuple[float | None, str | None]:
-    """What a progress report says: ``(fraction or None, message or None)``.
-
-    Understood: a float from 0 to 1; ``(done, total)`` or ``(done, total,
-    message)`` with numbers ``done`` and ``total > 0``; a str (a message).
-    Anything else says nothing.
-    """
-    if info.__class__ is float:
-        return (info if 0.0 <= info <= 1.0 else None), None
-    if info.__class__ is str:
-        return None, info
-    if isinstance(info, tuple) and len(info) in (2, 3):
-        done, total = info[0], info[1]
-        message = info[2] if len(info) == 3 and isinstance(info[2], str) else None
-        if (
-            isinstance(done, (int, float))
-            and isinstance(total, (int, float))
-            and not isinstance(done, bool)
-            and total > 0
-        ):
-            return min(max(done / total, 0.0), 1.0), message
-        return None, message
-    return None, None
