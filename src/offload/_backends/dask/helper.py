@@ -119,6 +119,26 @@ class HelperFuture:
                 logger.exception("offload: error in a Dask future's done callback")
 
 
+class HelperScattered:
+    """The application's view of data that the helper scattered.
+
+    Given to :meth:`HelperClient.submit` after the other arguments, it
+    stands for the data; :meth:`release` lets the helper drop it.
+    """
+
+    __slots__ = ("key", "_client")
+
+    def __init__(self, key: str, client: HelperClient) -> None:
+        self.key = key
+        self._client = client
+
+    def release(self) -> None:
+        """Let the cluster forget the data once no task needs it (any thread)."""
+        client = self._client
+        if client.status == "running":
+            client._writer.put(("forget", self.key))
+
+
 class HelperClient:
     """A ``distributed.Client`` stand-in talking to the helper process.
 
@@ -159,6 +179,10 @@ class HelperClient:
         self._check_running()
         if key is None:
             key = f"{getattr(function, '__name__', 'call')}-{uuid.uuid4().hex}"
+        # Scattered data comes last; the helper puts its futures back there.
+        shared = [arg.key for arg in args if type(arg) is HelperScattered]
+        if shared:
+            args = args[:-len(shared)]
         payload = (function, args, kwargs)
         try:
             data = dumps(payload)
@@ -175,8 +199,23 @@ class HelperClient:
             # either sent, or failed by _lost; never left pending.
             self._check_running()
             self._futures[key] = future
-            self._writer.put(("submit", key, data, wants_result, priority))
+            self._writer.put(("submit", key, data, wants_result, priority, shared))
         return future
+
+    def scatter(self, data: dict[str, bytes], timeout: float = 10.0
+                ) -> dict[str, HelperScattered]:
+        """Have the helper scatter each ``key: data`` (bytes), as
+        ``distributed.Client.scatter`` would; never blocks.
+
+        The helper scatters before it reads the next message, so a task
+        submitted after this call finds the data.  If the scatter fails,
+        the tasks that use the data fail with its error.
+        """
+        with self._lock:
+            self._check_running()
+            for key, value in data.items():
+                self._writer.put(("scatter", key, value, timeout))
+        return {key: HelperScattered(key, self) for key in data}
 
     def cancel(self, futures: list[HelperFuture]) -> None:
         """Cancel these futures in Dask (those that have not started)."""

@@ -40,6 +40,7 @@ from offload._backends.dask.cluster import BURST, forget_task_keys
 from offload._backends.dask.helper import HelperClient, HelperLost
 from offload._backends.dask.outbox import DaskSender
 from offload._backends.dask.router import TaskRecord
+from offload._backends.dask.shared import Scatterer
 from offload._backends.dask.worker import run_task
 from offload._routing.protocol import TaskRunner
 
@@ -51,6 +52,7 @@ SHUTDOWN_TIMEOUT = 30.0
 class _Job:
     __slots__ = (
         "pool_future", "function", "args", "kwargs", "flag", "record", "router", "priority",
+        "shared",
     )
 
     def __init__(self, pool_future: concurrent.futures.Future, function: Callable,
@@ -65,6 +67,9 @@ class _Job:
         self.flag: DaskCancelFlag | None = None
         self.record: TaskRecord | None = None
         self.router: Any = None
+        #: The tokens and Dask futures of its scattered arguments, from
+        #: ``Scatterer.share``; None once released (or if it has none).
+        self.shared: tuple[list[str], list[Any]] | None = None
 
 
 class DaskWorkerPool(concurrent.futures.Executor):
@@ -90,6 +95,9 @@ class DaskWorkerPool(concurrent.futures.Executor):
         nothing pending any more and at least ``BURST`` tasks went through
         since the last call: the context's chance to trim what Dask keeps
         per task.  It must not block and must not raise.
+    scatterer : Scatterer, optional
+        Sends the large arguments of tasks to the cluster once for all the
+        tasks that use them (see :mod:`.shared`).
     """
 
     def __init__(
@@ -99,8 +107,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
         max_workers: int | None,
         key_prefix: str,
         after_burst: Callable[[], None] | None = None,
+        scatterer: Scatterer | None = None,
     ) -> None:
         self._client = client
+        self._scatterer = scatterer
         self._after_burst = after_burst
         self._find_router = find_router
         self._max_workers = max_workers
@@ -145,6 +155,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
             if type(send) is DaskSender:
                 router = self._find_router(send.topic)
                 if router is not None:
+                    if self._scatterer is not None:
+                        # At submit, as a snapshot: the caller may change
+                        # an array once submit returns.
+                        job.shared = self._scatterer.share(fn)
                     key = f"{self._key_prefix}-{next(self._numbers)}"
                     job.record = TaskRecord(fn.task_id, key, fn.cancel_flag.set)
                     job.router = router
@@ -237,15 +251,17 @@ class DaskWorkerPool(concurrent.futures.Executor):
             self._forget(job)  # the executor withdrew it while it waited here
             return False
         record = job.record
+        # Dask hands each task the values of these futures, after the runner.
+        shared = () if job.shared is None else job.shared[1]
         try:
             if record is not None and job.priority:
                 dask_future = self._client.submit(
-                    run_task, job.function, key=record.dask_key, pure=False,
+                    run_task, job.function, *shared, key=record.dask_key, pure=False,
                     priority=job.priority,
                 )
             elif record is not None:
                 dask_future = self._client.submit(
-                    run_task, job.function, key=record.dask_key, pure=False
+                    run_task, job.function, *shared, key=record.dask_key, pure=False
                 )
             else:
                 dask_future = self._client.submit(
@@ -304,6 +320,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
                 return
 
     def _forget(self, job: _Job) -> None:
+        shared = job.shared
+        if shared is not None:
+            job.shared = None
+            self._scatterer.release(shared[0])  # type: ignore[union-attr]
         if job.flag is not None:
             job.flag.dask_future = None
         if job.router is not None:
