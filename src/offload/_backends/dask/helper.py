@@ -6,6 +6,7 @@ What runs where::
     -------------------               --------------             ------------
     pool.submit ─ pickle ─ writer ──▶ reader: client.submit( ──▶ run_pickled()
                                         run_pickled, data, key)
+    large argument (once) ─ writer ──▶ reader: client.scatter ─▶ a worker holds it
     reader thread ◀──────── writer ◀── Dask future done
       HelperFuture done                  ("done", key, status, data)
       DaskRouter._on_event ◀─ writer ◀── topic handler ◀───────── events
@@ -19,8 +20,9 @@ embedded cluster runs here, in a process of its own: the application's
 process holds only offload's own per-task objects, which it frees.
 
 :class:`HelperClient` is the part of ``distributed.Client`` that offload's
-Dask pool, router and cancel pusher use (``submit``, ``cancel``, ``run``,
-``subscribe_topic``, ``unsubscribe_topic``, ``close``), forwarded over a
+Dask pool, router, cancel pusher and scatterer use (``submit``, ``cancel``,
+``run``, ``scatter``, ``subscribe_topic``, ``unsubscribe_topic``, ``close``),
+forwarded over a
 socket pair.  Each direction has a writer thread, so that neither the GUI
 thread (submitting) nor Dask's event loop (reporting) ever blocks on a full
 socket; each write carries every message queued since the last one.

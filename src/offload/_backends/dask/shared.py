@@ -141,12 +141,18 @@ class Scatterer:
         kwargs = getattr(task, "kwargs", None)
         if type(args) is not tuple or type(kwargs) is not dict:
             return None
+        # The common case, no large argument, in one pass.
+        for value in args:
+            if payload_size(value) >= threshold:
+                break
+        else:
+            if not kwargs or all(payload_size(value) < threshold
+                                 for value in kwargs.values()):
+                return None
         large_args = [index for index, value in enumerate(args)
                       if payload_size(value) >= threshold]
         large_kwargs = [name for name, value in kwargs.items()
                         if payload_size(value) >= threshold]
-        if not large_args and not large_kwargs:
-            return None
         tokens: list[str] = []
         futures: list[Any] = []
         new_args = list(args)
