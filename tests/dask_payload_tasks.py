@@ -33,3 +33,10 @@ def hold_until_cancelled(payload: Any, started: str, progress: Any) -> float:
         progress(len(payload))
         time.sleep(0.01)
     return -1.0
+
+
+def hold_ignoring_cancel(payload: Any, started: str) -> float:
+    """Mark ``started``, then sleep for a minute: only a force-cancel ends it."""
+    touch(started)
+    time.sleep(60)
+    return float(len(payload))

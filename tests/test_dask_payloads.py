@@ -205,3 +205,30 @@ def test_closing_with_tasks_in_flight_leaves_nothing_on_your_cluster(
         finally:
             executor.shutdown(timeout=60)
             context.close()
+
+
+@pytest.mark.timeout(400)
+def test_a_force_cancel_that_restarts_the_holder_does_not_fail_the_others(
+    offload_assistant, tmp_path
+):
+    from offload.api import COMPLETED, EXECUTING
+
+    # One worker: the task force-cancelled runs where the array is kept.
+    with DaskContext(n_workers=1, threads_per_worker=1, timeout=30) as context:
+        executor = TraitsExecutor(context=context, event_loop=offload_assistant.event_loop)
+        try:
+            array = numpy.full(BIG, 3.0)
+            started = str(tmp_path / "started")
+            held = submit_call(executor, tasks.hold_ignoring_cancel, array, started)
+            queued = submit_call(executor, tasks.total, array)
+            wait_file(offload_assistant, started, timeout=60)
+            offload_assistant.run_until(held, "state", lambda f: f.state == EXECUTING,
+                                        timeout=60)
+            assert held.cancel(force=True) is True
+            wait_done(offload_assistant, held, timeout=90)
+            assert held.state == CANCELLED
+            wait_done(offload_assistant, queued, timeout=200)
+            assert queued.state == COMPLETED, queued.exception
+            assert queued.result == 3.0 * BIG
+        finally:
+            executor.shutdown(timeout=60)

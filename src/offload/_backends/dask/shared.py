@@ -28,7 +28,12 @@ session does not pile up data on the cluster.
 What is scattered is the argument pickled, taken at submit (a snapshot, as
 before); each task unpickles its own copy, so tasks that write to their
 argument do not see each other's writes, as when it travelled with each
-task.  For the embedded cluster's helper process, ``client`` is its
+task.  The pickle stays here while tasks use it: Dask cannot recompute
+scattered data, so when the worker holding it dies the pool sends the
+tasks that waited for it again (``DaskWorkerPool._resend``), and
+:meth:`Scatterer.renew` scatters it again.
+
+For the embedded cluster's helper process, ``client`` is its
 :class:`~offload._backends.dask.helper.HelperClient`, whose ``scatter``
 sends the pickle to the helper once; the helper scatters it.
 """
@@ -47,6 +52,10 @@ from offload._backends.remote import describe_unpicklable, dumps
 #: Default size, in bytes, from which an argument is scattered.
 SCATTER_THRESHOLD = 1 << 20
 
+#: Seconds a scatter again may wait for a worker: the one that held the
+#: data may be restarting, and the tasks waiting for it need one.
+RENEW_TIMEOUT = 120.0
+
 
 class SharedArgument:
     """Stands, in a task's arguments, for the ``index``-th shared value."""
@@ -64,13 +73,15 @@ class SharedArgument:
 
 
 class _Entry:
-    """One scattered argument: its Dask future and how many tasks use it."""
+    """One scattered argument: its Dask future, how many tasks use it, and
+    its pickle, kept to scatter it again if the cluster loses it."""
 
-    __slots__ = ("future", "users")
+    __slots__ = ("future", "users", "data")
 
-    def __init__(self, future: Any) -> None:
+    def __init__(self, future: Any, data: bytes) -> None:
         self.future = future
         self.users = 1
+        self.data = data
 
 
 def payload_size(value: Any) -> int:
@@ -185,6 +196,30 @@ class Scatterer:
         for future in released:
             future.release()
 
+    def renew(self, tokens: list[str], futures: list[Any]) -> list[Any]:
+        """Scatter again the arguments of a task that Dask dropped because
+        the cluster lost them (the callback thread); their new futures.
+
+        ``futures`` are those the task was sent with: an argument whose
+        future changed since was scattered again for another task already.
+        """
+        renewed = []
+        lost = []
+        with self._lock:
+            for token, old in zip(tokens, futures, strict=True):
+                entry = self._entries.get(token)
+                if entry is None:
+                    raise RuntimeError("the context was closed")
+                if entry.future is old:
+                    lost.append(old)
+                    entry.future = self._scatter(
+                        entry.data, max(self._timeout, RENEW_TIMEOUT)
+                    )
+                renewed.append(entry.future)
+        for future in lost:
+            future.release()
+        return renewed
+
     def close(self) -> None:
         """Release every scattered argument (main thread, at the context's close)."""
         with self._lock:
@@ -211,7 +246,8 @@ class Scatterer:
             if entry is not None:
                 entry.users += 1
             else:
-                entry = _Entry(self._scatter(value))
+                data = self._pickle(value)
+                entry = _Entry(self._scatter(data), data)
                 self._entries[token] = entry
         tokens.append(token)
         futures.append(entry.future)
@@ -225,19 +261,24 @@ class Scatterer:
             return self._tokenize(type(value).__name__, hashlib.sha1(value).hexdigest())
         return self._tokenize(value)
 
-    def _scatter(self, value: Any) -> Any:
-        """Send ``value``, pickled, to the cluster; its Dask future (under the lock).
+    @staticmethod
+    def _pickle(value: Any) -> bytes:
+        try:
+            return dumps(value)
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raises
+            raise TypeError(describe_unpicklable(value, exc)) from exc
+
+    def _scatter(self, data: bytes, timeout: float | None = None) -> Any:
+        """Send ``data`` to the cluster; its Dask future (under the lock).
 
         Each scatter gets a new key: the release of an earlier scatter of
         the same content may still be on its way to the scheduler, and must
         not remove the new one.
         """
-        try:
-            data = dumps(value)
-        except Exception as exc:  # noqa: BLE001 - whatever pickling raises
-            raise TypeError(describe_unpicklable(value, exc)) from exc
         key = f"{self._prefix}{next(self._numbers)}"
-        future = self._client.scatter({key: data}, timeout=self._timeout)[key]
+        if timeout is None:
+            timeout = self._timeout
+        future = self._client.scatter({key: data}, timeout=timeout)[key]
         self.scattered += 1
         return future
 
