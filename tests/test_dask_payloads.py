@@ -136,13 +136,18 @@ def test_tasks_that_write_to_a_shared_array_each_write_their_own_copy(
     assert not array.any()  # the application's array is untouched
 
 
-def test_a_long_session_leaves_nothing_on_the_cluster(context, executor, offload_assistant):
+def test_a_long_session_leaves_nothing_on_the_cluster(
+    context, executor, offload_assistant, tmp_path
+):
     array = numpy.zeros(BIG)
     client = context.client
     rounds = 12
     for round_number in range(rounds):
         array[:] = float(round_number)
-        pair = [submit_call(executor, tasks.total, array) for _ in range(3)]
+        # Held until all three are submitted: one pending content per round.
+        release = str(tmp_path / f"release-{round_number}")
+        pair = [submit_call(executor, tasks.total, array, release) for _ in range(3)]
+        tf.touch(release)
         for future in pair:
             wait_done(offload_assistant, future, timeout=60)
         assert [future.result for future in pair] == [round_number * BIG] * 3
