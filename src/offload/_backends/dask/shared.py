@@ -42,12 +42,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import pickle
 import sys
 import threading
 from typing import Any
 
 from offload._backends.remote import describe_unpicklable, dumps
+
+logger = logging.getLogger("offload.contexts.dask")
 
 #: Default size, in bytes, from which an argument is scattered.
 SCATTER_THRESHOLD = 1 << 20
@@ -194,7 +197,7 @@ class Scatterer:
                     del entries[token]
                     released.append(entry.future)
         for future in released:
-            future.release()
+            _release(future)
 
     def renew(self, tokens: list[str], futures: list[Any]) -> list[Any]:
         """Scatter again the arguments of a task that Dask dropped because
@@ -217,7 +220,7 @@ class Scatterer:
                     )
                 renewed.append(entry.future)
         for future in lost:
-            future.release()
+            _release(future)
         return renewed
 
     def close(self) -> None:
@@ -226,7 +229,7 @@ class Scatterer:
             entries = list(self._entries.values())
             self._entries.clear()
         for entry in entries:
-            entry.future.release()
+            _release(entry.future)
 
     def pending(self) -> int:
         """How many scattered arguments pending tasks still use."""
@@ -281,6 +284,16 @@ class Scatterer:
         future = self._client.scatter({key: data}, timeout=timeout)[key]
         self.scattered += 1
         return future
+
+
+def _release(future: Any) -> None:
+    """Let Dask forget scattered data; never raises: it runs as tasks end
+    (Dask's callback thread), where an error would leave a future pending,
+    and at close, with a client that may be closed already."""
+    try:
+        future.release()
+    except Exception:  # noqa: BLE001 - the cluster forgets it with the client
+        logger.debug("offload: could not release scattered data", exc_info=True)
 
 
 def restore(task: Any, values: tuple) -> None:
