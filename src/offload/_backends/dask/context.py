@@ -50,6 +50,7 @@ from offload._backends.dask.helper import STARTUP_TIMEOUT, HelperClient, start_h
 from offload._backends.dask.outbox import forget_topic
 from offload._backends.dask.pool import DaskWorkerPool
 from offload._backends.dask.router import DaskRouter
+from offload._backends.dask.shared import SCATTER_THRESHOLD, Scatterer
 from offload._backends.forwarding import check_forward
 from offload._backends.interface import (
     ContextBase,
@@ -110,6 +111,11 @@ class DaskContext(ContextBase):
         application's root level (default True).  Workers in this process
         (``processes=False``) need neither: their warnings and records
         reach the application directly.
+    scatter_threshold : int or None, optional
+        Size in bytes (default 1 MiB) from which an argument of a task (a
+        NumPy array, ``bytes`` or ``bytearray``) is sent to the cluster on
+        its own, once for all the pending tasks given the same content
+        (Dask's ``scatter``), instead of with each task.  None: never.
     **cluster_kwargs
         More ``LocalCluster`` arguments.
 
@@ -168,9 +174,11 @@ class DaskContext(ContextBase):
         in_process: bool = False,
         forward_warnings: bool = True,
         forward_logging: bool = True,
+        scatter_threshold: int | None = SCATTER_THRESHOLD,
         **cluster_kwargs: Any,
     ) -> None:
         self._forward = check_forward("DaskContext", forward_warnings, forward_logging)
+        _check_threshold(scatter_threshold)
         if address is not None and client is not None:
             raise TypeError("give DaskContext an address or a client, not both")
         check_seconds("DaskContext(timeout=...)", timeout)
@@ -223,6 +231,7 @@ class DaskContext(ContextBase):
         self._router_numbers = itertools.count()
         self._routers: dict[str, DaskRouter] = {}
         self._pusher = CancelPusher(client)
+        self._scatterer = Scatterer(client, self._token, scatter_threshold, timeout)
         #: Does this context watch the cluster's events (a client of its
         #: own), to fail the tasks of a lost worker at once?
         self._watches_cluster = self._owns_client
@@ -259,7 +268,7 @@ class DaskContext(ContextBase):
         return DaskWorkerPool(
             self._client, self._routers.get, max_workers,
             f"{self._token}-{next(self._router_numbers)}",
-            after_burst=self._after_burst,
+            after_burst=self._after_burst, scatterer=self._scatterer,
         )
 
     def event(self) -> DaskEvent:
@@ -317,6 +326,9 @@ class DaskContext(ContextBase):
         # not leave the embedded cluster's processes running.
         try:
             try:
+                # A client of yours stays open: what was scattered through
+                # it must go now.
+                self._scatterer.close()
                 self._pusher.run_on_workers(forget_cancelled, self._token)
                 self._pusher.close(self._timeout)
             finally:
@@ -379,3 +391,19 @@ class DaskContext(ContextBase):
             self._client.unsubscribe_topic(_ALL_TOPIC)
         except Exception:  # noqa: BLE001 - the client is closing
             logger.debug("could not unsubscribe from Dask events", exc_info=True)
+
+
+def _check_threshold(threshold: Any) -> None:
+    """Refuse a ``scatter_threshold`` that is not a size in bytes, or None."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise TypeError(
+            "DaskContext(scatter_threshold=...) must be a size in bytes (an "
+            f"int) or None, got {threshold!r}"
+        )
+    if threshold < 1:
+        raise ValueError(
+            "DaskContext(scatter_threshold=...) must be at least 1 byte (None "
+            f"turns scattering off), got {threshold}"
+        )

@@ -6,6 +6,7 @@ What runs where::
     -------------------               --------------             ------------
     pool.submit ─ pickle ─ writer ──▶ reader: client.submit( ──▶ run_pickled()
                                         run_pickled, data, key)
+    large argument (once) ─ writer ──▶ reader: client.scatter ─▶ a worker holds it
     reader thread ◀──────── writer ◀── Dask future done
       HelperFuture done                  ("done", key, status, data)
       DaskRouter._on_event ◀─ writer ◀── topic handler ◀───────── events
@@ -19,8 +20,9 @@ embedded cluster runs here, in a process of its own: the application's
 process holds only offload's own per-task objects, which it frees.
 
 :class:`HelperClient` is the part of ``distributed.Client`` that offload's
-Dask pool, router and cancel pusher use (``submit``, ``cancel``, ``run``,
-``subscribe_topic``, ``unsubscribe_topic``, ``close``), forwarded over a
+Dask pool, router, cancel pusher and scatterer use (``submit``, ``cancel``,
+``run``, ``scatter``, ``subscribe_topic``, ``unsubscribe_topic``, ``close``),
+forwarded over a
 socket pair.  Each direction has a writer thread, so that neither the GUI
 thread (submitting) nor Dask's event loop (reporting) ever blocks on a full
 socket; each write carries every message queued since the last one.
@@ -119,6 +121,26 @@ class HelperFuture:
                 logger.exception("offload: error in a Dask future's done callback")
 
 
+class HelperScattered:
+    """The application's view of data that the helper scattered.
+
+    Given to :meth:`HelperClient.submit` after the other arguments, it
+    stands for the data; :meth:`release` lets the helper drop it.
+    """
+
+    __slots__ = ("key", "_client")
+
+    def __init__(self, key: str, client: HelperClient) -> None:
+        self.key = key
+        self._client = client
+
+    def release(self) -> None:
+        """Let the cluster forget the data once no task needs it (any thread)."""
+        client = self._client
+        if client.status == "running":
+            client._writer.put(("forget", self.key))
+
+
 class HelperClient:
     """A ``distributed.Client`` stand-in talking to the helper process.
 
@@ -159,6 +181,10 @@ class HelperClient:
         self._check_running()
         if key is None:
             key = f"{getattr(function, '__name__', 'call')}-{uuid.uuid4().hex}"
+        # Scattered data comes last; the helper puts its futures back there.
+        shared = [arg.key for arg in args if type(arg) is HelperScattered]
+        if shared:
+            args = args[:-len(shared)]
         payload = (function, args, kwargs)
         try:
             data = dumps(payload)
@@ -175,8 +201,23 @@ class HelperClient:
             # either sent, or failed by _lost; never left pending.
             self._check_running()
             self._futures[key] = future
-            self._writer.put(("submit", key, data, wants_result, priority))
+            self._writer.put(("submit", key, data, wants_result, priority, shared))
         return future
+
+    def scatter(self, data: dict[str, bytes], timeout: float = 10.0
+                ) -> dict[str, HelperScattered]:
+        """Have the helper scatter each ``key: data`` (bytes), as
+        ``distributed.Client.scatter`` would; never blocks.
+
+        The helper scatters before it reads the next message, so a task
+        submitted after this call finds the data.  If the scatter fails,
+        the tasks that use the data fail with its error.
+        """
+        with self._lock:
+            self._check_running()
+            for key, value in data.items():
+                self._writer.put(("scatter", key, value, timeout))
+        return {key: HelperScattered(key, self) for key in data}
 
     def cancel(self, futures: list[HelperFuture]) -> None:
         """Cancel these futures in Dask (those that have not started)."""

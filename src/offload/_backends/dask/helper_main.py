@@ -7,6 +7,8 @@ What runs where, in the helper::
     read a batch from the socket
       "submit" ── client.submit(run_pickled, data) ─▶ workers run it
                                          done callback ─▶ writer: "done"
+      "scatter" ── client.scatter({key: data}) ─────▶ a worker holds it
+      "forget" ── release the scattered data
       "cancel" ── client.cancel(...)
       "subscribe" / "unsubscribe"        topic handler ─▶ writer: "event"
       "run" / "call" ─▶ runner thread: client.run(...) ─▶ writer: "reply"
@@ -67,6 +69,8 @@ class _Helper:
             self.cluster.close()
             raise
         self._futures: dict[str, Any] = {}
+        #: Scattered data by key (its Dask future), or why it failed.
+        self._shared: dict[str, Any] = {}
         self._since_trim = 0
         self._lock = threading.Lock()
         self._writer = Writer(connection, "offload-dask-helper-writer")
@@ -99,10 +103,13 @@ class _Helper:
                 else:
                     self._handle(message)
 
-    def _submit(self, key: str, data: bytes, wants_result: bool, priority: int = 0) -> None:
+    def _submit(self, key: str, data: bytes, wants_result: bool, priority: int = 0,
+                shared: tuple[str, ...] = ()) -> None:
         try:
+            # Dask gives the task the data of these futures (scattered).
+            scattered = [self._scattered(name) for name in shared]
             future = self.client.submit(
-                run_pickled, data, key=key, pure=False, priority=priority
+                run_pickled, data, *scattered, key=key, pure=False, priority=priority
             )
         except Exception as exc:  # noqa: BLE001 - report it as the task's end
             self._writer.put(("done", key, "error", pickled_error(exc)))
@@ -148,10 +155,36 @@ class _Helper:
         except Exception:  # noqa: BLE001 - a courtesy
             logger.debug("could not trim the Dask scheduler's span metadata", exc_info=True)
 
+    def _scattered(self, key: str) -> Any:
+        """The Dask future of scattered data ``key``; raises why it has none."""
+        future = self._shared.get(key)
+        if isinstance(future, BaseException):
+            raise RuntimeError(
+                f"a large argument of this task could not be sent to the "
+                f"cluster: {type(future).__name__}: {future}"
+            ) from future
+        if future is None:
+            raise RuntimeError(f"the scattered data {key!r} is gone")
+        return future
+
+    def _scatter(self, key: str, data: bytes, timeout: float) -> None:
+        """Send ``data`` to a worker (the reading thread, which waits: the
+        tasks that follow need it)."""
+        try:
+            self._shared[key] = self.client.scatter({key: data}, timeout=timeout)[key]
+        except Exception as exc:  # noqa: BLE001 - the tasks that use it fail
+            self._shared[key] = exc
+
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         client = self.client
-        if kind == "cancel":
+        if kind == "scatter":
+            self._scatter(*message[1:])
+        elif kind == "forget":
+            future = self._shared.pop(message[1], None)
+            if future is not None and not isinstance(future, BaseException):
+                future.release()
+        elif kind == "cancel":
             with self._lock:
                 futures = [self._futures[key] for key in message[1] if key in self._futures]
             if futures:

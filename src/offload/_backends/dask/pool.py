@@ -40,6 +40,7 @@ from offload._backends.dask.cluster import BURST, forget_task_keys
 from offload._backends.dask.helper import HelperClient, HelperLost
 from offload._backends.dask.outbox import DaskSender
 from offload._backends.dask.router import TaskRecord
+from offload._backends.dask.shared import Scatterer
 from offload._backends.dask.worker import run_task
 from offload._routing.protocol import TaskRunner
 
@@ -48,9 +49,13 @@ logger = logging.getLogger("offload.contexts.dask")
 #: Seconds ``shutdown(wait=True)`` waits for Dask futures before giving up.
 SHUTDOWN_TIMEOUT = 30.0
 
+#: Times a task is sent again because the scattered data it needs was lost.
+RESEND_LIMIT = 3
+
 class _Job:
     __slots__ = (
         "pool_future", "function", "args", "kwargs", "flag", "record", "router", "priority",
+        "shared", "resent",
     )
 
     def __init__(self, pool_future: concurrent.futures.Future, function: Callable,
@@ -65,6 +70,11 @@ class _Job:
         self.flag: DaskCancelFlag | None = None
         self.record: TaskRecord | None = None
         self.router: Any = None
+        #: The tokens and Dask futures of its scattered arguments, from
+        #: ``Scatterer.share``; None once released (or if it has none).
+        self.shared: tuple[list[str], list[Any]] | None = None
+        #: How many times it was sent again after its scattered data was lost.
+        self.resent = 0
 
 
 class DaskWorkerPool(concurrent.futures.Executor):
@@ -90,6 +100,9 @@ class DaskWorkerPool(concurrent.futures.Executor):
         nothing pending any more and at least ``BURST`` tasks went through
         since the last call: the context's chance to trim what Dask keeps
         per task.  It must not block and must not raise.
+    scatterer : Scatterer, optional
+        Sends the large arguments of tasks to the cluster once for all the
+        tasks that use them (see :mod:`.shared`).
     """
 
     def __init__(
@@ -99,8 +112,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
         max_workers: int | None,
         key_prefix: str,
         after_burst: Callable[[], None] | None = None,
+        scatterer: Scatterer | None = None,
     ) -> None:
         self._client = client
+        self._scatterer = scatterer
         self._after_burst = after_burst
         self._find_router = find_router
         self._max_workers = max_workers
@@ -145,6 +160,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
             if type(send) is DaskSender:
                 router = self._find_router(send.topic)
                 if router is not None:
+                    if self._scatterer is not None:
+                        # At submit, as a snapshot: the caller may change
+                        # an array once submit returns.
+                        job.shared = self._scatterer.share(fn)
                     key = f"{self._key_prefix}-{next(self._numbers)}"
                     job.record = TaskRecord(fn.task_id, key, fn.cancel_flag.set)
                     job.router = router
@@ -236,39 +255,47 @@ class DaskWorkerPool(concurrent.futures.Executor):
         if not job.pool_future.set_running_or_notify_cancel():
             self._forget(job)  # the executor withdrew it while it waited here
             return False
-        record = job.record
         try:
-            if record is not None and job.priority:
-                dask_future = self._client.submit(
-                    run_task, job.function, key=record.dask_key, pure=False,
-                    priority=job.priority,
-                )
-            elif record is not None:
-                dask_future = self._client.submit(
-                    run_task, job.function, key=record.dask_key, pure=False
-                )
-            else:
-                dask_future = self._client.submit(
-                    job.function, *job.args, pure=False, **job.kwargs
-                )
+            self._send(job)
         except BaseException as exc:
             self._forget(job)
             if reraise:
                 raise
             job.pool_future.set_exception(exc)
             return False
+        return True
+
+    def _send(self, job: _Job) -> None:
+        """Hand ``job`` to Dask (main or callback thread); raises what Dask raises."""
+        record = job.record
+        # Dask hands each task the values of these futures, after the runner.
+        shared = () if job.shared is None else job.shared[1]
+        if record is not None and job.priority:
+            dask_future = self._client.submit(
+                run_task, job.function, *shared, key=record.dask_key, pure=False,
+                priority=job.priority,
+            )
+        elif record is not None:
+            dask_future = self._client.submit(
+                run_task, job.function, *shared, key=record.dask_key, pure=False
+            )
+        else:
+            dask_future = self._client.submit(
+                job.function, *job.args, pure=False, **job.kwargs
+            )
         if job.flag is not None:
             job.flag.dask_future = dask_future
-        pending = self._pending
-        pending[dask_future] = job.pool_future
+        self._pending[dask_future] = job.pool_future
         self._since_forget += 1
         dask_future.add_done_callback(lambda future: self._done(job, future))
-        return True
 
     def _done(self, job: _Job, dask_future: Any) -> None:
         """A Dask future ended (Dask's callback thread)."""
         pending = self._pending
         pending.pop(dask_future, None)
+        if (job.shared is not None and dask_future.status == "cancelled"
+                and self._resend(job)):
+            return
         if not pending and self._since_forget >= BURST:
             self._since_forget = 0
             forget_task_keys()
@@ -292,6 +319,37 @@ class DaskWorkerPool(concurrent.futures.Executor):
         finally:
             self._release_slot()
 
+    def _resend(self, job: _Job) -> bool:
+        """Submit again a job that Dask dropped because the scattered data
+        it waited for was lost with its worker (Dask's callback thread).
+
+        Dask cannot recompute scattered data: when the only worker holding
+        it dies (a crash, or a force-cancel restarting it), it forgets the
+        data and the tasks waiting for it.  Those tasks had not started; they
+        are sent again, with the data scattered again.  Returns False (the
+        job ends as cancelled) if it was cancelled, or started, or the
+        pool is shut down, or this happened too often.
+        """
+        record = job.record
+        if (self._shutdown or record is None or record.started
+                or job.resent >= RESEND_LIMIT
+                or (job.flag is not None and job.flag.is_set())):
+            return False
+        tokens, futures = job.shared  # type: ignore[misc]
+        job.resent += 1
+        try:
+            job.shared = (tokens, self._scatterer.renew(tokens, futures))  # type: ignore[union-attr]
+            # A new Dask key: the old one may still be on its way out.
+            job.router.untrack(record)
+            record.dask_key = f"{record.dask_key.partition('~')[0]}~{job.resent}"
+            job.router.track(record)
+            self._send(job)
+        except Exception:  # noqa: BLE001 - it ends as cancelled, as before
+            logger.warning("offload: could not send a Dask task again after its "
+                           "scattered argument was lost", exc_info=True)
+            return False
+        return True
+
     def _release_slot(self) -> None:
         """Give a finished job's slot to the next waiting job, if any."""
         while True:
@@ -304,6 +362,10 @@ class DaskWorkerPool(concurrent.futures.Executor):
                 return
 
     def _forget(self, job: _Job) -> None:
+        shared = job.shared
+        if shared is not None:
+            job.shared = None
+            self._scatterer.release(shared[0])  # type: ignore[union-attr]
         if job.flag is not None:
             job.flag.dask_future = None
         if job.router is not None:

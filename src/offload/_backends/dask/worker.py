@@ -8,18 +8,26 @@ run them.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 from offload._backends import forwarding
 from offload._backends.dask.cancel import task_ended, task_starting
 from offload._backends.dask.outbox import DaskSender
+from offload._backends.dask.shared import restore
 from offload._backends.remote import dumps
 from offload._routing.protocol import TaskRunner
 
 
-def run_task(runner: TaskRunner) -> None:
-    """Run one task on a Dask worker (the worker's task thread)."""
+def run_task(runner: TaskRunner, *shared: bytes) -> None:
+    """Run one task on a Dask worker (the worker's task thread).
+
+    ``shared``: the task's scattered arguments, pickled, that Dask fetched
+    for it (see :mod:`.shared`).
+    """
     from distributed import get_worker
 
+    if shared:
+        restore(runner.task, shared)
     send = runner.send
     # Asked of the sender before it is bound: the bound one is the outbox's.
     forward = forwarding.settings_of(runner)
@@ -45,12 +53,13 @@ def run_task(runner: TaskRunner) -> None:
             forwarding.ended(runner, per_thread=True)
 
 
-def run_pickled(data: bytes) -> bytes | None:
-    """Run a pickled ``(function, args, kwargs)`` (on a Dask worker).
+def run_pickled(data: bytes, *shared: Any) -> bytes | None:
+    """Run a pickled ``(function, args, kwargs)`` (on a Dask worker), with
+    the values of ``shared`` (scattered data) after ``args``.
 
     Returns the pickled result (None for None), which the helper passes on
     without unpickling it.
     """
     function, args, kwargs = pickle.loads(data)
-    result = function(*args, **kwargs)
+    result = function(*args, *shared, **kwargs)
     return None if result is None else dumps(result)
