@@ -143,6 +143,18 @@ def test_dask_channels_prints_json() -> None:
 
 
 @pytest.mark.dask
+@pytest.mark.stress
+@pytest.mark.timeout(200)
+def test_dask_payload_prints_json() -> None:
+    pytest.importorskip("distributed")
+    pytest.importorskip("numpy")
+    records = run_script("dask_payload", timeout=180)
+    assert {"raw_submit", "raw_scatter"} <= {r["mode"] for r in records}
+    for record in records:
+        assert record["total_s"] > 0 and record["sent_mb"] > 0
+
+
+@pytest.mark.dask
 @pytest.mark.process
 @pytest.mark.timeout(200)
 def test_dask_embedded_prints_json() -> None:
