@@ -273,7 +273,7 @@ class TraitsExecutor(HasStrictTraits):
         task : ITaskSpecification
             What to run, and how its future looks.
         options : TaskOptions, optional
-            From :meth:`options`: ``executor.submit(task, options)`` is
+            From ``executor.options(...)``: ``executor.submit(task, options)`` is
             ``options.submit(task)``.  Default: the executor's own
             (``default_timeout``).
 
