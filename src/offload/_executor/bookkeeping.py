@@ -32,7 +32,7 @@ from typing import Any
 
 from traits.api import Undefined  # type: ignore[attr-defined]  # public; missing from the stubs
 
-from offload._futures.base import states_of
+from offload._futures.base import count_states, states_of
 from offload._futures.ended import register_source
 from offload._futures.soon import soon_caller
 from offload._futures.states import (
@@ -141,6 +141,14 @@ class Bookkeeping:
             self._tally_and_tell(ended)
             return
         totals = self.totals
+        counts = count_states(ended)
+        if sum(counts[done] for done in totals) + counts[None] == len(ended):
+            # The usual case: every one is done (or has no state to count).
+            for done in totals:
+                totals[done] += counts[done]
+            # In place: the task table appends to this very list.
+            ended.clear()
+            return
         pending = []
         for future, state in zip(ended, states_of(ended), strict=True):
             if state in totals:
@@ -149,7 +157,6 @@ class Bookkeeping:
                 # Its final message is still to come (an observer of the
                 # same batch asked): count it next time.
                 pending.append(future)
-        # In place: the task table appends to this very list.
         ended[:] = pending
 
     def _tally_and_tell(self, ended: list[Any]) -> None:

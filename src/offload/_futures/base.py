@@ -11,6 +11,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import operator
+from collections import Counter
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -197,6 +199,25 @@ def event_loop_of(future: Any) -> Any:
     if not isinstance(future, BaseFuture):
         return None
     return getattr(future._cancel, "event_loop", None)
+
+
+_internal_state_of = operator.attrgetter("_internal_state")
+
+
+def count_states(futures: list[Any]) -> Counter[str | None]:
+    """How many of ``futures`` are in each public state (None: an
+    ``IFuture`` only registered, which has none).  In C loops for
+    :class:`BaseFuture` s: the executor counts every finished task's state,
+    once per batch, and a Python loop would cost each task a few tenths of
+    a microsecond more."""
+    try:
+        internal = Counter(map(_internal_state_of, futures))
+    except AttributeError:
+        return Counter(states_of(futures))
+    counts: Counter[str | None] = Counter()
+    for state, number in internal.items():
+        counts[PUBLIC_STATE[state]] += number
+    return counts
 
 
 def router_of(future: Any) -> Any:
