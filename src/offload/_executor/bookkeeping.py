@@ -46,6 +46,11 @@ from offload._futures.states import (
 
 logger = logging.getLogger("offload.executor")
 
+#: Up to this many ended futures, a batch counts them in a Python loop;
+#: past it, in C loops (``count_states``), whose set-up costs more than a
+#: round trip's one or two futures.
+_FEW = 16
+
 #: The keys of ``executor.counts``, in the order of a task's life.
 STATES = (WAITING, EXECUTING, CANCELLING, COMPLETED, FAILED, CANCELLED)
 
@@ -141,14 +146,15 @@ class Bookkeeping:
             self._tally_and_tell(ended)
             return
         totals = self.totals
-        counts = count_states(ended)
-        if sum(counts[done] for done in totals) + counts[None] == len(ended):
-            # The usual case: every one is done (or has no state to count).
-            for done in totals:
-                totals[done] += counts[done]
-            # In place: the task table appends to this very list.
-            ended.clear()
-            return
+        if len(ended) > _FEW:
+            counts = count_states(ended)
+            if sum(counts[done] for done in totals) + counts[None] == len(ended):
+                # The usual case: every one is done (or has no state to count).
+                for done in totals:
+                    totals[done] += counts[done]
+                # In place: the task table appends to this very list.
+                ended.clear()
+                return
         pending = []
         for future, state in zip(ended, states_of(ended), strict=True):
             if state in totals:
@@ -157,6 +163,7 @@ class Bookkeeping:
                 # Its final message is still to come (an observer of the
                 # same batch asked): count it next time.
                 pending.append(future)
+        # In place: the task table appends to this very list.
         ended[:] = pending
 
     def _tally_and_tell(self, ended: list[Any]) -> None:
