@@ -17,13 +17,8 @@ import gc
 import os
 import pickle
 import signal
-import subprocess
-import sys
-import textwrap
-import time
 from typing import Any
 
-import psutil
 import pytest
 
 import payload_tasks as tasks
@@ -37,13 +32,16 @@ from offload.api import (
     submit_iteration,
     submit_progress,
 )
+from payload_checks import (
+    check_sigkilled_application_leaves_no_segment,
+    payload_segments,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.process,
     pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs Linux's /dev/shm"),
 ]
-
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 #: 4 MB: above the 1 MiB threshold.
 BIG = 4 * 2**20
@@ -60,24 +58,6 @@ RECEIVED = {
     # receiver's buffer itself.
     "picklebuffer": ("PickleBuffer", False),
 }
-
-
-def payload_segments(pid: int) -> list[str]:
-    """The payload segments in /dev/shm made by process ``pid``."""
-    stem = f"ofl{pid % 0xFFFFF:x}"
-    return [
-        name for name in os.listdir("/dev/shm")
-        if "_p" in name and name.partition("_p")[0][:-6] == stem
-    ]
-
-
-def wait_until(condition: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)  # polling another process's clean-up
-    return True
 
 
 def mapped_segments() -> list[str]:
@@ -405,67 +385,12 @@ def test_closing_the_context_with_a_task_holding_bytes_leaves_nothing(
     assert wait_until(lambda: not payload_segments(os.getpid())), payload_segments(os.getpid())
 
 
-APP = textwrap.dedent(
-    """
-    import os, sys, time
-    sys.path.insert(0, {tests_dir!r})
-    from payload_tasks import hold_and_wait, make_buffer
-    from offload.api import (
-        AsyncioEventLoop, MultiprocessingContext, TraitsExecutor, submit_call,
-    )
-
-    def main():
-        start_method, marker = sys.argv[1], sys.argv[2]
-        context = MultiprocessingContext(start_method=start_method)
-        executor = TraitsExecutor(context=context, event_loop=AsyncioEventLoop())
-        submit_call(executor, hold_and_wait, make_buffer("bytes", 16 * 2**20), marker, 60)
-        deadline = time.monotonic() + 40
-        while not os.path.exists(marker):
-            if time.monotonic() > deadline:
-                print("task never started", flush=True)
-                return
-            time.sleep(0.01)
-        print("running", flush=True)
-        time.sleep(120)  # until killed
-
-    if __name__ == "__main__":
-        main()
-    """
-)
-
-
 def test_a_sigkilled_application_leaves_no_bytes_segment(start_method, tmp_path):
-    script = tmp_path / "app.py"
-    script.write_text(APP.format(tests_dir=TESTS_DIR))
-    marker = str(tmp_path / "holding")
-    app = subprocess.Popen(
-        [sys.executable, str(script), start_method, marker],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+    check_sigkilled_application_leaves_no_segment(
+        start_method, tmp_path,
+        imports="from payload_tasks import make_buffer",
+        payload='make_buffer("bytes", 16 * 2**20)',
     )
-    descendants: list[psutil.Process] = []
-    try:
-        assert app.stdout is not None
-        line = app.stdout.readline()  # bounded by the app's own deadline
-        assert line.strip() == "running", line + (app.stderr.read() if app.poll() else "")
-        descendants = psutil.Process(app.pid).children(recursive=True)
-        assert payload_segments(app.pid), "the argument was not in shared memory"
-        os.kill(app.pid, signal.SIGKILL)
-        app.wait(timeout=10)
-        assert wait_until(lambda: not payload_segments(app.pid), 20), payload_segments(app.pid)
-    finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait(timeout=10)
-        for proc in descendants:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(descendants, timeout=10)
-        for stream in (app.stdout, app.stderr):
-            if stream is not None:
-                stream.close()
 
 
 # Pickling, in this process ----------------------------------------------------------
