@@ -320,10 +320,15 @@ def drive_squares(app: Any, driver: Driver, name: str) -> None:
 def drive_prime_counting(app: Any, driver: Driver, name: str) -> None:
     from offload.api import CANCELLED, COMPLETED
 
-    app.limit = 200_000_000  # long enough to cancel while it runs
+    # The largest limit the window takes: about 26 s of sieving here, where
+    # 200,000,000 took 2.6 s, which a loaded machine could spend between
+    # the bar moving and Cancel being pressed (the count then ends, and
+    # Cancel is never enabled again).
+    app.limit = 2_000_000_000
     driver.press("count")
     driver.wait(lambda: app.done >= 3_000_000, "the bar to move")
     driver.shoot(driver.ui.control, name)
+    assert not app.future.done, f"the count ended before Cancel was pressed: {app.message}"
     driver.press("cancel")
     driver.wait(lambda: app.future.state == CANCELLED, "the count to be cancelled")
     assert app.message.startswith("Cancelled after")
@@ -341,7 +346,9 @@ def drive_progress_dialog(app: Any, driver: Driver, name: str) -> None:
     from offload.api import CANCELLED, COMPLETED
 
     title = "Deriving the key"
-    app.stages, app.rounds_per_stage = 400, 20_000
+    # About 18 s of hashing here: the whole derivation must outlast the
+    # dialog opening and the script's cancel on a loaded machine.
+    app.stages, app.rounds_per_stage = 400, 200_000
 
     def showing_progress() -> bool:
         dialogs = ui_driver.windows(title)
