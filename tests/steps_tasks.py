@@ -112,5 +112,11 @@ def wait_then_return(path: str, value: Any) -> Any:
     return value
 
 
+def wait_for_file_in_a_step(path: str, reporter: Any) -> str:
+    wait_for_file(path)
+    reporter.stop("released")
+    return path
+
+
 def exists(path: str) -> bool:
     return os.path.exists(path)

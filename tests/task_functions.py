@@ -120,6 +120,12 @@ def not_iterable() -> int:
     return 42
 
 
+def wait_for_file_then_report(path: str, progress: Any) -> str:
+    wait_for_file(path)
+    progress((1, 1))
+    return path
+
+
 def report(n: int, progress: Any) -> int:
     for i in range(n):
         progress(i)

@@ -115,6 +115,40 @@ def test_fraction_uses_steps_and_numeric_progress(loop):
     assert isinstance(steps, StepsFuture)
 
 
+def test_update_callbacks_get_the_future_and_each_update_after_its_notifications():
+    # How a group follows steps and progress futures without a Traits
+    # notifier per future: one plain callable, given the future (and the
+    # report), after the update's own notifications.
+    from offload._futures.steps import BackgroundSteps
+
+    progress, steps = ProgressFuture(), BackgroundSteps(10, "start", st.steps).future(lambda: None)
+    seen = []
+    progress.observe(lambda event: seen.append(("observer", event.new)), "progress")
+    steps.observe(lambda event: seen.append(("observer", event.new)), "complete")
+
+    def callback(future, *report):
+        seen.append(("callback", future, *report))
+
+    def second(future, *report):
+        seen.append(("second", future, *report))
+
+    for future in (progress, steps):
+        future.add_update_callback(callback)
+        future.receive((STARTED, None))
+    progress.receive(("progress", (1, 4)))
+    steps.receive(("steps", (5, "half", 1.0)))
+    for future in (progress, steps):
+        future.add_update_callback(second)
+    progress.receive(("progress", "two"))
+    steps.receive(("steps", (6, "more", 1.0)))
+    assert seen == [
+        ("observer", (1, 4)), ("callback", progress, (1, 4)),
+        ("observer", 5), ("callback", steps),
+        ("observer", "two"), ("callback", progress, "two"), ("second", progress, "two"),
+        ("observer", 6), ("callback", steps), ("second", steps),
+    ]
+
+
 def test_add_to_a_done_group_makes_it_not_done(loop):
     first, second = CallFuture(), CallFuture()
     group = FutureGroup(futures=[first], event_loop=loop.event_loop)
@@ -285,16 +319,22 @@ def tracked_objects():
     return len(gc.get_objects())
 
 
+@pytest.mark.parametrize("kind", ["call", "progress", "steps"])
 @pytest.mark.parametrize("matrix", [("thread", "asyncio")], indirect=True)
 def test_a_group_keeps_no_object_per_pending_future(
-    make_executor, assistant, tmp_path
+    make_executor, assistant, tmp_path, kind
 ):
     # Objects the garbage collector tracks cost every full collection a walk;
     # a group of thousands of running futures must not add one per future.
     # Two workers, blocked: the tasks send no messages (objects) meanwhile.
     executor = make_executor(max_workers=2)
     release = str(tmp_path / "release")
-    futures = [submit_call(executor, tf.wait_for_file, release) for _ in range(2_000)]
+    submit = {
+        "call": lambda: submit_call(executor, tf.wait_for_file, release),
+        "progress": lambda: submit_progress(executor, tf.wait_for_file_then_report, release),
+        "steps": lambda: submit_steps(executor, 1, "wait", st.wait_for_file_in_a_step, release),
+    }[kind]
+    futures = [submit() for _ in range(2_000)]
     before = tracked_objects()
     group = FutureGroup(futures=futures)
     grown = tracked_objects() - before

@@ -17,12 +17,11 @@ collector):
 - the end of another :class:`BaseFuture` (made by hand): a small callable
   object in its callbacks (``add_done_callback``); of another future with
   a ``done`` trait: ``on_trait_change``;
-- a :class:`StepsFuture`'s fraction: a small callable object in its
-  update callbacks (``add_update_callback``; at most 25 updates a second by
-  default), which notes the future; its fraction is read once per batch;
-- a :class:`ProgressFuture`'s reports: ``on_trait_change`` on its
-  ``progress`` event (for the progress futures of a group only), which
-  keeps the last report.
+- a :class:`StepsFuture`'s fraction and a :class:`ProgressFuture`'s
+  reports: one bound method per group in the futures' update callbacks
+  (``add_update_callback``; at most 25 steps updates a second by
+  default), which notes the future (and keeps its last report); the
+  fractions are read once per batch.
 
 The first of these in a batch asks the event loop for a call after the
 batch (``offload._futures.soon``); that call counts the ended futures,
@@ -130,7 +129,6 @@ class FutureGroup(HasStrictTraits):
     _cancelled = AnyTrait(0)
     _partial = AnyTrait()  # unfinished future -> known fraction
     _partial_sum = AnyTrait(0.0)
-    _reports = AnyTrait()  # progress future -> last report, not yet read
     _published = AnyTrait()  # name -> value last notified
     _event_loop = AnyTrait()
     _call_soon = AnyTrait()
@@ -151,13 +149,12 @@ class FutureGroup(HasStrictTraits):
                 f"FutureGroup(event_loop=...) needs an IEventLoop (the executor's, "
                 f"e.g. AsyncioEventLoop()), got {event_loop!r}"
             )
-        self._book = _Book()
+        self._book = _Book(self)
         self._sources = {}
         self._listener = weakref.WeakMethod(self._ended_in_batch)
         self._ended = []
         self._completed = []
         self._partial = {}
-        self._reports = {}
         self._waiters = []
         self._published = {}
         if event_loop is not None:
@@ -319,7 +316,7 @@ class FutureGroup(HasStrictTraits):
             return 1.0
         if self._is_done():
             return 1.0
-        if self._reports:
+        if self._book.reports:
             self._read_reports()
         if self._book.steps:
             self._read_steps()
@@ -387,7 +384,7 @@ class FutureGroup(HasStrictTraits):
             self._failed += failed
         if cancelled:
             self._cancelled += cancelled
-        if self._reports or self._partial:
+        if self._book.reports or self._partial:
             self._forget_fractions(completed[before:])
         self._counted()
         if not book.scheduled:
@@ -408,13 +405,13 @@ class FutureGroup(HasStrictTraits):
 
     def _follow_fraction(self, future: Any, kind: int) -> None:
         """Hook a steps or progress future's fraction."""
+        book = self._book
         if kind & STEPS:
-            book = self._book
-            future.add_update_callback(_StepsUpdate(self, book, future))
+            future.add_update_callback(book.updates.steps_updated)
             # Read with the next batch's count, like its updates.
             book.steps[future] = None
         elif kind & PROGRESS:
-            future.on_trait_change(self._progress_changed, "progress")
+            future.add_update_callback(book.updates.reported)
 
     def _done_changed(self, future: Any, name: str, new: bool) -> None:
         if new and future in self._book.members:
@@ -440,15 +437,9 @@ class FutureGroup(HasStrictTraits):
             if not future.done and future.total > 0:
                 self._set_partial(future, future.fraction)
 
-    def _progress_changed(self, future: Any, name: str, info: Any) -> None:
-        # Once per progress message: keep the report, read the last one of
-        # each future once per batch (or when ``fraction`` is read).
-        self._reports[future] = info
-        if not self._book.scheduled:
-            self._schedule()
-
     def _read_reports(self) -> None:
-        reports, self._reports = self._reports, {}
+        book = self._book
+        reports, book.reports = book.reports, {}
         for future, info in reports.items():
             value = read_progress(info)[0]
             if value is not None and not future.done:
@@ -476,14 +467,14 @@ class FutureGroup(HasStrictTraits):
             self._failed += failed
         if cancelled:
             self._cancelled += cancelled
-        if self._reports or self._partial:
+        if self._book.reports or self._partial:
             self._forget_fractions(ended)
         self._completed.extend(ended)
         self._counted()
 
     def _forget_fractions(self, ended: list[Any]) -> None:
         """Drop what the group kept of the fractions of ``ended`` futures."""
-        reports, partial = self._reports, self._partial
+        reports, partial = self._book.reports, self._partial
         for future in ended:
             if reports:
                 reports.pop(future, None)
@@ -518,7 +509,7 @@ class FutureGroup(HasStrictTraits):
     def _publish(self) -> None:
         """Count, and notify what changed since the last time (main thread)."""
         self._catch_up()
-        if self._reports:
+        if self._book.reports:
             self._read_reports()  # still scheduled: no second call asked for
         if self._book.steps:
             self._read_steps()
@@ -575,9 +566,11 @@ class _Book:
     """What :meth:`FutureGroup.add` and each batch read: plain attributes,
     read faster than a HasTraits object's."""
 
-    __slots__ = ("members", "early", "router", "source", "scheduled", "steps")
+    __slots__ = (
+        "members", "early", "router", "source", "scheduled", "steps", "reports", "updates",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, group: FutureGroup) -> None:
         #: Every member (a key; futures hash by identity), in the order
         #: added.  An executor reports each of its futures' ends once:
         #: those of its reports that are members are counted then ...
@@ -592,6 +585,10 @@ class _Book:
         self.scheduled = False
         #: Steps futures updated since their fractions were last read (keys).
         self.steps: dict[Any, None] = {}
+        #: Progress future -> its last report, not yet read.
+        self.reports: dict[Any, Any] = {}
+        #: The update callbacks of the group's steps and progress futures.
+        self.updates = _Updates(group, self)
 
 
 class _End:
@@ -619,24 +616,35 @@ class _End:
         ended.append(self.future)
 
 
-class _StepsUpdate:
-    """The hook a group adds with a steps future's ``add_update_callback``.
+class _Updates:
+    """What a group adds with ``add_update_callback`` to each of its steps
+    and progress futures: one object per group, its two bound methods kept
+    in the group's _Book (an object per future would be walked by every
+    full collection of the garbage collector, benchmarks/group.py).
 
-    Called (no arguments) after each update the future receives: it only
-    notes the future as updated; the group reads its fraction once per
-    batch, however many updates the batch held.
+    Each call only notes the future (and keeps a progress report); the
+    group reads the fractions once per batch, however many updates the
+    batch held (or when ``fraction`` is read).
     """
 
-    __slots__ = ("group", "book", "future")
+    __slots__ = ("group", "book", "steps_updated", "reported")
 
-    def __init__(self, group: FutureGroup, book: _Book, future: Any) -> None:
+    def __init__(self, group: FutureGroup, book: _Book) -> None:
         self.group = group
         self.book = book
-        self.future = future
+        #: Made once: each read of a method makes a new bound method.
+        self.steps_updated = self._steps_updated
+        self.reported = self._reported
 
-    def __call__(self) -> None:
+    def _steps_updated(self, future: Any) -> None:
         book = self.book
-        book.steps[self.future] = None
+        book.steps[future] = None
+        if not book.scheduled:
+            self.group._schedule()
+
+    def _reported(self, future: Any, info: Any) -> None:
+        book = self.book
+        book.reports[future] = info
         if not book.scheduled:
             self.group._schedule()
 

@@ -24,7 +24,7 @@ NOT_A_FUTURE = 0
 FUTURE = 1  # an IFuture with observable state and done
 BASE = 2  # a BaseFuture: add_done_callback
 STEPS = 4  # a StepsFuture: add_update_callback
-PROGRESS = 8  # a ProgressFuture: its progress event
+PROGRESS = 8  # a ProgressFuture: add_update_callback
 PLAIN_BASE = FUTURE | BASE
 
 

@@ -12,6 +12,7 @@ from traits.api import Event
 from offload._futures.function_task import FunctionSpecification, FunctionTask
 from offload._futures.pausing import PausableFuture, PausePoint, attention_of
 from offload._futures.steps_reporter import schedule_flush
+from offload._futures.update_callbacks import UpdateCallbacks
 
 _now = time.monotonic
 
@@ -19,13 +20,15 @@ _now = time.monotonic
 PROGRESS = "progress"
 
 
-class ProgressFuture(PausableFuture):
+class ProgressFuture(UpdateCallbacks, PausableFuture):
     """Future of :func:`~offload.api.submit_progress`.
 
     ``progress`` fires on the main thread with each value the task reports,
-    in order.  ``pause()`` stops the task in its next ``progress(...)``
-    call, before that report is sent, until ``resume()`` or ``cancel()``
-    (then the call raises :class:`~offload.api.TaskCancelled`).
+    in order; then callables added with ``add_update_callback`` are called
+    with the future and the value.  ``pause()`` stops the task in its next
+    ``progress(...)`` call, before that report is sent, until ``resume()``
+    or ``cancel()`` (then the call raises
+    :class:`~offload.api.TaskCancelled`).
     """
 
     #: Fired with each ``progress(info)`` of the task (main thread, in order).
@@ -33,6 +36,8 @@ class ProgressFuture(PausableFuture):
 
     def _process_progress(self, info: Any) -> None:
         self.progress = info
+        if self._update_callbacks is not None:
+            self._run_update_callbacks(info)
 
 
 class ProgressReporter:

@@ -21,9 +21,10 @@ from offload._futures.steps_reporter import (
     StepsReporter,
     reporter_checks,
 )
+from offload._futures.update_callbacks import UpdateCallbacks
 
 
-class StepsFuture(PausableFuture):
+class StepsFuture(UpdateCallbacks, PausableFuture):
     """Future of :func:`~offload.api.submit_steps`.
 
     Every trait below is read-only and changes, and notifies, on the main
@@ -31,6 +32,9 @@ class StepsFuture(PausableFuture):
     the task makes faster than that are coalesced in the worker, the
     latest one winning.  The last update the task made is always delivered
     before ``done`` fires.
+
+    Callables added with ``add_update_callback`` are called with the
+    future after each update's notifications.
 
     ``pause()`` stops the task in its next ``reporter.step()`` or
     ``reporter.stop()`` call, before that step starts, until ``resume()``
@@ -69,21 +73,6 @@ class StepsFuture(PausableFuture):
     #: offload.ui shows as its name.
     _first_message = AnyTrait("")
 
-    #: Plain callables run (no arguments) after each update's
-    #: notifications, or None: how a FutureGroup follows the fraction
-    #: without the cost of a Traits observer per future.
-    _update_callbacks = AnyTrait(None)
-
-    def add_update_callback(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` on the main thread after each delivered update
-        of ``complete`` and ``message`` (for :class:`~offload.api.FutureGroup`:
-        cheaper than observing them)."""
-        callbacks = self._update_callbacks
-        if callbacks is None:
-            self._update_callbacks = [callback]
-        else:
-            callbacks.append(callback)
-
     def _get_total(self) -> int:
         return self._total
 
@@ -118,10 +107,8 @@ class StepsFuture(PausableFuture):
             notify("message", old_message, message)
         if remaining != old_remaining:
             notify("remaining_time", old_remaining, remaining)
-        callbacks = self._update_callbacks
-        if callbacks:
-            for callback in list(callbacks):
-                callback()
+        if self._update_callbacks is not None:
+            self._run_update_callbacks()
 
 
 def _estimate(total: int, complete: int, elapsed: float) -> float | None:
