@@ -434,8 +434,9 @@ class FutureGroup(HasStrictTraits):
         updated, book.steps = book.steps, {}
         for future in updated:
             # A done one counts 1 (its partial fraction was dropped).
-            if not future.done and future.total > 0:
-                self._set_partial(future, future.fraction)
+            fraction = future._running_fraction()
+            if fraction is not None:
+                self._set_partial(future, fraction)
 
     def _read_reports(self) -> None:
         book = self._book

@@ -88,6 +88,14 @@ class StepsFuture(UpdateCallbacks, PausableFuture):
             return 0.0
         return min(self._complete / total, 1.0)
 
+    def _running_fraction(self) -> float | None:
+        """``fraction`` while the task runs with a known total, else None
+        (what a FutureGroup reads once per batch: one call, not three)."""
+        total = self._total
+        if total <= 0 or self._get_done():
+            return None
+        return min(self._complete / total, 1.0)
+
     def _get_remaining_time(self) -> float | None:
         return self._remaining_time
 
