@@ -129,7 +129,7 @@ class FutureGroup(HasStrictTraits):
     _cancelled = AnyTrait(0)
     _partial = AnyTrait()  # unfinished future -> known fraction
     _partial_sum = AnyTrait(0.0)
-    _published = AnyTrait()  # name -> value last notified
+    _published = AnyTrait()  # values last notified, in _PUBLISHED order
     _event_loop = AnyTrait()
     _call_soon = AnyTrait()
     _waiters = AnyTrait()  # plain callables run once the group is done
@@ -156,13 +156,13 @@ class FutureGroup(HasStrictTraits):
         self._completed = []
         self._partial = {}
         self._waiters = []
-        self._published = {}
+        self._published = None
         if event_loop is not None:
             self._use_event_loop(event_loop)
         for future in futures:
             self.add(future)
         # Nobody observes the group yet: what it holds now is its start.
-        self._published = {name: getattr(self, name) for name in _PUBLISHED}
+        self._published = tuple(getattr(self, name) for name in _PUBLISHED)
 
     # Public API -------------------------------------------------------------
 
@@ -199,7 +199,9 @@ class FutureGroup(HasStrictTraits):
                     self._use_router(router, future)
                 if book.source is not None:
                     # Its executor tells of its end: no hook in the future.
-                    if kind != PLAIN_BASE:
+                    if kind & PROGRESS:
+                        future.add_update_callback(book.updates.reported)
+                    elif kind != PLAIN_BASE:
                         self._follow_fraction(future, kind)
                     if not book.scheduled:
                         self._schedule()
@@ -516,14 +518,21 @@ class FutureGroup(HasStrictTraits):
             self._read_steps()
         self._book.scheduled = False
         published = self._published
-        if not published:
+        if published is None:
             return  # still in __init__
+        # What the getters would say, now that all is counted and read:
+        # once per batch, so without their calls and catching up.
+        total = len(self._book.members)
+        completed = len(self._completed)
+        done = completed == total
+        fraction = 1.0 if done else min(1.0, (completed + self._partial_sum) / total)
+        values = (total, completed, self._failed, self._cancelled, fraction, done)
+        if values == published:
+            return
+        self._published = values
         notify = self.trait_property_changed  # type: ignore[attr-defined]
-        for name in _PUBLISHED:
-            new = getattr(self, name)
-            old = published[name]
+        for name, old, new in zip(_PUBLISHED, published, values, strict=True):
             if new != old:
-                published[name] = new
                 notify(name, old, new)
 
     def _drive(self, condition: Callable[[], bool], timeout: float | None) -> bool:

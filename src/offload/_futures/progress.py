@@ -36,8 +36,12 @@ class ProgressFuture(UpdateCallbacks, PausableFuture):
 
     def _process_progress(self, info: Any) -> None:
         self.progress = info
-        if self._update_callbacks is not None:
-            self._run_update_callbacks(info)
+        callbacks = self._update_callbacks
+        if callbacks is not None:
+            if callbacks.__class__ is list:
+                self._run_update_callbacks(info)
+            else:
+                callbacks(self, info)  # one callable: the usual case, inline
 
 
 class ProgressReporter:

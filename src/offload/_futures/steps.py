@@ -115,8 +115,12 @@ class StepsFuture(UpdateCallbacks, PausableFuture):
             notify("message", old_message, message)
         if remaining != old_remaining:
             notify("remaining_time", old_remaining, remaining)
-        if self._update_callbacks is not None:
-            self._run_update_callbacks()
+        callbacks = self._update_callbacks
+        if callbacks is not None:
+            if callbacks.__class__ is list:
+                self._run_update_callbacks()
+            else:
+                callbacks(self)  # one callable: the usual case, inline
 
 
 def _estimate(total: int, complete: int, elapsed: float) -> float | None:
