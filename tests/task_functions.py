@@ -126,6 +126,12 @@ def wait_for_file_then_report(path: str, progress: Any) -> str:
     return path
 
 
+def report_then_wait(info: Any, release: str, progress: Any) -> str:
+    """Reports ``info`` once, then waits for ``release``."""
+    progress(info)
+    return wait_for_file(release)
+
+
 def report(n: int, progress: Any) -> int:
     for i in range(n):
         progress(i)

@@ -149,6 +149,19 @@ def test_update_callbacks_get_the_future_and_each_update_after_its_notifications
     ]
 
 
+def test_a_steps_future_added_midway_counts_its_progress_so_far(executor, assistant, tmp_path):
+    release = str(tmp_path / "release")
+    steps = submit_steps(executor, 4, "start", st.timed_steps, 4, 0.0, release)
+    try:
+        assistant.run_until(steps, "complete", lambda f: f.complete == 3, timeout=20)
+        group = FutureGroup()
+        group.add(steps)
+        assert group.fraction == 0.75
+    finally:
+        tf.touch(release)
+    assert group.wait(timeout=20) and group.fraction == 1.0
+
+
 def test_add_to_a_done_group_makes_it_not_done(loop):
     first, second = CallFuture(), CallFuture()
     group = FutureGroup(futures=[first], event_loop=loop.event_loop)
@@ -274,6 +287,34 @@ def test_group_follows_steps_futures(executor, assistant):
     assert group.wait(timeout=20)
     assert group.fraction == 1.0
     assert [new for _, _, new in fractions] == sorted(new for _, _, new in fractions)
+
+
+def test_fraction_follows_reports_of_running_tasks_with_no_end_meanwhile(
+    executor, assistant, tmp_path
+):
+    # The group notifies what reports changed at the end of the batch that
+    # brought them, though no future of the group ended in it.
+    release = str(tmp_path / "release")
+    futures = [
+        submit_progress(executor, tf.report_then_wait, (1, 4), release),
+        submit_steps(executor, 4, "start", st.timed_steps, 4, 0.0, release),
+        submit_call(executor, tf.wait_for_file, release),
+    ]
+    group = FutureGroup(futures=futures)
+    fractions = record(group, "fraction")
+    try:
+        # Progress 1/4, steps 3 of 4 (it waits before its last step), as
+        # notified (the condition reads no count: a read would publish).
+        assistant.run_until(
+            group, "fraction",
+            lambda g: bool(fractions) and fractions[-1][2] == pytest.approx((0.25 + 0.75) / 3),
+            timeout=20,
+        )
+        assert group.done_count == 0
+    finally:
+        tf.touch(release)
+    assert group.wait(timeout=20)
+    assert group.fraction == 1.0 and fractions[-1][2] == 1.0
 
 
 def test_a_failed_future_is_counted_as_failed(executor, assistant):

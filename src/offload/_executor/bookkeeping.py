@@ -63,7 +63,8 @@ class Bookkeeping:
 
     __slots__ = (
         "_executor_ref", "_router", "_event_loop", "_call_soon", "_thread_id",
-        "scheduled", "_batched", "ended", "totals", "_followers", "__weakref__",
+        "scheduled", "batched", "ended", "totals", "_followers", "_batch_followers",
+        "__weakref__",
     )
 
     def __init__(self, executor: Any, event_loop: Any, router: Any) -> None:
@@ -80,19 +81,23 @@ class Bookkeeping:
         self.ended: list[Any] = []
         #: state -> number of futures that ended in it.
         self.totals = dict.fromkeys((COMPLETED, FAILED, CANCELLED), 0)
-        #: Weak methods of the groups to tell of each end (see follow).
+        #: Weak methods of the groups to tell of each end (see follow) ...
         self._followers: list[weakref.WeakMethod] = []
+        #: ... and of each batch's end (see follow_batches).
+        self._batch_followers: list[weakref.WeakMethod] = []
         register_source(router, self)
         # offload's routers say when a batch ends; a router that is only
         # registered with IMessageRouter may not: each change then asks the
         # event loop for a call after the batch.
-        self._batched = hasattr(router, "on_batch") and hasattr(router, "request_batch")
-        if self._batched:
+        #: Whether the end of each batch publishes (and tells
+        #: follow_batches' listeners): the router says when batches end.
+        self.batched = hasattr(router, "on_batch") and hasattr(router, "request_batch")
+        if self.batched:
             router.on_batch = self.publish
 
     def watch(self, table: Any) -> None:
         """Collect ``table``'s ended futures (its ``ended`` list is ours)."""
-        if not self._batched:
+        if not self.batched:
             # Each end asks for a publication: no router batch will.
             self.ended = _NoticedList(self.changed)
         table.ended = self.ended
@@ -102,7 +107,7 @@ class Bookkeeping:
         if self.scheduled:
             return
         self.scheduled = True
-        if self._batched:
+        if self.batched:
             # The batch's end publishes.
             self._router.request_batch()
         elif threading.get_ident() == self._thread_id:
@@ -121,15 +126,24 @@ class Bookkeeping:
         if listener not in self._followers:
             self._followers.append(listener)
 
+    def follow_batches(self, listener: weakref.WeakMethod) -> None:
+        """Also call ``listener()()`` at the end of each batch, after the
+        ends are told (only if :attr:`batched`; main thread)."""
+        if listener not in self._batch_followers:
+            self._batch_followers.append(listener)
+
     def unfollow(self, listener: weakref.WeakMethod) -> None:
         """Stop calling ``listener`` (main thread)."""
-        if listener in self._followers:
-            self._followers.remove(listener)
+        for followers in (self._followers, self._batch_followers):
+            if listener in followers:
+                followers.remove(listener)
 
     def publish(self) -> None:
         """Count the batch's ended futures; notify the executor's observers."""
         self.scheduled = False
         self.tally()
+        if self._batch_followers:
+            _tell(self._batch_followers, ())
         executor = self._executor_ref()
         if executor is not None:
             # New values are computed only if someone observes them.
@@ -182,17 +196,7 @@ class Bookkeeping:
                 pending.append(future)
         # Before telling: a follower that reads the counts tallies again.
         ended[:] = pending
-        for listener in tuple(self._followers):
-            follower = listener()
-            if follower is None:
-                # The group is gone (nothing here kept it).
-                self._followers.remove(listener)
-                continue
-            try:
-                follower(done, states)
-            except Exception:
-                # Delivery goes on; the group's trouble is logged.
-                logger.exception("error telling a FutureGroup of its futures' ends")
+        _tell(self._followers, (done, states))
 
     def counts(self, pending: Iterable[Any]) -> dict[str, int]:
         """state -> number of futures, pending ones included (main thread)."""
@@ -203,6 +207,22 @@ class Bookkeeping:
             if state in counts:
                 counts[state] += 1
         return counts
+
+
+def _tell(followers: list[weakref.WeakMethod], args: tuple) -> None:
+    """Call each live follower with ``args``; forget the dead ones."""
+    for listener in tuple(followers):
+        follower = listener()
+        if follower is None:
+            # The group is gone (nothing here kept it).
+            if listener in followers:
+                followers.remove(listener)
+            continue
+        try:
+            follower(*args)
+        except Exception:
+            # Delivery goes on; the group's trouble is logged.
+            logger.exception("error telling a FutureGroup of its futures' ends")
 
 
 class _NoticedList(list):

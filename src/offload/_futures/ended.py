@@ -17,7 +17,13 @@ keeps nothing per future but a dict entry:
   the main thread with the futures that ended and their states (two
   lists), once per batch;
 - reading a count, a group calls ``source.tally()`` first, so that a
-  future whose final message is being delivered right now is counted.
+  future whose final message is being delivered right now is counted;
+- where the source says when its batches end (``source.batched``: every
+  offload router does), the group also has ``source.follow_batches``
+  call it at the end of each batch: it then notifies its observers right
+  there, instead of asking the event loop for a call, and keeps its
+  futures' reports with C-level hooks (a dict's ``__setitem__``, a set's
+  ``add``), with no Python call per report.
 
 The layers stay in order: the executor's bookkeeping imports this module,
 nothing here imports the executor.
@@ -39,8 +45,16 @@ class EndSource(Protocol):
         finds some), until the listener's object is gone or
         :meth:`unfollow`."""
 
+    #: Whether :meth:`follow_batches` listeners are called at the end of
+    #: each batch (else they are never called).
+    batched: bool
+
+    def follow_batches(self, listener: weakref.WeakMethod) -> None:
+        """Also call ``listener()()`` at the end of each batch, after the
+        ends of the batch were told."""
+
     def unfollow(self, listener: weakref.WeakMethod) -> None:
-        """Stop calling ``listener``."""
+        """Stop calling ``listener`` (either way it was followed)."""
 
     def tally(self) -> None:
         """Report the futures that ended since the last report, now."""

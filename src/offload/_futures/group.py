@@ -18,17 +18,22 @@ collector):
   object in its callbacks (``add_done_callback``); of another future with
   a ``done`` trait: ``on_trait_change``;
 - a :class:`StepsFuture`'s fraction and a :class:`ProgressFuture`'s
-  reports: one bound method per group in the futures' update callbacks
+  reports: one callable per group in the futures' update callbacks
   (``add_update_callback``; at most 25 steps updates a second by
   default), which notes the future (and keeps its last report); the
-  fractions are read once per batch.
+  fractions are read once per batch.  For the futures of an executor that
+  says when its batches end (all of offload's), that callable is a C
+  method (a set's ``add``, a dict's ``__setitem__``): no Python call per
+  report.
 
-The first of these in a batch asks the event loop for a call after the
-batch (``offload._futures.soon``); that call counts the ended futures,
-reads the kept reports, and notifies the group's observers: once per batch
-of delivered messages, however many futures it ended.  Reading a count
-counts first (asking the executors to report their ends so far), so what
-is read is never stale.
+The group notifies its observers once per batch of delivered messages,
+however many futures it ended and reports it brought: at the end of the
+batch, which the executors it follows tell it of; for the other futures
+(and for ``add``), the first change asks the event loop for a call after
+the batch (``offload._futures.soon``).  That notification counts the
+ended futures and reads the kept reports first.  Reading a count counts
+first too (asking the executors to report their ends so far), so what is
+read is never stale.
 
 Nothing an executor holds keeps a group alive: keep a reference to a group
 as long as you use it.
@@ -135,6 +140,7 @@ class FutureGroup(HasStrictTraits):
     _waiters = AnyTrait()  # plain callables run once the group is done
     _sources = AnyTrait()  # EndSource -> None: the executors followed
     _listener = AnyTrait()  # WeakMethod of _ended_in_batch, what sources call
+    _batch_listener = AnyTrait()  # WeakMethod of _batch_ended, what batched sources call
 
     def __init__(
         self,
@@ -152,6 +158,7 @@ class FutureGroup(HasStrictTraits):
         self._book = _Book(self)
         self._sources = {}
         self._listener = weakref.WeakMethod(self._ended_in_batch)
+        self._batch_listener = weakref.WeakMethod(self._batch_ended)
         self._ended = []
         self._completed = []
         self._partial = {}
@@ -199,10 +206,16 @@ class FutureGroup(HasStrictTraits):
                     self._use_router(router, future)
                 if book.source is not None:
                     # Its executor tells of its end: no hook in the future.
-                    if kind & PROGRESS:
-                        future.add_update_callback(book.updates.reported)
-                    elif kind != PLAIN_BASE:
-                        self._follow_fraction(future, kind)
+                    if kind != PLAIN_BASE:
+                        if not book.batched:
+                            self._follow_fraction(future, kind)
+                        elif kind & PROGRESS:
+                            # A C-level hook: _batch_ended reads what it keeps.
+                            future.add_update_callback(book.keep_report)
+                        else:
+                            future.add_update_callback(book.note_steps)
+                            if future._complete:
+                                book.steps.add(future)  # read its progress so far
                     if not book.scheduled:
                         self._schedule()
                     return
@@ -348,8 +361,13 @@ class FutureGroup(HasStrictTraits):
         book = self._book
         book.router = router
         book.source = source
+        book.batched = source is not None and source.batched
         if source is not None and source not in self._sources:
             source.follow(self._listener)
+            if book.batched:
+                source.follow_batches(self._batch_listener)
+            else:
+                book.all_batched = False
             self._sources[source] = None
             if self._event_loop is None:
                 self._use_event_loop(_event_loop_of(future))
@@ -358,8 +376,11 @@ class FutureGroup(HasStrictTraits):
         """Every future is done: stop following the executors."""
         for source in self._sources:
             source.unfollow(self._listener)
+            source.unfollow(self._batch_listener)
         self._sources = {}
-        self._book.router = self._book.source = None
+        book = self._book
+        book.router = book.source = None
+        book.batched, book.all_batched = False, True
 
     def _ended_in_batch(self, futures: list[Any], states: list[str]) -> None:
         """What an executor calls (main thread) with the futures that ended
@@ -386,11 +407,21 @@ class FutureGroup(HasStrictTraits):
             self._failed += failed
         if cancelled:
             self._cancelled += cancelled
-        if self._book.reports or self._partial:
+        if book.reports or self._partial:
             self._forget_fractions(completed[before:])
         self._counted()
-        if not book.scheduled:
+        book.counted = True
+        if not (book.all_batched and self._sources) and not book.scheduled:
+            # Some executor followed says nothing at its batches' ends, or
+            # the last end made the group stop following them (_counted).
             self._schedule()
+
+    def _batch_ended(self) -> None:
+        """What a batched executor calls (main thread) at the end of each
+        batch: notify what its ends and its futures' reports changed."""
+        book = self._book
+        if book.counted or book.reports or book.steps:
+            self._publish()
 
     def _use_event_loop(self, event_loop: Any) -> None:
         if event_loop is not None:
@@ -410,8 +441,8 @@ class FutureGroup(HasStrictTraits):
         book = self._book
         if kind & STEPS:
             future.add_update_callback(book.updates.steps_updated)
-            # Read with the next batch's count, like its updates.
-            book.steps[future] = None
+            if future._complete:
+                book.steps.add(future)  # read its progress so far
         elif kind & PROGRESS:
             future.add_update_callback(book.updates.reported)
 
@@ -432,8 +463,10 @@ class FutureGroup(HasStrictTraits):
     def _read_steps(self) -> None:
         """Read the fraction of the steps futures updated since the last
         read, once each however many updates they had (main thread)."""
-        book = self._book
-        updated, book.steps = book.steps, {}
+        steps = self._book.steps
+        # Emptied in place: the hooks of batched futures hold this set.
+        updated = list(steps)
+        steps.clear()
         for future in updated:
             # A done one counts 1 (its partial fraction was dropped).
             fraction = future._running_fraction()
@@ -441,9 +474,11 @@ class FutureGroup(HasStrictTraits):
                 self._set_partial(future, fraction)
 
     def _read_reports(self) -> None:
-        book = self._book
-        reports, book.reports = book.reports, {}
-        for future, info in reports.items():
+        reports = self._book.reports
+        # Emptied in place: the hooks of batched futures hold this dict.
+        kept = list(reports.items())
+        reports.clear()
+        for future, info in kept:
             value = read_progress(info)[0]
             if value is not None and not future.done:
                 self._set_partial(future, value)
@@ -511,12 +546,16 @@ class FutureGroup(HasStrictTraits):
 
     def _publish(self) -> None:
         """Count, and notify what changed since the last time (main thread)."""
+        book = self._book
+        # What the counts and reads below change is notified here: no
+        # second call is asked for meanwhile.
+        book.scheduled = True
         self._catch_up()
-        if self._book.reports:
-            self._read_reports()  # still scheduled: no second call asked for
-        if self._book.steps:
+        if book.reports:
+            self._read_reports()
+        if book.steps:
             self._read_steps()
-        self._book.scheduled = False
+        book.scheduled = book.counted = False
         published = self._published
         if published is None:
             return  # still in __init__
@@ -577,7 +616,8 @@ class _Book:
     read faster than a HasTraits object's."""
 
     __slots__ = (
-        "members", "early", "router", "source", "scheduled", "steps", "reports", "updates",
+        "members", "early", "router", "source", "batched", "all_batched", "scheduled",
+        "counted", "steps", "reports", "note_steps", "keep_report", "updates",
     )
 
     def __init__(self, group: FutureGroup) -> None:
@@ -591,13 +631,24 @@ class _Book:
         #: (None if it has none): futures come from one executor, mostly.
         self.router: Any = None
         self.source: Any = None
+        #: Whether that source tells the end of each batch (_batch_ended),
+        #: and whether every source followed does.
+        self.batched = False
+        self.all_batched = True
         #: A call of _publish is on its way.
         self.scheduled = False
-        #: Steps futures updated since their fractions were last read (keys).
-        self.steps: dict[Any, None] = {}
+        #: Ends were counted since the last batch end.
+        self.counted = False
+        #: Steps futures updated since their fractions were last read.
+        self.steps: set[Any] = set()
         #: Progress future -> its last report, not yet read.
         self.reports: dict[Any, Any] = {}
-        #: The update callbacks of the group's steps and progress futures.
+        #: The hooks of the futures of batched executors: C methods of the
+        #: two containers above (made once: each read of a method makes a
+        #: new bound method) ...
+        self.note_steps = self.steps.add
+        self.keep_report = self.reports.__setitem__
+        #: ... and those of the others, which ask for a publication.
         self.updates = _Updates(group, self)
 
 
@@ -648,7 +699,7 @@ class _Updates:
 
     def _steps_updated(self, future: Any) -> None:
         book = self.book
-        book.steps[future] = None
+        book.steps.add(future)
         if not book.scheduled:
             self.group._schedule()
 
