@@ -24,7 +24,12 @@ loaded host (other processes taking the cores) distorts far less than
 wall-clock time.
 
 Task kinds: trivial calls; progress tasks reporting ``(i, 4)`` four times;
-steps tasks of four steps.  N = 10,000 (``--quick``: 200).  The issue's
+steps tasks of four steps (at most 25 updates a second, the default: the
+worker coalesces them, with a flusher thread); the same with every update
+delivered (``steps-every``: no coalescing, so four updates a task reach
+the group, and no flusher thread, whose wake-ups make the ``steps`` runs
+bimodal: the workers either finish during the submissions or lag far
+behind them, whether or not there is a group).  N = 10,000 (``--quick``: 200).  The issue's
 target: the group slows delivery by at most 10% (ratio >= 0.9).  Each
 record also gives how many notifications of ``fraction`` the group made
 (once per delivered batch, not once per future or message), and how many
@@ -54,7 +59,7 @@ from _harness import DoneScanner, emit, interleave, poll_until, result_record, r
 
 SIZES = {"thread": 10_000, "process": 10_000, "dask": 2_000}
 QUICK_SIZE = 200
-KINDS = ("call", "progress", "steps")
+KINDS = ("call", "progress", "steps", "steps-every")
 
 #: Target: tasks/s with a group over tasks/s without.
 TARGET_RATIO = 0.9
@@ -67,6 +72,10 @@ def submitter(executor: Any, kind: str) -> Any:
         return lambda: submit_call(executor, _tasks.noop)
     if kind == "progress":
         return lambda: submit_progress(executor, _tasks.report_pairs, 4)
+    if kind == "steps-every":
+        # Every update delivered: no coalescing, so no flusher thread.
+        every = executor.options(max_progress_rate=1e9)
+        return lambda: submit_steps(every, 4, "start", _tasks.steps, 4)
     return lambda: submit_steps(executor, 4, "start", _tasks.steps, 4)
 
 
