@@ -222,7 +222,7 @@ def _tell(followers: list[weakref.WeakMethod], args: tuple) -> None:
             follower(*args)
         except Exception:
             # Delivery goes on; the group's trouble is logged.
-            logger.exception("error telling a FutureGroup of its futures' ends")
+            logger.exception("error in a FutureGroup told of this executor's batch")
 
 
 class _NoticedList(list):
