@@ -156,9 +156,7 @@ class Outgoing:
         if not self._reuse:
             spare = _take_spare(size)
             if spare is not None:
-                # Lent: its pages exist, but this worker's mapping of it is
-                # new (a page fault per page through it): as a new one.
-                _write_new(spare, view)
+                _write_new(spare, view)  # lent: this mapping of it is new
                 spare.close()
                 parts.append(spare.name, size, True)
                 return False
@@ -390,17 +388,10 @@ def _write(segment: shared_memory.SharedMemory, view: memoryview) -> None:
 
 
 def _write_new(segment: shared_memory.SharedMemory, view: memoryview) -> None:
-    """The first write to a segment just made: through its file where Linux
-    shows it (``/dev/shm``), else as :func:`_write`.
-
-    Through the mapping, the copy takes a page fault per 4 KiB page of new
-    memory; ``pwrite`` fills the same pages in one pass in the kernel: 40
-    ms per 100 MB on this project's 2-core VM against 75 ms (on a reused
-    segment the mapping wins: 9 ms against 20, hence only here).  The
-    thread that submits waits either way, for half as long: what a GUI's
-    timers feel (``benchmarks/payload.py``, the stall).  ``view`` is the
-    raw, one-byte-per-item view of the buffer (``PickleBuffer.raw()``).
-    """
+    """:func:`_write` to a segment whose mapping here is untouched (made, or
+    lent to this worker): ``pwrite`` to its file in ``/dev/shm`` fills the
+    pages in one kernel pass, the mapping faults per 4 KiB page (100 MB: 40
+    ms against 75 new, 25 against 40 lent; ``benchmarks/README.md``)."""
     try:
         fd = os.open(os.path.join(_SHM_DIR, segment.name.lstrip("/")), os.O_WRONLY)
     except OSError:
@@ -408,8 +399,7 @@ def _write_new(segment: shared_memory.SharedMemory, view: memoryview) -> None:
         _write(segment, view)
         return
     try:
-        size = view.nbytes
-        done = 0
+        size, done = view.nbytes, 0
         while done < size:
             done += os.pwrite(fd, view[done:], done)
     finally:
