@@ -317,6 +317,34 @@ def test_fraction_follows_reports_of_running_tasks_with_no_end_meanwhile(
     assert group.fraction == 1.0 and fractions[-1][2] == 1.0
 
 
+def test_shutdown_in_an_observer_of_the_group_does_not_hang(make_executor, assistant, tmp_path):
+    # The group notifies at the end of the executor's batch, inside its
+    # delivery: an observer there may shut the executor down, and a
+    # progress report (no end) may be what it reacts to.
+    executor = make_executor()
+    release = str(tmp_path / "release")
+    reported = submit_progress(executor, tf.report_then_wait, (1, 2), release)
+    waiting = submit_call(executor, tf.wait_for_file, release)
+    group = FutureGroup(futures=[reported, waiting])
+    calls, outcome = [], []
+
+    def shut_down(event):
+        # Once: shutdown delivers what is left, so this observer is called
+        # again from inside it.
+        if event.new >= 0.25 and not calls:
+            calls.append(event.new)
+            tf.touch(release)  # else shutdown would wait for the tasks
+            outcome.append(executor.shutdown(timeout=20))
+
+    group.observe(shut_down, "fraction")
+    try:
+        assistant.run_until(executor, "stopped", lambda e: e.stopped, timeout=30)
+    finally:
+        tf.touch(release)
+    assert outcome == [None] and executor.stopped
+    assert group.done and group.done_count == 2
+
+
 def test_a_failed_future_is_counted_as_failed(executor, assistant):
     group = FutureGroup(futures=[submit_call(executor, tf.fail)])
     assert group.wait(timeout=20)
