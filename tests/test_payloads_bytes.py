@@ -330,9 +330,13 @@ def test_every_kind_goes_both_ways_on_every_start_method(
 # Crashes, kills, cancels, close ----------------------------------------------------
 
 
-def test_a_worker_killed_while_it_maps_a_memoryview_fails_only_its_task(
-    make_executor, offload_assistant, tmp_path
+@pytest.mark.parametrize("end", ["worker killed", "force-cancelled"])
+def test_a_task_holding_a_memoryview_that_is_ended_leaves_only_the_cache(
+    make_executor, offload_assistant, tmp_path, end
 ):
+    # Its worker killed (the task fails) or the task force-cancelled: only
+    # that task ends, the next one runs, and no segment is left but those
+    # the application keeps for reuse.
     executor = make_executor(max_workers=1)
     marker = str(tmp_path / "holding")
     held = submit_call(
@@ -340,29 +344,16 @@ def test_a_worker_killed_while_it_maps_a_memoryview_fails_only_its_task(
     )
     assert payload_segments(os.getpid())
     wait_file(offload_assistant, marker)
-    with open(marker) as file:
-        os.kill(int(file.read()), signal.SIGKILL)
+    if end == "worker killed":
+        with open(marker) as file:
+            os.kill(int(file.read()), signal.SIGKILL)
+    else:
+        held.cancel(force=True)
     wait_done(offload_assistant, held)
-    assert held.state == "failed"
+    assert held.state == ("failed" if end == "worker killed" else "cancelled")
     after = submit_call(executor, len, tasks.make_buffer("bytes", BIG))
     wait_done(offload_assistant, after)
     assert after.result == BIG
-    assert wait_until(cached_only), payload_segments(os.getpid())
-
-
-def test_a_force_cancelled_task_holding_a_memoryview_leaves_only_the_cache(
-    make_executor, offload_assistant, tmp_path
-):
-    executor = make_executor(max_workers=1)
-    marker = str(tmp_path / "holding")
-    held = submit_call(
-        executor, tasks.hold_and_wait, tasks.make_buffer("memoryview", BIG), marker
-    )
-    assert payload_segments(os.getpid())
-    wait_file(offload_assistant, marker)
-    held.cancel(force=True)
-    wait_done(offload_assistant, held)
-    assert held.state == "cancelled"
     assert wait_until(cached_only), payload_segments(os.getpid())
 
 
