@@ -679,9 +679,10 @@ class _End:
 
 class _Updates:
     """What a group adds with ``add_update_callback`` to each of its steps
-    and progress futures: one object per group, its two bound methods kept
-    in the group's _Book (an object per future would be walked by every
-    full collection of the garbage collector, benchmarks/group.py).
+    and progress futures not followed through a batched executor: one
+    object per group (the _Book's ``updates``), whose two bound methods are
+    made once (an object per future would be walked by every full
+    collection of the garbage collector, benchmarks/group.py).
 
     Each call only notes the future (and keeps a progress report); the
     group reads the fractions once per batch, however many updates the

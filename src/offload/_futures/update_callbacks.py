@@ -44,11 +44,8 @@ class UpdateCallbacks(HasTraits):
             self._update_callbacks = [callbacks, callback]
 
     def _run_update_callbacks(self, *update: Any) -> None:
-        """Call the callbacks with this future and ``update`` (main thread;
-        only when there are some)."""
-        callbacks = self._update_callbacks
-        if callbacks.__class__ is list:
-            for callback in list(callbacks):
-                callback(self, *update)
-        else:
-            callbacks(self, *update)
+        """Call each callback of the list with this future and ``update``
+        (main thread).  A single callable is called inline by the future's
+        update: the usual case, without this call."""
+        for callback in list(self._update_callbacks):
+            callback(self, *update)
