@@ -48,8 +48,8 @@ def test_a_large_segment_is_unmapped_by_another_thread():
     wait_for(lambda: segment.closed_on is not None)
     assert segment.closed_on != threading.get_ident()
     assert segment.buf is None
-    # The closer thread ends once it has nothing to do.
-    wait_for(lambda: not any(t.name == "offload-shm-close" for t in threading.enumerate()))
+    # The aside thread ends once it has nothing to do.
+    wait_for(lambda: not any(t.name == "offload-shm-aside" for t in threading.enumerate()))
 
 
 def test_a_small_segment_is_unmapped_at_once():

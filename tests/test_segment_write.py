@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from offload._backends.process import shm
+from offload._backends.process import segment_cache, shm
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_a_new_segment_gets_exactly_the_bytes(segment, size):
     assert bytes(target.buf[:size]) == data
 
 
-@pytest.mark.skipif(not os.path.isdir(shm._SHM_DIR), reason="no /dev/shm here")
+@pytest.mark.skipif(not os.path.isdir(segment_cache.SHM_DIR), reason="no /dev/shm here")
 def test_the_write_goes_through_the_segments_file(segment, monkeypatch):
     # pwrite on the file, not the mapping: proven by the call itself.
     written = []
@@ -60,7 +60,7 @@ def test_the_write_goes_through_the_segments_file(segment, monkeypatch):
 
 
 def test_without_the_segments_file_it_writes_through_the_mapping(segment, monkeypatch, tmp_path):
-    monkeypatch.setattr(shm, "_SHM_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(segment_cache, "SHM_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setattr(os, "pwrite", None)  # must not be called
     data = os.urandom(10_000)
     target = segment(len(data))
@@ -70,7 +70,7 @@ def test_without_the_segments_file_it_writes_through_the_mapping(segment, monkey
 
 def test_a_short_pwrite_is_continued(segment, monkeypatch):
     # pwrite may write less than asked (a signal, a huge request).
-    if not os.path.isdir(shm._SHM_DIR):
+    if not os.path.isdir(segment_cache.SHM_DIR):
         pytest.skip("no /dev/shm here")
     real_pwrite = os.pwrite
     monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:1000], offset))

@@ -17,6 +17,15 @@ how segments travel; this module only keeps them.
   dropped (:func:`give_back`).
 * At most ``CACHE_COUNT`` segments and ``CACHE_BYTES`` bytes are kept, for
   at most ``CACHE_SECONDS`` unused, and only while a pool runs.
+* A segment the application made was written through its file, not its
+  mapping here (``shm._write_new``): the first write through that mapping
+  would fault every page in (about 40 ms per 100 MB on the thread that
+  submits).  So a segment comes into the cache only once a thread of its
+  own has faulted that mapping in (:func:`give_back`, ``_warm``).
+* When a request misses while a segment of its size is out already (three
+  large arguments submitted in a row, say), that thread also makes one
+  more segment of that size for the cache (a spare), so that the next
+  request finds one ready: see :func:`take`.
 
 Every function may be called from any thread of the application.
 """
@@ -25,12 +34,17 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import os
 import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable, Collection
 from multiprocessing import shared_memory
+from typing import Any
+
+logger = logging.getLogger("offload.shm")
 
 #: Most segments kept, most bytes kept in all, longest time (s) unused.
 CACHE_COUNT = 8
@@ -51,7 +65,13 @@ _lent: dict[str, shared_memory.SharedMemory] = {}
 _users = 0
 #: The segments for reuse this process made and has not unlinked.
 _reusable: weakref.WeakSet[shared_memory.SharedMemory] = weakref.WeakSet()
-_lock = threading.Lock()
+#: Names of those whose mapping here no write has touched yet.
+_cold: set[str] = set()
+#: Bytes of the spares being made (see ``take``).
+_spare_bytes = 0
+#: Reentrant: a garbage collection inside a locked section may run a
+#: finalizer that gives segments back.
+_lock = threading.RLock()
 
 
 def _forget_in_child() -> None:
@@ -59,15 +79,22 @@ def _forget_in_child() -> None:
     # child) has copies of the parent's segments and of the lock, perhaps
     # held by another thread at the fork: it starts afresh, and never
     # unlinks the parent's segments.
-    global _lock, _trimmer, _users, _reusable
-    _lock = threading.Lock()
+    global _lock, _trimmer, _users, _reusable, _spare_bytes
+    global _aside_queue, _aside_thread, _aside_lock
+    _lock = threading.RLock()
     _trimmer = None
     _users = 0
+    _spare_bytes = 0
     _cache.clear()
     _cached_at.clear()
     _kept.clear()
     _lent.clear()
+    _cold.clear()
     _reusable = weakref.WeakSet()
+    # The parent's aside thread does not run here.
+    _aside_queue = queue.SimpleQueue()
+    _aside_thread = None
+    _aside_lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -96,7 +123,8 @@ def open_cache() -> None:
 
 def drop_cache() -> None:
     """A pool has ended: once none runs, unlink the cached segments (and
-    those that come back later, from results still held)."""
+    those that come back later, from results still held), and wait for
+    the segments being warmed or made as spares to go too."""
     global _users
     with _lock:
         _users = max(0, _users - 1)
@@ -108,24 +136,57 @@ def drop_cache() -> None:
     if trimmer is not None:
         trimmer.join()
     unlink_all(segments)
+    with _aside_lock:
+        thread = _aside_thread
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(ASIDE_JOIN_SECONDS)
 
 
 def made(segment: shared_memory.SharedMemory) -> None:
-    """``segment`` was made for reuse: unlink it at exit if still there."""
+    """``segment`` was made for reuse, and written through its file: unlink
+    it at exit if still there, and warm it before it is cached."""
     _reusable.add(segment)
+    with _lock:
+        _cold.add(segment.name)
 
 
-def take(size: int) -> shared_memory.SharedMemory | None:
+def take(
+    size: int,
+    make: Callable[[int], shared_memory.SharedMemory] | None = None,
+    mine: Collection[shared_memory.SharedMemory] = (),
+) -> shared_memory.SharedMemory | None:
     """The smallest cached segment that fits ``size`` bytes without wasting
-    more than half of it, taken out of the cache; None if there is none."""
+    more than half of it, taken out of the cache; None if there is none.
+
+    On a miss, with ``make`` (which makes a segment for reuse of the size
+    it is given), have a spare of ``size`` bytes made and cached off this
+    thread, if a segment of that size is out already, other than ``mine``
+    (the asking item's: in use by another item, or being warmed), and the
+    spare keeps the cache within ``CACHE_COUNT``, ``CACHE_BYTES`` and
+    ``SPARE_BYTES``.  One large submit alone has no spare made (a spare is
+    memory held for 30 s); the second of a burst has one made for the third.
+    """
+    global _spare_bytes
     with _lock:
         fits = [s for s in _cache if size <= s.size <= 2 * size]
-        if not fits:
+        if fits:
+            segment = min(fits, key=lambda s: s.size)
+            _cache.remove(segment)
+            _cached_at.pop(segment.name, None)
+            return segment
+        if (
+            make is None
+            or not _users
+            or size > SPARE_BYTES
+            or _spare_bytes  # one at a time
+            or len(_cache) >= CACHE_COUNT
+            or sum(s.size for s in _cache) + size > CACHE_BYTES
+            or not any(size <= s.size <= 2 * size and s not in mine for s in _reusable)
+        ):
             return None
-        segment = min(fits, key=lambda s: s.size)
-        _cache.remove(segment)
-        _cached_at.pop(segment.name, None)
-        return segment
+        _spare_bytes = size
+    _aside(_make_spare, (make, size))
+    return None
 
 
 def lend(size: int) -> str | None:
@@ -157,8 +218,9 @@ def mark_kept(names: list[str]) -> None:
 
 def give_back(segments: list[shared_memory.SharedMemory], loans: list[str]) -> None:
     """Their item is over: cache the segments that no worker still maps,
-    and the ones lent to it (``loans``, names) that it did not use."""
-    unlink = []
+    and the ones lent to it (``loans``, names) that it did not use; a cold
+    one once it is warm (see ``_warm``)."""
+    unlink, cold = [], []
     with _lock:
         unused = [_lent.pop(name, None) for name in loans]
         segments = segments + [s for s in unused if s is not None]
@@ -167,26 +229,22 @@ def give_back(segments: list[shared_memory.SharedMemory], loans: list[str]) -> N
             if name in _kept:
                 _kept.discard(name)
                 unlink.append(segment)
-            elif _users:
-                _cache.append(segment)
-                _cached_at[name] = time.monotonic()
-            else:
+            elif not _users:
                 unlink.append(segment)
-        # Over the limits: the oldest go.
-        while _cache and (
-            len(_cache) > CACHE_COUNT or sum(s.size for s in _cache) > CACHE_BYTES
-        ):
-            old = _cache.pop(0)
-            _cached_at.pop(old.name, None)
-            unlink.append(old)
-        _start_trimmer()
+            elif name in _cold:
+                cold.append(segment)
+            else:
+                unlink += _cache_locked(segment)
     unlink_all(unlink)
+    for segment in cold:
+        _aside(_warm, segment)
 
 
 def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
     """Unlink and unmap ``segments``."""
     for segment in segments:
         _reusable.discard(segment)
+        _cold.discard(segment.name)
         try:
             segment.unlink()
         except OSError:
@@ -195,53 +253,114 @@ def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
 
 
 def close(segment: shared_memory.SharedMemory) -> None:
-    """Unmap ``segment``: a large one on a thread of its own (see
+    """Unmap ``segment``: a large one on the aside thread (see
     :data:`CLOSE_ASIDE`), a small one now; either after the garbage
     collection that runs this if views on it still export (see below)."""
-    if segment.size >= CLOSE_ASIDE and threading.current_thread() is not _closer:
-        _close_aside(segment)
+    if segment.size >= CLOSE_ASIDE and threading.current_thread() is not _aside_thread:
+        _aside(_close_now, segment)
     else:
         _close_now(segment)
 
 
-#: Segments of at least this many bytes are unmapped by a thread of their
-#: own.  Unmapping (and closing) the last reference to an unlinked segment
-#: frees its pages: 15 ms per 100 MB, measured on the GUI thread, where the
+#: Segments of at least this many bytes are unmapped by the aside thread.
+#: Unmapping (and closing) the last reference to an unlinked segment frees
+#: its pages: 15 ms per 100 MB, measured on the GUI thread, where the
 #: garbage collection that finalizes a received result runs.
 CLOSE_ASIDE = 8 * 1024 * 1024
 
+#: Largest spare made (see ``take``): a quarter of what the cache keeps.
+SPARE_BYTES = CACHE_BYTES // 4
 
-def _close_aside(segment: shared_memory.SharedMemory) -> None:
-    """Have the closer thread unmap ``segment``; start it if none runs.
+#: Longest wait (s) of ``drop_cache`` for the aside thread's last jobs.
+ASIDE_JOIN_SECONDS = 10.0
 
-    May run inside a garbage collection (a finalizer) on a thread that is
-    already in here: hence a ``SimpleQueue`` (its ``put`` is reentrant) and
-    a reentrant lock.
+
+def _aside(job: Callable[[Any], None], argument: Any) -> None:
+    """Have the aside thread run ``job(argument)``; start it if none runs.
+
+    The aside thread does what would stall the thread that asks: unmap a
+    large segment, warm a cold one, make a spare.  This may run inside a
+    garbage collection (a finalizer) on a thread that is already in here:
+    hence a ``SimpleQueue`` (its ``put`` is reentrant) and a reentrant lock.
     """
-    global _closer
-    _to_close.put(segment)
-    with _closer_lock:
-        if _closer is None:
-            _closer = threading.Thread(
-                target=_close_queued, name="offload-shm-close", daemon=True
+    global _aside_thread
+    _aside_queue.put((job, argument))
+    with _aside_lock:
+        if _aside_thread is None:
+            _aside_thread = threading.Thread(
+                target=_run_aside, name="offload-shm-aside", daemon=True
             )
-            _closer.start()
+            _aside_thread.start()
 
 
-def _close_queued() -> None:
-    """The closer thread: unmap what is queued, then end (so that a process
+def _run_aside() -> None:
+    """The aside thread: run what is queued, then end (so that a process
     that is done with large segments keeps no thread for them)."""
-    global _closer
+    global _aside_thread
     while True:
         try:
-            segment = _to_close.get_nowait()
+            job, argument = _aside_queue.get_nowait()
         except queue.Empty:
-            with _closer_lock:
-                if _to_close.empty():
-                    _closer = None
+            with _aside_lock:
+                if _aside_queue.empty():
+                    _aside_thread = None
                     return
             continue
-        _close_now(segment)
+        try:
+            job(argument)
+        except Exception:
+            # Not expected; the thread goes on with the next job (a dead
+            # aside thread would leave every later segment mapped).
+            logger.exception("offload internal error in the shared-memory aside thread")
+
+
+def _warm(segment: shared_memory.SharedMemory) -> None:
+    """Fault this process's mapping of the cold ``segment`` in, then cache
+    it (aside thread; no other user has it meanwhile).
+
+    Reading the segment's file into its own mapping leaves the bytes as
+    they are and faults each page in inside the kernel, with the GIL
+    released (about 40 ms per 100 MB, and a later write 9 ms instead of
+    40).  Where there is no file to read (not Linux), it is cached cold.
+    """
+    try:
+        fd = open_file(segment, os.O_RDONLY)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            memory = segment.buf
+            assert memory is not None  # not closed: not cached yet
+            done, size = 0, len(memory)
+            while done < size:
+                read = os.preadv(fd, [memory[done:]], done)
+                if not read:
+                    break
+                done += read
+            del memory
+        except OSError:
+            pass  # cached cold
+        finally:
+            os.close(fd)
+    with _lock:
+        _cold.discard(segment.name)
+        unlink = _cache_locked(segment) if _users else [segment]
+    unlink_all(unlink)
+
+
+def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) -> None:
+    """Make a segment of ``size`` bytes with ``make`` and warm it into the
+    cache (aside thread; see ``take``)."""
+    global _spare_bytes
+    make, size = job
+    try:
+        if _users:
+            _warm(make(size))
+    except OSError:
+        pass  # no memory for a spare: none is made
+    finally:
+        with _lock:
+            _spare_bytes = 0
 
 
 def _close_now(segment: shared_memory.SharedMemory) -> None:
@@ -272,14 +391,39 @@ def _after_collection(phase: str, info: dict) -> None:
 #: Segments whose views still exported when closed (see ``close``).
 _unclosed: list[shared_memory.SharedMemory] = []
 
-#: Large segments waiting for the closer thread, and that thread (None
-#: when none runs); see ``_close_aside``.
-_to_close: queue.SimpleQueue[shared_memory.SharedMemory] = queue.SimpleQueue()
-_closer: threading.Thread | None = None
-_closer_lock = threading.RLock()
+#: Jobs waiting for the aside thread, and that thread (None when none
+#: runs); see ``_aside``.
+_aside_queue: queue.SimpleQueue[tuple[Callable[[Any], None], Any]] = queue.SimpleQueue()
+_aside_thread: threading.Thread | None = None
+_aside_lock = threading.RLock()
+
+#: Where Linux shows the segments as files.
+SHM_DIR = "/dev/shm"
+
+
+def open_file(segment: shared_memory.SharedMemory, flags: int) -> int:
+    """A descriptor of ``segment``'s file in :data:`SHM_DIR` (``os.open``
+    ``flags``); OSError where there is none (not Linux)."""
+    return os.open(os.path.join(SHM_DIR, segment.name.lstrip("/")), flags)
 
 
 # Private ---------------------------------------------------------------------
+
+
+def _cache_locked(segment: shared_memory.SharedMemory) -> list[shared_memory.SharedMemory]:
+    """Cache ``segment``; the oldest go if over the limits: those to
+    unlink.  Lock held."""
+    _cache.append(segment)
+    _cached_at[segment.name] = time.monotonic()
+    unlink = []
+    while _cache and (
+        len(_cache) > CACHE_COUNT or sum(s.size for s in _cache) > CACHE_BYTES
+    ):
+        old = _cache.pop(0)
+        _cached_at.pop(old.name, None)
+        unlink.append(old)
+    _start_trimmer()
+    return unlink
 
 
 def _start_trimmer() -> None:

@@ -42,6 +42,7 @@ import pickle
 import secrets
 import threading
 import weakref
+from functools import partial
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -65,8 +66,7 @@ _MARK = b"S"[0]
 #: Bytes of the trailer's length field.
 _LENGTH = 4
 
-#: Where Linux shows the segments, to find a dead worker's.
-_SHM_DIR = "/dev/shm"
+_SHM_DIR = segment_cache.SHM_DIR
 
 _counter = itertools.count()
 
@@ -160,7 +160,8 @@ class Outgoing:
                 spare.close()
                 parts.append(spare.name, size, True)
                 return False
-        segment = segment_cache.take(size) if self._reuse else None
+        make = partial(_create, reusable=True)  # a spare (see segment_cache.take)
+        segment = segment_cache.take(size, make, parts.segments) if self._reuse else None
         if segment is None:
             segment = _create(size, reusable=self._reuse)
             write = _write_new
@@ -380,7 +381,6 @@ def _create(size: int, reusable: bool = False) -> shared_memory.SharedMemory:
             segment_cache.made(segment)
         return segment
 
-
 def _write(segment: shared_memory.SharedMemory, view: memoryview) -> None:
     buffer = segment.buf
     assert buffer is not None  # None only once closed
@@ -393,7 +393,7 @@ def _write_new(segment: shared_memory.SharedMemory, view: memoryview) -> None:
     pages in one kernel pass, the mapping faults per 4 KiB page (100 MB: 40
     ms against 75 new, 25 against 40 lent; ``benchmarks/README.md``)."""
     try:
-        fd = os.open(os.path.join(_SHM_DIR, segment.name.lstrip("/")), os.O_WRONLY)
+        fd = segment_cache.open_file(segment, os.O_WRONLY)
     except OSError:
         # Not Linux, or no /dev/shm: through the mapping.
         _write(segment, view)

@@ -1,0 +1,216 @@
+"""The application's segment cache keeps large submits off the page-fault
+path: a segment is warmed (its mapping here faulted in) on the aside
+thread before it is reused, and a burst of large submits has a spare made
+there for the next one.  What must hold: the bytes never change, the
+thread that gives back or takes never does the faulting, nothing is made
+for a lone submit, and nothing is left in ``/dev/shm`` once the cache is
+dropped."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from multiprocessing import shared_memory
+
+import pytest
+
+from offload._backends.process import segment_cache, shm
+
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.skipif(not os.path.isdir(segment_cache.SHM_DIR), reason="no /dev/shm here"),
+]
+
+SIZE = 4 << 20
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(delay)  # polling a condition, with a deadline
+        delay = min(2 * delay, 0.05)
+
+
+def resident_kib(segment) -> int:
+    """KiB of ``segment`` mapped in by this process (its mapping's Rss)."""
+    name = "/dev/shm/" + segment.name.lstrip("/")
+    with open("/proc/self/smaps") as smaps:
+        lines = smaps.read().splitlines()
+    for index, line in enumerate(lines):
+        if line.endswith(name):
+            for field in lines[index + 1 :]:
+                if field.startswith("Rss:"):
+                    return int(field.split()[1])
+    raise AssertionError(f"{name} is not mapped here")
+
+
+def reusable(size: int):
+    """What a submit passes ``take`` to have a spare made."""
+    return shm._create(size, reusable=True)
+
+
+def aside_idle() -> bool:
+    return not any(t.name == "offload-shm-aside" for t in threading.enumerate())
+
+
+@pytest.fixture
+def cache():
+    """The cache open, as while a pool runs; dropped (and checked empty of
+    this test's segments) after."""
+    segment_cache.open_cache()
+    made = []
+    real_create = shm._create
+
+    def create(size, reusable=False):
+        segment = real_create(size, reusable)
+        made.append(segment.name)
+        return segment
+
+    shm._create = create
+    try:
+        yield made
+    finally:
+        shm._create = real_create
+        segment_cache.drop_cache()
+    left = [name for name in made if os.path.exists(f"/dev/shm/{name.lstrip('/')}")]
+    assert left == []
+
+
+def submitted(data: bytes):
+    """A reusable segment holding ``data``, written as a submit writes a new
+    one (through its file: its mapping here is untouched)."""
+    segment = shm._create(len(data), reusable=True)
+    shm._write_new(segment, memoryview(data))
+    return segment
+
+
+def test_a_cold_segment_is_warmed_off_the_calling_thread_then_reused(cache, monkeypatch):
+    data = os.urandom(SIZE)
+    segment = submitted(data)
+    assert resident_kib(segment) == 0
+    readers = []
+    real_preadv = os.preadv
+
+    def preadv(*args):
+        readers.append(threading.get_ident())
+        return real_preadv(*args)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    segment_cache.give_back([segment], [])
+    wait_for(aside_idle)
+    assert readers and threading.get_ident() not in readers
+    assert resident_kib(segment) >= SIZE // 1024
+    assert bytes(segment.buf[:SIZE]) == data  # warming changed nothing
+    assert segment_cache.take(SIZE) is segment
+    segment_cache.give_back([segment], [])
+
+
+def test_a_cold_segment_is_not_reused_before_it_is_warm(cache, monkeypatch):
+    release = threading.Event()
+    real_preadv = os.preadv
+
+    def slow_preadv(*args):
+        assert release.wait(10)
+        return real_preadv(*args)
+
+    monkeypatch.setattr(os, "preadv", slow_preadv)
+    segment = submitted(os.urandom(SIZE))
+    segment_cache.give_back([segment], [])
+    assert segment_cache.take(SIZE) is None  # being warmed
+    release.set()
+    wait_for(aside_idle)
+    assert segment_cache.take(SIZE) is segment
+    segment_cache.give_back([segment], [])
+
+
+def test_a_lone_miss_makes_no_spare(cache):
+    assert segment_cache.take(SIZE, reusable) is None
+    wait_for(aside_idle)
+    assert cache == []
+
+
+def test_a_miss_while_one_of_its_size_is_out_has_a_warm_spare_made(cache):
+    first = submitted(os.urandom(SIZE))  # in use by a task
+    # The second submit of the burst misses: a spare is made for the third.
+    assert segment_cache.take(SIZE, reusable) is None
+    wait_for(aside_idle)
+    assert len(cache) == 2
+    spare = segment_cache.take(SIZE)
+    assert spare is not None and spare.name == cache[1]
+    assert resident_kib(spare) >= SIZE // 1024  # warm: no fault on the write
+    segment_cache.give_back([first, spare], [])
+
+
+def test_no_spare_over_the_limit(cache, monkeypatch):
+    monkeypatch.setattr(segment_cache, "SPARE_BYTES", SIZE - 1)
+    first = submitted(os.urandom(SIZE))
+    assert segment_cache.take(SIZE, reusable) is None
+    wait_for(aside_idle)
+    assert cache == [first.name]
+    segment_cache.give_back([first], [])
+
+
+def test_dropping_the_cache_while_a_spare_is_made_leaves_nothing(cache, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    real_preadv = os.preadv
+
+    def slow_preadv(*args):
+        started.set()
+        assert release.wait(10)
+        return real_preadv(*args)
+
+    monkeypatch.setattr(os, "preadv", slow_preadv)
+    first = submitted(os.urandom(SIZE))
+    assert segment_cache.take(SIZE, reusable) is None
+    assert started.wait(10)
+    segment_cache.give_back([first], [])  # cold: queued behind the spare
+    threading.Timer(0.2, release.set).start()
+    segment_cache.drop_cache()  # waits for both
+    segment_cache.open_cache()  # the fixture drops it again
+    assert len(cache) == 2
+    assert [n for n in cache if os.path.exists(f"/dev/shm/{n.lstrip('/')}")] == []
+
+
+def test_a_failing_job_does_not_stop_the_aside_thread(caplog):
+    def fail(argument):
+        raise ValueError(argument)
+
+    done = threading.Event()
+    segment_cache._aside(fail, "boom")
+    segment_cache._aside(lambda event: event.set(), done)
+    assert done.wait(10)
+    wait_for(aside_idle)
+    assert "boom" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_runs_its_own_aside_thread():
+    # The parent's aside thread is busy at the fork; the child has none, and
+    # must start one rather than queue its closes for a thread that is not
+    # there (a task's own fork, or the "fork" start method's workers).
+    release = threading.Event()
+    segment_cache._aside(lambda event: event.wait(10), release)
+    segment = shared_memory.SharedMemory(create=True, size=segment_cache.CLOSE_ASIDE)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            code = 1
+            try:
+                segment_cache.close(segment)
+                deadline = time.monotonic() + 10
+                while segment.buf is not None and time.monotonic() < deadline:
+                    time.sleep(0.01)  # polling a condition, with a deadline
+                code = 0 if segment.buf is None else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        segment.close()
+        segment.unlink()
+    wait_for(aside_idle)
