@@ -9,13 +9,14 @@ dropped."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from multiprocessing import shared_memory
 
 import pytest
 
-from offload._backends.process import segment_cache, shm
+from offload._backends.process import aside, segment_cache, shm
 
 pytestmark = [
     pytest.mark.process,
@@ -109,21 +110,39 @@ def test_a_cold_segment_is_warmed_off_the_calling_thread_then_reused(cache, monk
     segment_cache.give_back([segment], [])
 
 
-def test_a_cold_segment_is_not_reused_before_it_is_warm(cache, monkeypatch):
-    release = threading.Event()
+def test_a_segment_being_warmed_is_taken_once_the_chunk_being_read_is_done(
+    cache, monkeypatch
+):
+    # The next submit should not wait for the whole warm-up, nor make a new
+    # segment: it takes this one, and the warming stops after its chunk.
+    monkeypatch.setattr(segment_cache, "WARM_CHUNK", SIZE // 4)
+    reading, release = threading.Event(), threading.Event()
+    reads = []
     real_preadv = os.preadv
 
     def slow_preadv(*args):
+        reads.append(args[2])
+        reading.set()
         assert release.wait(10)
         return real_preadv(*args)
 
     monkeypatch.setattr(os, "preadv", slow_preadv)
-    segment = submitted(os.urandom(SIZE))
+    data = os.urandom(SIZE)
+    segment = submitted(data)
     segment_cache.give_back([segment], [])
-    assert segment_cache.take(SIZE) is None  # being warmed
+    assert reading.wait(10)
+    taken = []
+    taker = threading.Thread(target=lambda: taken.append(segment_cache.take(SIZE)))
+    taker.start()
+    taker.join(0.2)
+    assert taker.is_alive()  # waits for the chunk being read
     release.set()
+    taker.join(10)
+    assert taken == [segment]
     wait_for(aside_idle)
-    assert segment_cache.take(SIZE) is segment
+    assert reads == [0]  # no chunk read after it was taken
+    assert segment_cache.is_cold(segment)  # so a submit writes its file
+    assert bytes(segment.buf[:SIZE]) == data
     segment_cache.give_back([segment], [])
 
 
@@ -180,8 +199,8 @@ def test_a_failing_job_does_not_stop_the_aside_thread(caplog):
         raise ValueError(argument)
 
     done = threading.Event()
-    segment_cache._aside(fail, "boom")
-    segment_cache._aside(lambda event: event.set(), done)
+    aside.run(fail, "boom")
+    aside.run(lambda event: event.set(), done)
     assert done.wait(10)
     wait_for(aside_idle)
     assert "boom" in caplog.text
@@ -193,7 +212,7 @@ def test_a_forked_child_runs_its_own_aside_thread():
     # must start one rather than queue its closes for a thread that is not
     # there (a task's own fork, or the "fork" start method's workers).
     release = threading.Event()
-    segment_cache._aside(lambda event: event.wait(10), release)
+    aside.run(lambda event: event.wait(10), release)
     segment = shared_memory.SharedMemory(create=True, size=segment_cache.CLOSE_ASIDE)
     try:
         pid = os.fork()
@@ -214,3 +233,21 @@ def test_a_forked_child_runs_its_own_aside_thread():
         segment.close()
         segment.unlink()
     wait_for(aside_idle)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_the_aside_thread_yields_the_cpu_to_the_application():
+    # Its jobs can wait; on a machine whose cores the workers keep busy it
+    # must not take CPU time from the GUI thread.
+    seen = []
+    done = threading.Event()
+
+    def note(_):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        done.set()
+
+    aside.run(note, None)
+    assert done.wait(10)
+    wait_for(aside_idle)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [min(mine + aside.NICENESS, 19)]

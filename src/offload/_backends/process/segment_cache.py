@@ -34,17 +34,14 @@ from __future__ import annotations
 
 import atexit
 import gc
-import logging
 import os
-import queue
 import threading
 import time
 import weakref
 from collections.abc import Callable, Collection
 from multiprocessing import shared_memory
-from typing import Any
 
-logger = logging.getLogger("offload.shm")
+from offload._backends.process import aside
 
 #: Most segments kept, most bytes kept in all, longest time (s) unused.
 CACHE_COUNT = 8
@@ -72,6 +69,13 @@ _spare_bytes = 0
 #: Reentrant: a garbage collection inside a locked section may run a
 #: finalizer that gives segments back.
 _lock = threading.RLock()
+#: Cold segments queued for warming or being warmed, by name: a request
+#: that finds none in the cache takes one of these (see ``_warm``).
+_warming: dict[str, shared_memory.SharedMemory] = {}
+#: Name of the segment the aside thread reads into now, if any; and the
+#: condition notified when it stops.
+_reading: str | None = None
+_read_done = threading.Condition(_lock)
 
 
 def _forget_in_child() -> None:
@@ -79,9 +83,11 @@ def _forget_in_child() -> None:
     # child) has copies of the parent's segments and of the lock, perhaps
     # held by another thread at the fork: it starts afresh, and never
     # unlinks the parent's segments.
-    global _lock, _trimmer, _users, _reusable, _spare_bytes
-    global _aside_queue, _aside_thread, _aside_lock
+    global _lock, _trimmer, _users, _reusable, _spare_bytes, _reading, _read_done
     _lock = threading.RLock()
+    _read_done = threading.Condition(_lock)
+    _reading = None
+    _warming.clear()
     _trimmer = None
     _users = 0
     _spare_bytes = 0
@@ -91,10 +97,6 @@ def _forget_in_child() -> None:
     _lent.clear()
     _cold.clear()
     _reusable = weakref.WeakSet()
-    # The parent's aside thread does not run here.
-    _aside_queue = queue.SimpleQueue()
-    _aside_thread = None
-    _aside_lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -136,10 +138,7 @@ def drop_cache() -> None:
     if trimmer is not None:
         trimmer.join()
     unlink_all(segments)
-    with _aside_lock:
-        thread = _aside_thread
-    if thread is not None and thread is not threading.current_thread():
-        thread.join(ASIDE_JOIN_SECONDS)
+    aside.join(ASIDE_JOIN_SECONDS)
 
 
 def made(segment: shared_memory.SharedMemory) -> None:
@@ -156,7 +155,9 @@ def take(
     mine: Collection[shared_memory.SharedMemory] = (),
 ) -> shared_memory.SharedMemory | None:
     """The smallest cached segment that fits ``size`` bytes without wasting
-    more than half of it, taken out of the cache; None if there is none.
+    more than half of it, taken out of the cache; else one being warmed
+    (cold: write it through its file, see :func:`is_cold`); None if there
+    is none.
 
     On a miss, with ``make`` (which makes a segment for reuse of the size
     it is given), have a spare of ``size`` bytes made and cached off this
@@ -174,6 +175,13 @@ def take(
             _cache.remove(segment)
             _cached_at.pop(segment.name, None)
             return segment
+        fits = [s for s in _warming.values() if size <= s.size <= 2 * size]
+        if fits:
+            segment = min(fits, key=lambda s: s.size)
+            del _warming[segment.name]  # the aside thread stops warming it
+            while _reading == segment.name:
+                _read_done.wait()
+            return segment
         if (
             make is None
             or not _users
@@ -185,14 +193,25 @@ def take(
         ):
             return None
         _spare_bytes = size
-    _aside(_make_spare, (make, size))
+    aside.run(_make_spare, (make, size))
     return None
 
 
-def lend(size: int) -> str | None:
+def is_cold(segment: shared_memory.SharedMemory) -> bool:
+    """Whether no write through this process's mapping of ``segment`` has
+    faulted it in yet: then write it through its file (``shm._write_new``)."""
+    return segment.name in _cold
+
+
+def lend(
+    size: int,
+    make: Callable[[int], shared_memory.SharedMemory] | None = None,
+    mine: Collection[shared_memory.SharedMemory] = (),
+) -> str | None:
     """Lend a cached segment of ``size`` bytes to a worker; its name, or
-    None if the cache has none."""
-    segment = take(size)
+    None if the cache has none (then, as for :func:`take`, perhaps have a
+    spare made)."""
+    segment = take(size, make, mine)
     if segment is None:
         return None
     with _lock:
@@ -232,12 +251,13 @@ def give_back(segments: list[shared_memory.SharedMemory], loans: list[str]) -> N
             elif not _users:
                 unlink.append(segment)
             elif name in _cold:
+                _warming[name] = segment
                 cold.append(segment)
             else:
                 unlink += _cache_locked(segment)
     unlink_all(unlink)
     for segment in cold:
-        _aside(_warm, segment)
+        aside.run(_warm, segment)
 
 
 def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
@@ -256,8 +276,8 @@ def close(segment: shared_memory.SharedMemory) -> None:
     """Unmap ``segment``: a large one on the aside thread (see
     :data:`CLOSE_ASIDE`), a small one now; either after the garbage
     collection that runs this if views on it still export (see below)."""
-    if segment.size >= CLOSE_ASIDE and threading.current_thread() is not _aside_thread:
-        _aside(_close_now, segment)
+    if segment.size >= CLOSE_ASIDE and not aside.on_it():
+        aside.run(_close_now, segment)
     else:
         _close_now(segment)
 
@@ -271,79 +291,59 @@ CLOSE_ASIDE = 8 * 1024 * 1024
 #: Largest spare made (see ``take``): a quarter of what the cache keeps.
 SPARE_BYTES = CACHE_BYTES // 4
 
+#: Bytes ``_warm`` reads at a time (a request that takes the segment waits
+#: for at most one such read: 2-4 ms).
+WARM_CHUNK = 8 << 20
+
 #: Longest wait (s) of ``drop_cache`` for the aside thread's last jobs.
 ASIDE_JOIN_SECONDS = 10.0
 
 
-def _aside(job: Callable[[Any], None], argument: Any) -> None:
-    """Have the aside thread run ``job(argument)``; start it if none runs.
-
-    The aside thread does what would stall the thread that asks: unmap a
-    large segment, warm a cold one, make a spare.  This may run inside a
-    garbage collection (a finalizer) on a thread that is already in here:
-    hence a ``SimpleQueue`` (its ``put`` is reentrant) and a reentrant lock.
-    """
-    global _aside_thread
-    _aside_queue.put((job, argument))
-    with _aside_lock:
-        if _aside_thread is None:
-            _aside_thread = threading.Thread(
-                target=_run_aside, name="offload-shm-aside", daemon=True
-            )
-            _aside_thread.start()
-
-
-def _run_aside() -> None:
-    """The aside thread: run what is queued, then end (so that a process
-    that is done with large segments keeps no thread for them)."""
-    global _aside_thread
-    while True:
-        try:
-            job, argument = _aside_queue.get_nowait()
-        except queue.Empty:
-            with _aside_lock:
-                if _aside_queue.empty():
-                    _aside_thread = None
-                    return
-            continue
-        try:
-            job(argument)
-        except Exception:
-            # Not expected; the thread goes on with the next job (a dead
-            # aside thread would leave every later segment mapped).
-            logger.exception("offload internal error in the shared-memory aside thread")
-
-
 def _warm(segment: shared_memory.SharedMemory) -> None:
     """Fault this process's mapping of the cold ``segment`` in, then cache
-    it (aside thread; no other user has it meanwhile).
+    it (aside thread), unless a request took it meanwhile (see ``take``).
 
     Reading the segment's file into its own mapping leaves the bytes as
     they are and faults each page in inside the kernel, with the GIL
     released (about 40 ms per 100 MB, and a later write 9 ms instead of
-    40).  Where there is no file to read (not Linux), it is cached cold.
+    40).  It reads ``WARM_CHUNK`` bytes at a time, and stops once the
+    segment is taken: the taker, which waits for the chunk being read,
+    then has it alone.  Where there is no file to read (not Linux), the
+    segment is cached cold.
     """
+    global _reading
+    name = segment.name
     try:
         fd = open_file(segment, os.O_RDONLY)
     except OSError:
         fd = -1
-    if fd >= 0:
-        try:
-            memory = segment.buf
-            assert memory is not None  # not closed: not cached yet
-            done, size = 0, len(memory)
-            while done < size:
-                read = os.preadv(fd, [memory[done:]], done)
-                if not read:
-                    break
-                done += read
-            del memory
-        except OSError:
-            pass  # cached cold
-        finally:
+    try:
+        memory = segment.buf
+        assert memory is not None  # not closed: nobody else has it
+        done, size = 0, len(memory)
+        while fd >= 0 and done < size:
+            with _lock:
+                if name not in _warming:
+                    return  # taken
+                _reading = name
+            try:
+                read = os.preadv(fd, [memory[done : done + WARM_CHUNK]], done)
+            finally:
+                with _lock:
+                    _reading = None
+                    _read_done.notify_all()
+            if not read:
+                break
+            done += read
+    except OSError:
+        pass  # cached cold
+    finally:
+        if fd >= 0:
             os.close(fd)
     with _lock:
-        _cold.discard(segment.name)
+        if _warming.pop(name, None) is None:
+            return  # taken
+        _cold.discard(name)
         unlink = _cache_locked(segment) if _users else [segment]
     unlink_all(unlink)
 
@@ -355,7 +355,10 @@ def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) ->
     make, size = job
     try:
         if _users:
-            _warm(make(size))
+            segment = make(size)
+            with _lock:
+                _warming[segment.name] = segment
+            _warm(segment)
     except OSError:
         pass  # no memory for a spare: none is made
     finally:
@@ -390,12 +393,6 @@ def _after_collection(phase: str, info: dict) -> None:
 
 #: Segments whose views still exported when closed (see ``close``).
 _unclosed: list[shared_memory.SharedMemory] = []
-
-#: Jobs waiting for the aside thread, and that thread (None when none
-#: runs); see ``_aside``.
-_aside_queue: queue.SimpleQueue[tuple[Callable[[Any], None], Any]] = queue.SimpleQueue()
-_aside_thread: threading.Thread | None = None
-_aside_lock = threading.RLock()
 
 #: Where Linux shows the segments as files.
 SHM_DIR = "/dev/shm"

@@ -160,13 +160,12 @@ class Outgoing:
                 spare.close()
                 parts.append(spare.name, size, True)
                 return False
-        make = partial(_create, reusable=True)  # a spare (see segment_cache.take)
-        segment = segment_cache.take(size, make, parts.segments) if self._reuse else None
+        segment = segment_cache.take(size, _spare, parts.segments) if self._reuse else None
         if segment is None:
             segment = _create(size, reusable=self._reuse)
             write = _write_new
-        else:
-            write = _write
+        else:  # taken while being warmed: cold (see segment_cache.take)
+            write = _write_new if segment_cache.is_cold(segment) else _write
         parts.segments.append(segment)
         if parts.finalizer is None:
             if self._reuse:
@@ -174,9 +173,7 @@ class Outgoing:
                 args: tuple = (parts.segments, parts.loans)
             else:
                 done, args = segment_cache.unlink_all, (parts.segments,)
-            parts.finalizer = weakref.finalize(
-                self, _in_maker, os.getpid(), done, *args
-            )
+            parts.finalizer = weakref.finalize(self, _in_maker, os.getpid(), done, *args)
         write(segment, view)
         if not self._reuse:
             segment.close()  # the copy is made: no need to keep it mapped
@@ -190,7 +187,7 @@ class Outgoing:
         if parts is None:
             return
         for size in parts.sizes:
-            name = segment_cache.lend(size)
+            name = segment_cache.lend(size, _spare, parts.segments)
             if name is None:
                 return
             parts.loans.append(name)
@@ -380,6 +377,9 @@ def _create(size: int, reusable: bool = False) -> shared_memory.SharedMemory:
         if reusable:
             segment_cache.made(segment)
         return segment
+
+
+_spare = partial(_create, reusable=True)  # makes spares: see segment_cache.take
 
 def _write(segment: shared_memory.SharedMemory, view: memoryview) -> None:
     buffer = segment.buf
