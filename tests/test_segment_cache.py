@@ -251,3 +251,26 @@ def test_the_aside_thread_yields_the_cpu_to_the_application():
     wait_for(aside_idle)
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen == [min(mine + aside.NICENESS, 19)]
+
+
+def test_a_request_takes_a_segment_queued_for_warming_before_the_one_being_read(
+    cache, monkeypatch
+):
+    reading, release = threading.Event(), threading.Event()
+    real_preadv = os.preadv
+
+    def slow_preadv(*args):
+        reading.set()
+        assert release.wait(10)
+        return real_preadv(*args)
+
+    monkeypatch.setattr(os, "preadv", slow_preadv)
+    first, second = submitted(os.urandom(SIZE)), submitted(os.urandom(SIZE))
+    segment_cache.give_back([first, second], [])
+    assert reading.wait(10)  # reading into the first; the second waits its turn
+    try:
+        assert segment_cache.take(SIZE) is second  # at once: no wait
+    finally:
+        release.set()
+    wait_for(aside_idle)
+    segment_cache.give_back([second], [])

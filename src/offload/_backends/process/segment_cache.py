@@ -64,8 +64,8 @@ _users = 0
 _reusable: weakref.WeakSet[shared_memory.SharedMemory] = weakref.WeakSet()
 #: Names of those whose mapping here no write has touched yet.
 _cold: set[str] = set()
-#: Bytes of the spares being made (see ``take``).
-_spare_bytes = 0
+#: Sizes of the spares being made (see ``take``).
+_spares: list[int] = []
 #: Reentrant: a garbage collection inside a locked section may run a
 #: finalizer that gives segments back.
 _lock = threading.RLock()
@@ -83,14 +83,14 @@ def _forget_in_child() -> None:
     # child) has copies of the parent's segments and of the lock, perhaps
     # held by another thread at the fork: it starts afresh, and never
     # unlinks the parent's segments.
-    global _lock, _trimmer, _users, _reusable, _spare_bytes, _reading, _read_done
+    global _lock, _trimmer, _users, _reusable, _reading, _read_done
     _lock = threading.RLock()
     _read_done = threading.Condition(_lock)
     _reading = None
     _warming.clear()
     _trimmer = None
     _users = 0
-    _spare_bytes = 0
+    _spares.clear()
     _cache.clear()
     _cached_at.clear()
     _kept.clear()
@@ -163,11 +163,11 @@ def take(
     it is given), have a spare of ``size`` bytes made and cached off this
     thread, if a segment of that size is out already, other than ``mine``
     (the asking item's: in use by another item, or being warmed), and the
-    spare keeps the cache within ``CACHE_COUNT``, ``CACHE_BYTES`` and
-    ``SPARE_BYTES``.  One large submit alone has no spare made (a spare is
-    memory held for 30 s); the second of a burst has one made for the third.
+    spares being made and the cache stay within ``CACHE_COUNT`` and
+    ``CACHE_BYTES`` (and this one within ``SPARE_BYTES``).  One large submit
+    alone has no spare made (a spare is memory held for 30 s); each miss of
+    a burst has one made for the next submit.
     """
-    global _spare_bytes
     with _lock:
         fits = [s for s in _cache if size <= s.size <= 2 * size]
         if fits:
@@ -177,7 +177,8 @@ def take(
             return segment
         fits = [s for s in _warming.values() if size <= s.size <= 2 * size]
         if fits:
-            segment = min(fits, key=lambda s: s.size)
+            # Rather one the aside thread is not reading into: no wait.
+            segment = min(fits, key=lambda s: (s.name == _reading, s.size))
             del _warming[segment.name]  # the aside thread stops warming it
             while _reading == segment.name:
                 _read_done.wait()
@@ -186,13 +187,12 @@ def take(
             make is None
             or not _users
             or size > SPARE_BYTES
-            or _spare_bytes  # one at a time
-            or len(_cache) >= CACHE_COUNT
-            or sum(s.size for s in _cache) + size > CACHE_BYTES
+            or len(_cache) + len(_spares) >= CACHE_COUNT
+            or sum(s.size for s in _cache) + sum(_spares) + size > CACHE_BYTES
             or not any(size <= s.size <= 2 * size and s not in mine for s in _reusable)
         ):
             return None
-        _spare_bytes = size
+        _spares.append(size)
     aside.run(_make_spare, (make, size))
     return None
 
@@ -292,8 +292,9 @@ CLOSE_ASIDE = 8 * 1024 * 1024
 SPARE_BYTES = CACHE_BYTES // 4
 
 #: Bytes ``_warm`` reads at a time (a request that takes the segment waits
-#: for at most one such read: 2-4 ms).
-WARM_CHUNK = 8 << 20
+#: for at most one such read: about 2 ms, more if the aside thread, at its
+#: lower priority, is kept from the CPU).
+WARM_CHUNK = 4 << 20
 
 #: Longest wait (s) of ``drop_cache`` for the aside thread's last jobs.
 ASIDE_JOIN_SECONDS = 10.0
@@ -307,8 +308,8 @@ def _warm(segment: shared_memory.SharedMemory) -> None:
     they are and faults each page in inside the kernel, with the GIL
     released (about 40 ms per 100 MB, and a later write 9 ms instead of
     40).  It reads ``WARM_CHUNK`` bytes at a time, and stops once the
-    segment is taken: the taker, which waits for the chunk being read,
-    then has it alone.  Where there is no file to read (not Linux), the
+    segment is taken: the taker, which waits for the chunk being read (if
+    it could take no other), then has it alone.  Where there is no file to read (not Linux), the
     segment is cached cold.
     """
     global _reading
@@ -351,7 +352,6 @@ def _warm(segment: shared_memory.SharedMemory) -> None:
 def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) -> None:
     """Make a segment of ``size`` bytes with ``make`` and warm it into the
     cache (aside thread; see ``take``)."""
-    global _spare_bytes
     make, size = job
     try:
         if _users:
@@ -363,7 +363,7 @@ def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) ->
         pass  # no memory for a spare: none is made
     finally:
         with _lock:
-            _spare_bytes = 0
+            _spares.remove(size)
 
 
 def _close_now(segment: shared_memory.SharedMemory) -> None:
