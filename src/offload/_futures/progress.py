@@ -126,6 +126,11 @@ class CoalescingProgressReporter(ProgressReporter):
                 self._held = True
                 schedule_flush(self._next_send, self)
 
+    @property
+    def ended(self) -> bool:
+        """The task is over: nothing is left to flush (see ``_Flusher``)."""
+        return self._closed
+
     def flush_due(self) -> None:
         """Send the kept report (the flusher thread, at its due time)."""
         with self._lock:

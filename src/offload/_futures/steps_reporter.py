@@ -198,6 +198,12 @@ class StepsReporter(IStepsReporter):
             point = self._point = PausePoint(self._cancelled)
         point.raise_if_cancelled()
 
+    @property
+    def ended(self) -> bool:
+        """The task ended: nothing is left to flush (read by the flusher
+        thread without the lock: a stale False costs one call)."""
+        return self._closed
+
     def flush_due(self) -> None:
         """Send the held update (the flusher thread, at its due time)."""
         with self._lock:
@@ -237,8 +243,9 @@ class _Flusher:
         self._running = False
 
     def schedule(self, due: float, reporter: Any) -> None:
-        """Call ``reporter.flush_due()`` at clock time ``due`` (any thread);
-        ``reporter`` is any object with ``flush_due()``."""
+        """Call ``reporter.flush_due()`` at clock time ``due`` (any thread),
+        unless ``reporter.ended`` by then; ``reporter`` is any object with
+        ``flush_due()`` and ``ended``."""
         with self._condition:
             heapq.heappush(self._due, (due, next(self._order), reporter))
             if not self._running:
@@ -258,6 +265,12 @@ class _Flusher:
                     if not due:
                         self._running = False
                         return
+                    continue
+                if due[0][2].ended:
+                    # Its task ended, and sent what was held: drop it now,
+                    # rather than wake up at its due time for nothing (a
+                    # burst of short tasks would wake this thread per task).
+                    heapq.heappop(due)
                     continue
                 wait = due[0][0] - _now()
                 if wait > 0:
