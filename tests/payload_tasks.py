@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import signal
@@ -162,3 +163,27 @@ def write_into(view: Any, value: int) -> int:
 def echo_buffers(*values: Any) -> tuple:
     """The arguments, sent back."""
     return values
+
+
+@dataclasses.dataclass(slots=True)
+class Packed:
+    """A result type with ``__slots__`` (``dataclass(slots=True)``)."""
+
+    name: str
+    data: Any
+
+
+def deep_bytes(size: int, depth: int) -> Any:
+    """A large ``bytes`` in a slotted object ``depth`` lists down, beside a
+    list of 10,000 numbers (too long to search)."""
+    value: Any = Packed("deep", make_buffer("bytes", size, 5))
+    for _ in range(depth):
+        value = [list(range(10_000)), value]
+    return value
+
+
+def dig(value: Any) -> Any:
+    """What ``deep_bytes`` buried."""
+    while isinstance(value, list):
+        value = value[1]
+    return value

@@ -266,6 +266,25 @@ def test_a_large_buffer_result_comes_through_shared_memory(
     assert sum(received_segments) == 1, received_segments
 
 
+def test_a_large_bytes_deep_in_a_result_and_in_slots_comes_through_shared_memory(
+    executor, offload_assistant, received_segments
+):
+    future = submit_call(executor, tasks.deep_bytes, BIG, 12)
+    wait_done(offload_assistant, future)
+    packed = tasks.dig(future.result)
+    assert (packed.name, len(packed.data), packed.data[0]) == ("deep", BIG, 5)
+    assert sum(received_segments) == 1, received_segments
+
+
+def test_a_large_bytes_deep_in_an_argument_goes_through_shared_memory(
+    executor, offload_assistant
+):
+    future = submit_call(executor, lambda v: len(tasks.dig(v).data), tasks.deep_bytes(BIG, 12))
+    assert len(payload_segments(os.getpid())) >= 1
+    wait_done(offload_assistant, future)
+    assert future.result == BIG
+
+
 def test_a_small_bytes_result_goes_through_the_pipe(
     executor, offload_assistant, received_segments
 ):

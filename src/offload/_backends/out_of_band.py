@@ -44,7 +44,7 @@ _CASTABLE = frozenset("bBchHiIlLqQnNfde?P")
 
 #: How deep into containers :func:`holds_large_bytes` looks, and at how
 #: many values in all.
-_DEPTH = 5
+_DEPTH = 32
 _BUDGET = 4096
 
 #: Types that hold no buffer, skipped at once.
@@ -189,11 +189,12 @@ def loads_out_of_band(data: Any, buffers: list[Any]) -> Any:
 
 def holds_large_bytes(obj: Any, threshold: int) -> bool:
     """Whether ``obj`` has a ``bytes``, ``bytearray`` or ``memoryview`` of
-    ``threshold`` bytes or more, in tuples, lists, dicts and objects'
-    ``__dict__`` up to ``_DEPTH`` levels down.  Looked at only when a pickle
-    came out large, and at ``_BUDGET`` values at most: beside pickling
-    what made it large, the look costs little (a list of a million
-    numbers is not searched)."""
+    ``threshold`` bytes or more, in tuples, lists, sets, dicts and objects'
+    ``__dict__`` and ``__slots__``, up to ``_DEPTH`` levels down.  Looked
+    at only when a pickle came out large, and at ``_BUDGET`` values at
+    most: beside pickling what made it large, the look costs little.  A
+    container with more values than the budget has left (a list of a
+    million numbers) is not searched, but the search goes on elsewhere."""
     budget = _BUDGET
     stack = [(obj, _DEPTH)]
     while stack:
@@ -209,17 +210,37 @@ def holds_large_bytes(obj: Any, threshold: int) -> bool:
             continue
         if depth <= 0 or kind in _ATOMS:
             continue
-        if kind is tuple or kind is list:
+        if kind is tuple or kind is list or kind is set or kind is frozenset:
             values: Any = obj
         elif kind is dict:
             values = obj.values()
         else:
-            try:
-                values = vars(obj).values()
-            except Exception:  # noqa: BLE001 - no __dict__ (or a strange one)
-                continue
+            values = _attribute_values(obj)
+        if len(values) > budget:
+            continue
         budget -= len(values)
-        if budget < 0:
-            return False
         stack.extend((value, depth - 1) for value in values)
     return False
+
+
+def _attribute_values(obj: Any) -> list[Any]:
+    """The values in ``obj``'s ``__dict__`` and ``__slots__`` (a dataclass
+    with ``slots=True``), read without running its code: slots through
+    their descriptors, so an unset one raises no ``__getattr__``."""
+    try:
+        values = list(vars(obj).values())
+    except Exception:  # noqa: BLE001 - no __dict__ (or a strange one)
+        values = []
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"  # mangled
+            member = klass.__dict__.get(name)
+            if member is None or name in ("__dict__", "__weakref__"):
+                continue
+            try:
+                values.append(member.__get__(obj, klass))
+            except Exception:  # noqa: BLE001 - unset, or not a plain slot
+                continue
+    return values
