@@ -40,3 +40,15 @@ def hold_ignoring_cancel(payload: Any, started: str) -> float:
     touch(started)
     time.sleep(60)
     return float(len(payload))
+
+
+def total_of_parts(parts: Any, release: str | None = None) -> float:
+    """The sum of every array in ``parts`` (lists, tuples and dicts of
+    arrays), once ``release`` exists."""
+    if release is not None:
+        wait_for_file(release, timeout=40)
+    if isinstance(parts, dict):
+        parts = list(parts.values())
+    if isinstance(parts, (list, tuple)):
+        return sum(total_of_parts(part) for part in parts)
+    return float(parts.sum())

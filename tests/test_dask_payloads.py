@@ -95,6 +95,36 @@ def test_an_array_given_to_many_tasks_is_sent_once(
     assert wait_until(lambda: not shared_keys(client)), shared_keys(client)
 
 
+def test_arrays_in_a_list_or_a_dict_argument_are_sent_once_each(
+    context, executor, offload_assistant, tmp_path
+):
+    first, second = numpy.full(BIG, 1.0), numpy.full(BIG, 2.0)
+    release = str(tmp_path / "release")
+    futures = [
+        submit_call(executor, tasks.total_of_parts, [first, {"second": second}], release)
+        for _ in range(3)
+    ] + [submit_call(executor, tasks.total_of_parts, parts=(second, first), release=release)]
+    client = context.client
+    assert wait_until(lambda: len(shared_keys(client)) >= 2), "never scattered"
+    assert len(shared_keys(client)) == 2
+    tf.touch(release)
+    for future in futures:
+        wait_done(offload_assistant, future, timeout=60)
+    assert [future.result for future in futures] == [3.0 * BIG] * 4
+    assert context._scatterer.scattered == 2
+    assert wait_until(lambda: not shared_keys(client)), shared_keys(client)
+
+
+def test_a_long_list_is_not_searched_and_travels_with_its_task(
+    context, executor, offload_assistant
+):
+    parts = [numpy.full(BIG, 1.0)] + [numpy.zeros(1)] * 100
+    future = submit_call(executor, tasks.total_of_parts, parts)
+    wait_done(offload_assistant, future, timeout=60)
+    assert future.result == 1.0 * BIG
+    assert context._scatterer.scattered == 0
+
+
 def test_a_changed_array_is_sent_again_and_each_task_sees_its_content(
     context, executor, offload_assistant, tmp_path
 ):

@@ -18,8 +18,10 @@ What runs where::
       Scatterer.release(tokens): last user ─▶ future.release(): Dask forgets it
 
 A NumPy array, ``bytes`` or ``bytearray`` of ``threshold`` bytes or more,
-given as an argument (positional or keyword) to a function task, is
-recognised by its content: an argument equal to one that a pending task of
+given as an argument (positional or keyword) to a function task, or in a
+list, tuple or dict given as one (``NESTED_DEPTH`` levels down, in
+containers of at most ``NESTED_LENGTH`` values), is recognised by its
+content: an argument equal to one that a pending task of
 this context already sent is not sent again, and one that changed since
 (the same array, written to) is.  The scattered copy is released when the
 last pending task that uses it ends, and at the context's close, so a long
@@ -54,6 +56,12 @@ logger = logging.getLogger("offload.contexts.dask")
 
 #: Default size, in bytes, from which an argument is scattered.
 SCATTER_THRESHOLD = 1 << 20
+
+#: How deep into lists, tuples and dicts of the arguments large values are
+#: looked for, and the longest container looked into (each task's arguments
+#: are looked at as it is submitted: a long list of numbers is not searched).
+NESTED_DEPTH = 2
+NESTED_LENGTH = 64
 
 #: Seconds a scatter again may wait for a worker: the one that held the
 #: data may be restarting, and the tasks waiting for it need one.
@@ -101,6 +109,30 @@ def payload_size(value: Any) -> int:
     if numpy is not None and kind is numpy.ndarray and not value.dtype.hasobject:
         return int(value.nbytes)
     return 0
+
+
+def _contents(value: Any) -> Any:
+    """The values of ``value`` if it is a container searched for large
+    arguments (a list, tuple or dict of at most ``NESTED_LENGTH``), else None."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return value if len(value) <= NESTED_LENGTH else None
+    if kind is dict:
+        return value.values() if len(value) <= NESTED_LENGTH else None
+    return None
+
+
+def _holds_large(value: Any, threshold: int, depth: int = NESTED_DEPTH) -> bool:
+    """Whether ``value`` is, or holds (see ``_contents``), a value of
+    ``threshold`` bytes or more to scatter."""
+    if payload_size(value) >= threshold:
+        return True
+    if depth <= 0:
+        return False
+    contents = _contents(value)
+    return contents is not None and any(
+        _holds_large(item, threshold, depth - 1) for item in contents
+    )
 
 
 class Scatterer:
@@ -156,30 +188,21 @@ class Scatterer:
         if type(args) is not tuple or type(kwargs) is not dict:
             return None
         # The common case, no large argument, in one pass.
-        for value in args:
-            if payload_size(value) >= threshold:
-                break
-        else:
-            if not kwargs or all(payload_size(value) < threshold
-                                 for value in kwargs.values()):
-                return None
-        large_args = [index for index, value in enumerate(args)
-                      if payload_size(value) >= threshold]
-        large_kwargs = [name for name, value in kwargs.items()
-                        if payload_size(value) >= threshold]
+        if not any(_holds_large(value, threshold) for value in args) and not any(
+            _holds_large(value, threshold) for value in kwargs.values()
+        ):
+            return None
         tokens: list[str] = []
         futures: list[Any] = []
-        new_args = list(args)
-        new_kwargs = dict(kwargs)
         try:
-            for index in large_args:
-                new_args[index] = self._acquire(args[index], tokens, futures)
-            for name in large_kwargs:
-                new_kwargs[name] = self._acquire(kwargs[name], tokens, futures)
+            new_args = tuple(self._replace(value, tokens, futures) for value in args)
+            new_kwargs = {
+                name: self._replace(value, tokens, futures) for name, value in kwargs.items()
+            }
         except BaseException:
             self.release(tokens)
             raise
-        task.args = tuple(new_args)
+        task.args = new_args
         task.kwargs = new_kwargs
         return tokens, futures
 
@@ -236,6 +259,22 @@ class Scatterer:
         return len(self._entries)
 
     # Private ------------------------------------------------------------------
+
+    def _replace(self, value: Any, tokens: list[str], futures: list[Any],
+                 depth: int = NESTED_DEPTH) -> Any:
+        """``value`` with each large value in it (itself included) replaced by
+        its placeholder; the containers that held one are copies."""
+        threshold = self._threshold
+        assert threshold is not None  # share() returned early otherwise
+        if payload_size(value) >= threshold:
+            return self._acquire(value, tokens, futures)
+        if depth <= 0 or _contents(value) is None:
+            return value
+        if type(value) is dict:
+            return {key: self._replace(item, tokens, futures, depth - 1)
+                    for key, item in value.items()}
+        items = [self._replace(item, tokens, futures, depth - 1) for item in value]
+        return items if type(value) is list else tuple(items)
 
     def _acquire(self, value: Any, tokens: list[str], futures: list[Any]
                  ) -> SharedArgument:
@@ -300,12 +339,18 @@ def restore(task: Any, values: tuple) -> None:
     """Put the shared ``values`` back into ``task``'s arguments (worker).
 
     Each value is an argument pickled: each place it goes gets its own
-    copy, unpickled here (an object passed twice is two copies).
+    copy, unpickled here (an object passed twice is two copies).  The
+    placeholders are looked for where :meth:`Scatterer.share` put them.
     """
-    def load(value: Any) -> Any:
+    def load(value: Any, depth: int = NESTED_DEPTH) -> Any:
         if type(value) is SharedArgument:
             return pickle.loads(values[value.index])
-        return value
+        if depth <= 0 or _contents(value) is None:
+            return value
+        if type(value) is dict:
+            return {key: load(item, depth - 1) for key, item in value.items()}
+        items = [load(item, depth - 1) for item in value]
+        return items if type(value) is list else tuple(items)
 
     task.args = tuple(load(value) for value in task.args)
     task.kwargs = {name: load(value) for name, value in task.kwargs.items()}
