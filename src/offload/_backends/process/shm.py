@@ -66,8 +66,6 @@ _MARK = b"S"[0]
 #: Bytes of the trailer's length field.
 _LENGTH = 4
 
-_SHM_DIR = segment_cache.SHM_DIR
-
 _counter = itertools.count()
 
 #: (pid, prefix) of this process; a forked child makes its own.
@@ -334,7 +332,7 @@ def unlink_made_by(pid: int) -> None:
     (a worker that died with results in flight).  Linux lists segments in
     ``/dev/shm``; elsewhere this does nothing."""
     try:
-        entries = os.listdir(_SHM_DIR)
+        entries = os.listdir(segment_cache.SHM_DIR)
     except OSError:
         return
     stem = _pid_stem(pid)
@@ -380,6 +378,7 @@ def _create(size: int, reusable: bool = False) -> shared_memory.SharedMemory:
 
 
 _spare = partial(_create, reusable=True)  # makes spares: see segment_cache.take
+
 
 def _write(segment: shared_memory.SharedMemory, view: memoryview) -> None:
     buffer = segment.buf
