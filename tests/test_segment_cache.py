@@ -17,6 +17,7 @@ from multiprocessing import shared_memory
 import pytest
 
 from offload._backends.process import aside, segment_cache, shm
+from payload_checks import wait_until
 
 pytestmark = [
     pytest.mark.process,
@@ -24,16 +25,6 @@ pytestmark = [
 ]
 
 SIZE = 4 << 20
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(delay)  # polling a condition, with a deadline
-        delay = min(2 * delay, 0.05)
 
 
 def resident_kib(segment) -> int:
@@ -81,6 +72,31 @@ def cache():
     assert left == []
 
 
+class HeldReads:
+    """``os.preadv`` held at each call until ``release`` is set: ``reading``
+    is set once a read waits, ``offsets`` lists where each read started."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reading, self.release = threading.Event(), threading.Event()
+        self.offsets: list[int] = []
+        real_preadv = os.preadv
+
+        def held_preadv(fd, buffers, offset, *rest):
+            self.offsets.append(offset)
+            self.reading.set()
+            assert self.release.wait(10)
+            return real_preadv(fd, buffers, offset, *rest)
+
+        monkeypatch.setattr(os, "preadv", held_preadv)
+
+
+@pytest.fixture
+def held_reads(monkeypatch):
+    reads = HeldReads(monkeypatch)
+    yield reads
+    reads.release.set()  # whatever the test did
+
+
 def submitted(data: bytes):
     """A reusable segment holding ``data``, written as a submit writes a new
     one (through its file: its mapping here is untouched)."""
@@ -102,7 +118,7 @@ def test_a_cold_segment_is_warmed_off_the_calling_thread_then_reused(cache, monk
 
     monkeypatch.setattr(os, "preadv", preadv)
     segment_cache.give_back([segment], [])
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
     assert readers and threading.get_ident() not in readers
     assert resident_kib(segment) >= SIZE // 1024
     assert bytes(segment.buf[:SIZE]) == data  # warming changed nothing
@@ -111,36 +127,25 @@ def test_a_cold_segment_is_warmed_off_the_calling_thread_then_reused(cache, monk
 
 
 def test_a_segment_being_warmed_is_taken_once_the_chunk_being_read_is_done(
-    cache, monkeypatch
+    cache, monkeypatch, held_reads
 ):
     # The next submit should not wait for the whole warm-up, nor make a new
     # segment: it takes this one, and the warming stops after its chunk.
     monkeypatch.setattr(segment_cache, "WARM_CHUNK", SIZE // 4)
-    reading, release = threading.Event(), threading.Event()
-    reads = []
-    real_preadv = os.preadv
-
-    def slow_preadv(*args):
-        reads.append(args[2])
-        reading.set()
-        assert release.wait(10)
-        return real_preadv(*args)
-
-    monkeypatch.setattr(os, "preadv", slow_preadv)
     data = os.urandom(SIZE)
     segment = submitted(data)
     segment_cache.give_back([segment], [])
-    assert reading.wait(10)
+    assert held_reads.reading.wait(10)
     taken = []
     taker = threading.Thread(target=lambda: taken.append(segment_cache.take(SIZE)))
     taker.start()
     taker.join(0.2)
     assert taker.is_alive()  # waits for the chunk being read
-    release.set()
+    held_reads.release.set()
     taker.join(10)
     assert taken == [segment]
-    wait_for(aside_idle)
-    assert reads == [0]  # no chunk read after it was taken
+    assert wait_until(aside_idle)
+    assert held_reads.offsets == [0]  # no chunk read after it was taken
     assert segment_cache.is_cold(segment)  # so a submit writes its file
     assert bytes(segment.buf[:SIZE]) == data
     segment_cache.give_back([segment], [])
@@ -148,7 +153,7 @@ def test_a_segment_being_warmed_is_taken_once_the_chunk_being_read_is_done(
 
 def test_a_lone_miss_makes_no_spare(cache):
     assert segment_cache.take(SIZE, reusable) is None
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
     assert cache == []
 
 
@@ -156,7 +161,7 @@ def test_a_miss_while_one_of_its_size_is_out_has_a_warm_spare_made(cache):
     first = submitted(os.urandom(SIZE))  # in use by a task
     # The second submit of the burst misses: a spare is made for the third.
     assert segment_cache.take(SIZE, reusable) is None
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
     assert len(cache) == 2
     spare = segment_cache.take(SIZE)
     assert spare is not None and spare.name == cache[1]
@@ -168,26 +173,17 @@ def test_no_spare_over_the_limit(cache, monkeypatch):
     monkeypatch.setattr(segment_cache, "SPARE_BYTES", SIZE - 1)
     first = submitted(os.urandom(SIZE))
     assert segment_cache.take(SIZE, reusable) is None
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
     assert cache == [first.name]
     segment_cache.give_back([first], [])
 
 
-def test_dropping_the_cache_while_a_spare_is_made_leaves_nothing(cache, monkeypatch):
-    started, release = threading.Event(), threading.Event()
-    real_preadv = os.preadv
-
-    def slow_preadv(*args):
-        started.set()
-        assert release.wait(10)
-        return real_preadv(*args)
-
-    monkeypatch.setattr(os, "preadv", slow_preadv)
+def test_dropping_the_cache_while_a_spare_is_made_leaves_nothing(cache, held_reads):
     first = submitted(os.urandom(SIZE))
     assert segment_cache.take(SIZE, reusable) is None
-    assert started.wait(10)
+    assert held_reads.reading.wait(10)
     segment_cache.give_back([first], [])  # cold: queued behind the spare
-    threading.Timer(0.2, release.set).start()
+    threading.Timer(0.2, held_reads.release.set).start()
     segment_cache.drop_cache()  # waits for both
     segment_cache.open_cache()  # the fixture drops it again
     assert len(cache) == 2
@@ -202,7 +198,7 @@ def test_a_failing_job_does_not_stop_the_aside_thread(caplog):
     aside.run(fail, "boom")
     aside.run(lambda event: event.set(), done)
     assert done.wait(10)
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
     assert "boom" in caplog.text
 
 
@@ -232,7 +228,7 @@ def test_a_forked_child_runs_its_own_aside_thread():
         release.set()
         segment.close()
         segment.unlink()
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
@@ -248,29 +244,18 @@ def test_the_aside_thread_yields_the_cpu_to_the_application():
 
     aside.run(note, None)
     assert done.wait(10)
-    wait_for(aside_idle)
+    assert wait_until(aside_idle)
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen == [min(mine + aside.NICENESS, 19)]
 
 
 def test_a_request_takes_a_segment_queued_for_warming_before_the_one_being_read(
-    cache, monkeypatch
+    cache, held_reads
 ):
-    reading, release = threading.Event(), threading.Event()
-    real_preadv = os.preadv
-
-    def slow_preadv(*args):
-        reading.set()
-        assert release.wait(10)
-        return real_preadv(*args)
-
-    monkeypatch.setattr(os, "preadv", slow_preadv)
     first, second = submitted(os.urandom(SIZE)), submitted(os.urandom(SIZE))
     segment_cache.give_back([first, second], [])
-    assert reading.wait(10)  # reading into the first; the second waits its turn
-    try:
-        assert segment_cache.take(SIZE) is second  # at once: no wait
-    finally:
-        release.set()
-    wait_for(aside_idle)
+    assert held_reads.reading.wait(10)  # reading into the first; the second waits
+    assert segment_cache.take(SIZE) is second  # at once: no wait
+    held_reads.release.set()
+    assert wait_until(aside_idle)
     segment_cache.give_back([second], [])
