@@ -327,6 +327,21 @@ def test_many_short_tasks_all_done_and_memory_returns(context_kind: str) -> None
 #: executor's fresh dicts, the event loop's handles, a free list or two.
 BURST_LEFTOVERS = 200
 
+#: Largest block counted as a hook name of Traits' (see ``method_cache_name``).
+NAME_BLOCK = 96
+
+
+def method_cache_name(trace: tracemalloc.Trace) -> bool:
+    """Whether ``trace`` is one of the hook names that Traits' C code makes
+    afresh for each object it initialises (a future, made in
+    ``function_task.py``) and that CPython's method cache then keeps, up to
+    4,096 of them whatever the burst (a small string; only the private
+    ``sys._clear_type_cache`` lets them go, and offload calls no private
+    API).  A future left alive would leave larger blocks there, and blocks
+    made elsewhere (its handle, its task)."""
+    frame = trace.traceback[-1]  # the most recent: the traceback runs oldest first
+    return trace.size <= NAME_BLOCK and frame.filename.endswith("function_task.py")
+
 #: Allocations that are not the burst's: under pytest-xdist, its messages to
 #: the main pytest process are handled by threads of this process (execnet).
 #: Found by any frame of the allocation's stack, hence the depth.
@@ -350,7 +365,10 @@ def test_a_burst_of_futures_leaves_nothing_to_pin_its_memory(context_kind: str) 
     # makes afresh per HasTraits object and that CPython's method cache
     # keeps (the executor empties that cache after a burst), and the Empty
     # exception and traceback that each idle worker thread held while it
-    # waited for work (it now waits outside the ``except``).
+    # waited for work (it now waits outside the ``except``).  The names are
+    # not counted (see ``method_cache_name``): with public APIs only, they
+    # stay, ~770 per burst of 2,000 (the test passed in the whole suite
+    # only thanks to the tests run before it).
     harness = Harness(context_kind)
     try:
         run_batch(harness, 2_000)  # every worker started, caches primed
@@ -359,7 +377,7 @@ def test_a_burst_of_futures_leaves_nothing_to_pin_its_memory(context_kind: str) 
             run_batch(harness, 2_000)
             gc.collect()
             snapshot = tracemalloc.take_snapshot().filter_traces(NOT_OURS)
-            blocks = sum(stat.count for stat in snapshot.statistics("lineno"))
+            blocks = sum(1 for trace in snapshot.traces if not method_cache_name(trace))
         finally:
             tracemalloc.stop()
     finally:
