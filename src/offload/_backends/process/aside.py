@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -99,9 +100,12 @@ NICENESS = 10
 def _yield_to_others() -> None:
     """Lower this thread's scheduling priority: what it does can wait, and
     on a machine whose cores the workers keep busy it would otherwise take
-    CPU time from the GUI thread (Linux applies ``setpriority`` to a
-    single thread given its id; elsewhere this may do nothing)."""
+    CPU time from the GUI thread.  Linux only: there ``setpriority`` given
+    a thread's id applies to that thread alone; elsewhere a thread id is no
+    process id, and the thread runs at the usual priority."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
-    except (AttributeError, OSError):
-        pass  # no per-thread priority here: runs at the usual one
+    except OSError:
+        pass  # not allowed here (a sandbox): runs at the usual priority
