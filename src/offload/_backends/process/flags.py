@@ -55,6 +55,7 @@ import weakref
 from multiprocessing import shared_memory
 from typing import Any
 
+from offload._backends.process import tracker
 from offload._backends.process.pausing import (
     KNOCK_BITS,
     KNOCK_MASK,
@@ -163,11 +164,12 @@ class FlagSlots:
         with self._lock:
             if self._next_slot >= SLOTS_PER_SEGMENT:
                 segment = len(self._segments)
-                shm = shared_memory.SharedMemory(
-                    name=_segment_name(self._prefix, segment),
-                    create=True,
-                    size=SLOTS_PER_SEGMENT * 8,
-                )
+                with tracker.guard:
+                    shm = shared_memory.SharedMemory(
+                        name=_segment_name(self._prefix, segment),
+                        create=True,
+                        size=SLOTS_PER_SEGMENT * 8,
+                    )
                 view = _int64_view(shm)
                 _live_slots.add(self)
                 self._segments.append(shm)
@@ -189,7 +191,8 @@ def _release_segments(
         view.release()
         shm.close()
         try:
-            shm.unlink()
+            with tracker.guard:
+                shm.unlink()
         except FileNotFoundError:
             pass
     segments.clear()
@@ -386,7 +389,8 @@ def _attach_segment(key: tuple[str, int]) -> Any:
                 # Before 3.13 attaching registers the segment with the
                 # resource tracker too; workers share the application's
                 # tracker, where a second registration of a name is a no-op.
-                shm = shared_memory.SharedMemory(name=name)
+                with tracker.guard:
+                    shm = shared_memory.SharedMemory(name=name)
         except FileNotFoundError:
             # The context was closed: every flag of it reads as set.
             return _ClosedView()

@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Collection
 from multiprocessing import shared_memory
 
-from offload._backends.process import aside
+from offload._backends.process import aside, tracker
 
 #: Most segments kept, most bytes kept in all, longest time (s) unused.
 CACHE_COUNT = 8
@@ -111,7 +111,8 @@ def _unlink_at_exit() -> None:
     # this module), so it runs after that one has stopped the workers.
     for segment in list(_reusable):
         try:
-            segment.unlink()
+            with tracker.guard:
+                segment.unlink()
         except OSError:
             pass  # unlinked already
 
@@ -266,7 +267,8 @@ def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
         _reusable.discard(segment)
         _cold.discard(segment.name)
         try:
-            segment.unlink()
+            with tracker.guard:
+                segment.unlink()
         except OSError:
             pass  # gone already
         close(segment)

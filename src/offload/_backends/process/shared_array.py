@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy
 
-from offload._backends.process import shm
+from offload._backends.process import shm, tracker
 from offload._backends.process.channel import current_channel
 
 
@@ -203,7 +203,8 @@ def _release(attached: shared_memory.SharedMemory, segment: _Segment) -> None:
             del _segments[segment.name]
     if _mine(segment) and not segment.handed_over:
         try:
-            attached.unlink()
+            with tracker.guard:
+                attached.unlink()
         except OSError:
             pass  # gone already
     attached.close()

@@ -47,7 +47,7 @@ from multiprocessing import shared_memory
 from typing import Any
 
 from offload._backends.out_of_band import hold_while_alive
-from offload._backends.process import segment_cache
+from offload._backends.process import segment_cache, tracker
 
 #: Smallest buffer (bytes) sent through shared memory rather than the pipe.
 #: A segment costs a few system calls and page faults; below about a
@@ -254,8 +254,9 @@ def attach_segment(name: str, *, unlink: bool) -> shared_memory.SharedMemory:
     """Map the segment ``name``; with ``unlink``, remove its name too (this
     process takes it over).  Raises FileNotFoundError if it is gone."""
     if unlink:
-        segment = shared_memory.SharedMemory(name=name)
-        segment.unlink()
+        with tracker.guard:
+            segment = shared_memory.SharedMemory(name=name)
+            segment.unlink()
         return segment
     return _attach_untracked(name)
 
@@ -369,7 +370,8 @@ def _new_name() -> str:
 def _create(size: int, reusable: bool = False) -> shared_memory.SharedMemory:
     while True:
         try:
-            segment = shared_memory.SharedMemory(name=_new_name(), create=True, size=size)
+            with tracker.guard:
+                segment = shared_memory.SharedMemory(name=_new_name(), create=True, size=size)
         except FileExistsError:
             continue  # a dead process of the same pid left one: next name
         if reusable:
@@ -409,8 +411,9 @@ def _map(name: str, size: int, unlink: bool) -> pickle.PickleBuffer:
     if unlink:
         # Attaching registers the name with the resource tracker (a no-op:
         # its maker registered it in the same tracker); unlink() removes it.
-        segment = shared_memory.SharedMemory(name=name)
-        segment.unlink()
+        with tracker.guard:
+            segment = shared_memory.SharedMemory(name=name)
+            segment.unlink()
     else:
         segment = _attach_untracked(name)
         with _lock:
@@ -483,16 +486,12 @@ def _attach_untracked(name: str) -> shared_memory.SharedMemory:
     except TypeError:
         # Before 3.13 attaching registers it too; workers share the
         # application's tracker, where a second registration is a no-op.
-        return shared_memory.SharedMemory(name=name)
+        with tracker.guard:
+            return shared_memory.SharedMemory(name=name)
 
 
 def _unlink(name: str) -> None:
     try:
-        segment = shared_memory.SharedMemory(name=name)
+        attach_segment(name, unlink=True).close()
     except OSError:
-        return  # gone already
-    try:
-        segment.unlink()
-    except OSError:
-        pass
-    segment.close()
+        pass  # gone already
