@@ -7,6 +7,7 @@ missing-toolkit tests need no toolkit: they block imports in a subprocess.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import subprocess
@@ -99,6 +100,32 @@ def test_pings_before_connect_and_after_disconnect_do_nothing(gui_loop, helper):
     sentinel = Counter()
     helper.setattr_soon(sentinel, "value", 1)
     helper.run_until(sentinel, "value", lambda s: s.value == 1, timeout=10)
+    assert counter.count == 0
+
+
+def test_a_pingee_dropped_on_a_worker_thread_leaves_its_waker_to_the_next(gui_loop, helper):
+    # A waker is a toolkit object (a QObject with a timer, a wx handler):
+    # destroying it off the main thread (where a pingee's last reference,
+    # or a garbage collection, may go) corrupts the toolkit's loop.  It
+    # must outlive its pingee, idle, and serve the next one.
+    gc.collect()  # earlier tests' pingees go first
+    counter = Counter()
+    pingee = gui_loop.pingee(counter.on_ping)
+    waker = pingee._waker
+    holder = [pingee]
+    del pingee
+    dropper = threading.Thread(target=holder.clear)  # the last reference goes there
+    dropper.start()
+    dropper.join(10)
+    following = Counter()
+    pingee = gui_loop.pingee(following.on_ping)
+    assert pingee._waker is waker  # kept, not destroyed, and reused
+    pingee.connect()
+    try:
+        ping_from_threads(pingee, threads=2, each=5)
+        helper.run_until(following, "count", lambda c: c.count == 10, timeout=20)
+    finally:
+        pingee.disconnect()
     assert counter.count == 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
@@ -192,6 +193,15 @@ class WakerPingee(IPingee):
     deleted at ``disconnect``: deleting it while a worker wakes it would
     race.  ``disconnect`` only clears a flag, which the main thread reads
     when each wake arrives, so a ping racing with a disconnect is harmless.
+
+    Nor is a waker ever deleted after its pingee: it is a toolkit object (a
+    ``QObject`` with a timer, a ``wx.EvtHandler``), which must only be
+    destroyed on the main thread, and the pingee goes wherever its last
+    reference goes, often a worker thread, or a garbage collection that
+    runs on any thread.  So the waker calls the pingee through a weak
+    reference (no cycle between them), and once the pingee is gone its
+    waker is kept, idle, for the next pingee made on the main thread: a
+    process has as many wakers as it ever had executors at once.
     """
 
     def __init__(
@@ -199,7 +209,15 @@ class WakerPingee(IPingee):
     ) -> None:
         self._on_ping = on_ping
         self._connected = False
-        self._waker = make_waker(self._deliver)
+        deliver = _weakly(self._deliver)
+        idle = _IDLE_WAKERS.get(make_waker)
+        if idle:
+            waker = idle.pop()
+            waker._start(deliver)  # main thread: it is ours now
+        else:
+            waker = make_waker(deliver)
+        self._waker = waker
+        weakref.finalize(self, _idle, make_waker, waker)
 
     def connect(self) -> None:
         self._connected = True
@@ -222,6 +240,34 @@ class WakerPingee(IPingee):
                 # toolkit, as any slot's error (Qt and wx print it).
                 if not (_CATCHERS and _CATCHERS[-1].take(error)):
                     raise
+
+
+#: Wakers whose pingee is gone, by the callable that made them: kept for
+#: the next pingee (see :class:`WakerPingee`).  Appended to from any
+#: thread, taken from on the main thread.
+_IDLE_WAKERS: dict[Any, list[Any]] = {}
+
+
+def _idle(kind: Any, waker: Any) -> None:
+    """The pingee of ``waker`` is gone (any thread): keep the waker, idle."""
+    waker._callback = _nothing  # what a wake still queued would call
+    _IDLE_WAKERS.setdefault(kind, []).append(waker)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _weakly(method: Callable[[], None]) -> Callable[[], None]:
+    """``method`` (bound), called through a weak reference to its object."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return call
 
 
 class GuiLoopHelper(IEventLoopHelper):
