@@ -19,6 +19,14 @@ dask
     messages: one ``Worker.log_event`` per message, a
     ``Client.subscribe_topic`` handler and one ``call_soon_threadsafe`` per
     message (the fastest raw channel, see ``dask_channels.py``).
+
+Thread and process baselines also give a reference for calls observed one
+by one (:meth:`Baseline.traits_calls`): the same raw pool, plus one plain
+Traits ``HasTraits`` object per task, made and given one ``observe(handler,
+"done")`` observer on the loop's thread before the task is submitted, its
+``done`` set to True on the loop's thread by the task's
+``call_soon_threadsafe``.  That is the floor of "one Traits observer per
+task" without offload: what Traits' own ``observe`` costs.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import _tasks
@@ -49,6 +57,7 @@ from _harness import (
     run_until,
     shutdown_executor,
 )
+from traits.api import Bool, HasTraits
 
 
 class OrderChecker:
@@ -82,16 +91,33 @@ class OrderChecker:
             )
 
 
+class ObservedJob(HasTraits):
+    """A raw task's stand-in for a future: one ``done`` trait to observe."""
+
+    done = Bool(False)
+
+
 class Baseline:
     """Interface: each method returns elapsed seconds, measured end to end."""
 
     name: str = ""
     has_messages = True
+    #: What :meth:`traits_calls` measures; None where it is not measured.
+    traits_name: str | None = None
 
     def calls(self, n: int) -> float:
         gc.collect()
         start = time.perf_counter()
         handles = self.submit_calls(n)
+        self.wait_calls(handles)
+        return time.perf_counter() - start
+
+    def traits_calls(self, n: int) -> float:
+        """As :meth:`calls`, each task with an :class:`ObservedJob` that
+        has one Traits ``observe`` observer on ``done``."""
+        gc.collect()
+        start = time.perf_counter()
+        handles = self.submit_traits_calls(n)
         self.wait_calls(handles)
         return time.perf_counter() - start
 
@@ -102,8 +128,16 @@ class Baseline:
         """
         raise NotImplementedError
 
+    def submit_traits_calls(self, n: int) -> list:
+        """Submit ``n`` trivial tasks, each with an :class:`ObservedJob`,
+        made and observed on the loop's thread before its task is
+        submitted, whose ``done`` the task's end sets on the loop's thread;
+        return the tasks' handles (for :meth:`wait_calls`)."""
+        raise NotImplementedError
+
     def wait_calls(self, handles: list) -> None:
-        """Wait until the tasks of :meth:`submit_calls` have all ended."""
+        """Wait until the tasks of :meth:`submit_calls` (or
+        :meth:`submit_traits_calls`) have all ended."""
         raise NotImplementedError
 
     def messages(self, tasks: int, count: int) -> tuple[float, float]:
@@ -121,6 +155,10 @@ class Baseline:
 
 class ThreadBaseline(Baseline):
     name = "ThreadPoolExecutor + loop.call_soon_threadsafe per task/message"
+    traits_name = (
+        "ThreadPoolExecutor + one Traits-observed HasTraits per task, its done "
+        "set by loop.call_soon_threadsafe"
+    )
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, max_workers: int | None = None
@@ -146,6 +184,25 @@ class ThreadBaseline(Baseline):
             call_soon(on_done)
 
         return _submit_many(self.pool.submit, task, n, times)
+
+    def submit_traits_calls(self, n: int) -> list:
+        loop = self.loop
+        waiter = self._waiter = loop.create_future()
+        on_done = _job_counter(n, waiter)
+        call_soon = loop.call_soon_threadsafe
+        noop = _tasks.noop
+        submit = self.pool.submit
+
+        def task(job: ObservedJob) -> None:
+            noop()
+            call_soon(setattr, job, "done", True)
+
+        def submit_one(_: Any) -> concurrent.futures.Future:
+            job = ObservedJob()
+            job.observe(on_done, "done")
+            return submit(task, job)
+
+        return _submit_many(submit_one, None, n, None)
 
     def wait_calls(self, handles: list) -> None:
         run_until(self.loop, self._waiter)
@@ -191,6 +248,10 @@ class ProcessBaseline(Baseline):
         "ProcessPoolExecutor + done callback/call_soon_threadsafe per task; "
         "multiprocessing.Queue drained by a thread for messages"
     )
+    traits_name = (
+        "ProcessPoolExecutor + one Traits-observed HasTraits per task, its done "
+        "set by the done callback's loop.call_soon_threadsafe"
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, start_method: str = "spawn") -> None:
         self.loop = loop
@@ -227,6 +288,27 @@ class ProcessBaseline(Baseline):
             return future
 
         return _submit_many(submit_one, None, n, times)
+
+    def submit_traits_calls(self, n: int) -> list:
+        loop = self.loop
+        waiter = self._waiter = loop.create_future()
+        on_done = _job_counter(n, waiter)
+        call_soon = loop.call_soon_threadsafe
+        submit = self.pool.submit
+        noop = _tasks.noop
+
+        def submit_one(_: Any) -> concurrent.futures.Future:
+            job = ObservedJob()
+            job.observe(on_done, "done")
+
+            def pool_done(_: concurrent.futures.Future) -> None:
+                call_soon(setattr, job, "done", True)
+
+            future = submit(noop)
+            future.add_done_callback(pool_done)
+            return future
+
+        return _submit_many(submit_one, None, n, None)
 
     def wait_calls(self, handles: list) -> None:
         run_until(self.loop, self._waiter)
@@ -391,6 +473,18 @@ def finish(checkers: list[OrderChecker], start: float, cpu: float) -> tuple[floa
     for checker in checkers:
         checker.verify()
     return total / (end - start), 1e6 * cpu / total
+
+
+def _job_counter(n: int, waiter: asyncio.Future) -> Callable[[Any], None]:
+    """A ``done`` observer for ``n`` jobs: resolves ``waiter`` at the last."""
+    remaining = [n]
+
+    def on_done(event: Any) -> None:
+        remaining[0] -= 1
+        if not remaining[0]:
+            waiter.set_result(None)
+
+    return on_done
 
 
 def _submit_many(submit: Any, argument: Any, n: int, times: Any) -> list:
