@@ -318,3 +318,52 @@ def test_closing_the_context_with_a_task_holding_an_argument_leaves_nothing(
     offload_assistant.run_until(executor, "stopped", lambda e: e.stopped, timeout=30)
     wait_done(offload_assistant, held)
     assert wait_until(lambda: not payload_segments(os.getpid())), payload_segments(os.getpid())
+
+
+# A worker's mappings, kept between items ------------------------------------------
+
+
+def worker_maps(pid: int) -> list[str]:
+    """The payload segments worker ``pid`` maps now, unlinked or not."""
+    with open(f"/proc/{pid}/maps") as maps:
+        paths = {line.split()[5] for line in maps if len(line.split()) > 5}
+    return sorted(p for p in paths if p.startswith("/dev/shm/ofl") and "_p" in p)
+
+
+def test_a_worker_keeps_its_mapping_of_an_argument_for_the_next_item(
+    make_executor, offload_assistant
+):
+    # The application reuses the segment for its next large argument; the
+    # worker then reads it through the mapping it has, without faults.
+    executor = make_executor(max_workers=1)
+    array = numpy.arange(BIG, dtype=float)
+    for expected in (array.sum(), 2 * array.sum()):
+        future = submit_call(executor, tasks.describe, array)
+        wait_done(offload_assistant, future)
+        assert future.result[0] == expected
+        array *= 2
+    after = submit_call(executor, tasks.shm_mappings)
+    wait_done(offload_assistant, after)
+    # One segment, used by both items, still mapped after them, and still
+    # the application's (kept for reuse).
+    assert len(future.result[2]) == 1
+    assert after.result == future.result[2]
+    assert after.result[0].rsplit("/", 1)[1] in payload_segments(os.getpid())
+
+
+def test_a_worker_unmaps_a_kept_segment_soon_after_the_application_drops_it(
+    make_executor, offload_assistant, monkeypatch
+):
+    # Its mapping would keep the memory of a segment nobody can name.
+    from offload._backends.process import segment_cache
+
+    monkeypatch.setattr(segment_cache, "CACHE_COUNT", 0)  # nothing is kept for reuse
+    executor = make_executor(max_workers=1)
+    started = submit_call(executor, tasks.pid)
+    wait_done(offload_assistant, started)
+    future = submit_call(executor, tasks.describe, numpy.ones(BIG))
+    wait_done(offload_assistant, future)
+    assert future.result[0] == BIG
+    assert wait_until(lambda: not payload_segments(os.getpid()), 10)
+    # No item comes: the worker's watchdog thread looks twice a second.
+    assert wait_until(lambda: not worker_maps(started.result), 5), worker_maps(started.result)

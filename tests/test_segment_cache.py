@@ -259,3 +259,71 @@ def test_a_request_takes_a_segment_queued_for_warming_before_the_one_being_read(
     held_reads.release.set()
     assert wait_until(aside_idle)
     segment_cache.give_back([second], [])
+
+
+def shm_file(name: str) -> str:
+    return os.path.join(segment_cache.SHM_DIR, name.lstrip("/"))
+
+
+def test_a_loan_the_cache_cannot_fill_is_a_new_segment_without_memory(cache):
+    # Lent for a result the task may not return: no memory until written,
+    # and unlinked (not cached) if it comes back unused.
+    name = segment_cache.lend(SIZE, reusable)
+    assert name is not None and name in cache
+    assert os.stat(shm_file(name)).st_blocks == 0
+    segment_cache.give_back([], [name])
+    assert not os.path.exists(shm_file(name))
+
+
+def test_a_new_loan_a_worker_wrote_comes_back_and_is_reused(cache):
+    name = segment_cache.lend(SIZE, reusable)
+    data = os.urandom(SIZE)
+    fd = os.open(shm_file(name), os.O_WRONLY)  # as a worker writes it
+    try:
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)
+    segment = segment_cache.returned(name)
+    assert bytes(segment.buf[:SIZE]) == data  # the result, read here
+    segment_cache.give_back([segment], [])  # the result was dropped
+    assert wait_until(aside_idle)
+    assert segment_cache.take(SIZE) is segment
+    segment_cache.give_back([segment], [])
+
+
+def test_a_loan_comes_from_the_cache_when_it_can(cache):
+    segment = submitted(os.urandom(SIZE))
+    segment_cache.give_back([segment], [])
+    assert wait_until(aside_idle)
+    assert segment_cache.lend(SIZE, reusable) == segment.name
+    assert cache == [segment.name]  # nothing new made
+    segment_cache.give_back([], [segment.name])
+    assert segment_cache.take(SIZE) is segment  # an unused cached loan is kept
+    segment_cache.give_back([segment], [])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_unmaps_the_segments_nothing_uses(cache):
+    # A worker of the "fork" start method would otherwise keep the memory
+    # of every segment cached at its fork until it exits, long after the
+    # application unlinked them.
+    lent = segment_cache.lend(SIZE, reusable)
+    data = os.urandom(SIZE)
+    cached = submitted(data)
+    segment_cache.give_back([cached], [])
+    assert wait_until(aside_idle)
+    in_use = submitted(os.urandom(SIZE))  # an argument's, say: not cached
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        code = 1
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[5] for line in maps if len(line.split()) > 5}
+            idle_gone = not {f"/dev/shm/{cached.name}", f"/dev/shm/{lent}"} & paths
+            code = 0 if idle_gone and f"/dev/shm/{in_use.name}" in paths else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert bytes(cached.buf[:SIZE]) == data  # the parent's mapping is intact
+    segment_cache.give_back([in_use], [lent])

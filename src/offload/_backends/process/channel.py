@@ -34,7 +34,8 @@ import threading
 import time
 from typing import Any, NoReturn
 
-from offload._backends.process.shm import Outgoing, return_loans
+from offload._backends.process.shm import Outgoing
+from offload._backends.process.worker_segments import return_loans
 from offload._backends.remote import (
     dumps,
     error_text,

@@ -10,11 +10,13 @@ how segments travel; this module only keeps them.
 * A task may keep a reference to an argument past its end: the worker
   names it in a KEPT record before its DONE (:func:`mark_kept`), and that
   segment is unlinked when its item is dropped, never reused.
-* An item lends its worker cached segments for its results (:func:`lend`);
-  a result written in one comes back to the application, which reads it
-  through its own mapping (:func:`returned`) and caches the segment again
-  once the result is dropped.  The unused ones come back when the item is
-  dropped (:func:`give_back`).
+* An item lends its worker segments for its results (:func:`lend`): cached
+  ones, else new ones (no memory until written).  A result written in one
+  comes back to the application, which reads it through its own mapping
+  (:func:`returned`) and caches the segment once the result is dropped.
+  The unused ones come back when the item is dropped (:func:`give_back`).
+  A worker keeps its mappings of the segments it saw, for when the
+  application names them again (``worker_segments``).
 * At most ``CACHE_COUNT`` segments and ``CACHE_BYTES`` bytes are kept, for
   at most ``CACHE_SECONDS`` unused, and only while a pool runs.
 * A segment the application made was written through its file, not its
@@ -64,6 +66,9 @@ _users = 0
 _reusable: weakref.WeakSet[shared_memory.SharedMemory] = weakref.WeakSet()
 #: Names of those whose mapping here no write has touched yet.
 _cold: set[str] = set()
+#: Names of the segments made to be lent that no worker wrote yet (see
+#: ``lend``).
+_unwritten: set[str] = set()
 #: Sizes of the spares being made (see ``take``).
 _spares: list[int] = []
 #: Reentrant: a garbage collection inside a locked section may run a
@@ -82,8 +87,12 @@ def _forget_in_child() -> None:
     # A forked child (a worker of the "fork" start method, or a task's
     # child) has copies of the parent's segments and of the lock, perhaps
     # held by another thread at the fork: it starts afresh, and never
-    # unlinks the parent's segments.
+    # unlinks the parent's segments.  Its copies of the mappings of the
+    # segments nothing uses (cached, being warmed, lent) go: each would keep
+    # the memory of its segment, after the parent unlinks it, for as long
+    # as the child lives; nothing of the child's can be looking at them.
     global _lock, _trimmer, _users, _reusable, _reading, _read_done
+    idle = _cache + list(_warming.values()) + list(_lent.values())
     _lock = threading.RLock()
     _read_done = threading.Condition(_lock)
     _reading = None
@@ -96,7 +105,13 @@ def _forget_in_child() -> None:
     _kept.clear()
     _lent.clear()
     _cold.clear()
+    _unwritten.clear()
     _reusable = weakref.WeakSet()
+    for segment in idle:
+        try:
+            segment.close()
+        except (BufferError, OSError):
+            pass  # left mapped: no worse than before
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -204,17 +219,23 @@ def is_cold(segment: shared_memory.SharedMemory) -> bool:
     return segment.name in _cold
 
 
-def lend(
-    size: int,
-    make: Callable[[int], shared_memory.SharedMemory] | None = None,
-    mine: Collection[shared_memory.SharedMemory] = (),
-) -> str | None:
-    """Lend a cached segment of ``size`` bytes to a worker; its name, or
-    None if the cache has none (then, as for :func:`take`, perhaps have a
-    spare made)."""
-    segment = take(size, make, mine)
+def lend(size: int, make: Callable[[int], shared_memory.SharedMemory] | None = None) -> str | None:
+    """Lend a worker a segment of ``size`` bytes for a result; its name.
+
+    A cached one if there is one; else, with ``make`` (which makes a
+    segment for reuse) and while a pool runs, a new one.  A new segment
+    has no memory until the worker writes into it (which it would
+    otherwise do into a segment of its own); unused, it is unlinked when
+    it comes back (:func:`give_back`), rather than cached.  Written, it
+    comes back with the result and is reused like any other.
+    """
+    segment = take(size)
     if segment is None:
-        return None
+        if make is None or not _users:
+            return None
+        segment = make(size)
+        with _lock:
+            _unwritten.add(segment.name)
     with _lock:
         _lent[segment.name] = segment
     return segment.name
@@ -225,6 +246,7 @@ def returned(name: str) -> shared_memory.SharedMemory:
     longer lent (give it back once the result is dropped)."""
     with _lock:
         segment = _lent.pop(name, None)
+        _unwritten.discard(name)
     if segment is None:
         raise FileNotFoundError(f"no shared-memory segment {name!r} was lent")
     return segment
@@ -246,7 +268,10 @@ def give_back(segments: list[shared_memory.SharedMemory], loans: list[str]) -> N
         segments = segments + [s for s in unused if s is not None]
         for segment in segments:
             name = segment.name
-            if name in _kept:
+            if name in _unwritten:
+                _unwritten.discard(name)
+                unlink.append(segment)  # no memory to reuse
+            elif name in _kept:
                 _kept.discard(name)
                 unlink.append(segment)
             elif not _users:
@@ -266,6 +291,7 @@ def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
     for segment in segments:
         _reusable.discard(segment)
         _cold.discard(segment.name)
+        _unwritten.discard(segment.name)
         try:
             with tracker.guard:
                 segment.unlink()

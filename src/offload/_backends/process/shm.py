@@ -47,7 +47,13 @@ from multiprocessing import shared_memory
 from typing import Any
 
 from offload._backends.out_of_band import hold_while_alive
-from offload._backends.process import segment_cache, tracker
+from offload._backends.process import segment_cache, tracker, worker_segments
+from offload._backends.process.worker_segments import (
+    accept_loans,
+    attach_untracked,
+    done_with,
+    take_spare,
+)
 
 #: Smallest buffer (bytes) sent through shared memory rather than the pipe.
 #: A segment costs a few system calls and page faults; below about a
@@ -73,25 +79,6 @@ _prefix: tuple[int, str] = (-1, "")
 
 #: The ``Outgoing`` of the pickle this thread is making, if any.
 _current = threading.local()
-
-#: Worker: names of the argument segments it maps now.
-_mapped: set[str] = set()
-#: Worker: the segments lent for the item it runs, mapped.
-_spares: list[shared_memory.SharedMemory] = []
-_lock = threading.Lock()
-
-
-def _forget_in_child() -> None:
-    # A forked child starts afresh: the lock may have been held by another
-    # thread at the fork, and the parent's mappings are not its own.
-    global _lock
-    _lock = threading.Lock()
-    _mapped.clear()
-    _spares.clear()
-
-
-os.register_at_fork(after_in_child=_forget_in_child)
-
 
 class Outgoing:
     """The ``buffer_callback`` of one pickle: puts large buffers in segments.
@@ -152,10 +139,9 @@ class Outgoing:
         if parts is None:
             parts = self._parts = _Parts()
         if not self._reuse:
-            spare = _take_spare(size)
+            spare = take_spare(size)
             if spare is not None:
-                _write_new(spare, view)  # lent: this mapping of it is new
-                spare.close()
+                _write_lent(spare, view)
                 parts.append(spare.name, size, True)
                 return False
         segment = segment_cache.take(size, _spare, parts.segments) if self._reuse else None
@@ -179,13 +165,14 @@ class Outgoing:
         return False
 
     def lend(self) -> None:
-        """Lend the worker cached segments for its results, one as big as
-        each argument, as far as the cache has them (application side)."""
+        """Lend the worker segments for its results, one as big as each
+        argument: cached ones, else new ones (application side; see
+        ``segment_cache.lend``)."""
         parts = self._parts
         if parts is None:
             return
         for size in parts.sizes:
-            name = segment_cache.lend(size, _spare, parts.segments)
+            name = segment_cache.lend(size, _spare)
             if name is None:
                 return
             parts.loans.append(name)
@@ -258,7 +245,7 @@ def attach_segment(name: str, *, unlink: bool) -> shared_memory.SharedMemory:
             segment = shared_memory.SharedMemory(name=name)
             segment.unlink()
         return segment
-    return _attach_untracked(name)
+    return attach_untracked(name)
 
 
 def unlink_name(name: str) -> None:
@@ -302,30 +289,10 @@ def attach(listing: Listing, *, unlink: bool) -> list[pickle.PickleBuffer]:
         except OSError as failure:
             error = failure
     if loans and not unlink:
-        _accept_loans(loans)
+        accept_loans(loans)
     if error is not None:
         raise error
     return buffers
-
-
-def still_mapped(listing: Listing | None) -> list[str]:
-    """The argument segments of ``listing`` this worker still maps (the
-    task kept a reference to an argument)."""
-    if listing is None:
-        return []
-    with _lock:
-        return [name for name in listing[0] if name in _mapped]
-
-
-def return_loans() -> None:
-    """Unmap the lent segments this worker did not use (before it says
-    DONE: the application reuses them from then on)."""
-    if not _spares:
-        return  # the common case: nothing was lent
-    with _lock:
-        spares, _spares[:] = list(_spares), []
-    for segment in spares:
-        segment.close()
 
 
 def unlink_made_by(pid: int) -> None:
@@ -382,7 +349,7 @@ def _create(size: int, reusable: bool = False) -> shared_memory.SharedMemory:
 _spare = partial(_create, reusable=True)  # makes spares: see segment_cache.take
 
 
-def _write(segment: shared_memory.SharedMemory, view: memoryview) -> None:
+def _write(segment: Any, view: memoryview) -> None:
     buffer = segment.buf
     assert buffer is not None  # None only once closed
     buffer[: view.nbytes] = view
@@ -415,9 +382,8 @@ def _map(name: str, size: int, unlink: bool) -> pickle.PickleBuffer:
             segment = shared_memory.SharedMemory(name=name)
             segment.unlink()
     else:
-        segment = _attach_untracked(name)
-        with _lock:
-            _mapped.add(name)
+        segment = worker_segments.open_segment(name)
+        worker_segments.mapping_argument(name, True)
     return _buffer_of(segment, size, _close, segment, name)
 
 
@@ -450,44 +416,18 @@ def _buffer_of(
     return buffer
 
 
-def _close(segment: shared_memory.SharedMemory, name: str) -> None:
-    with _lock:
-        _mapped.discard(name)
-    segment_cache.close(segment)
+def _close(segment: Any, name: str) -> None:
+    worker_segments.mapping_argument(name, False)
+    done_with(segment)
 
 
-def _accept_loans(loans: list[str]) -> None:
-    mapped = []
-    for name in loans:
-        try:
-            mapped.append(_attach_untracked(name))
-        except OSError:
-            continue  # not there: results go to new segments
-    with _lock:
-        _spares.extend(mapped)
-
-
-def _take_spare(size: int) -> shared_memory.SharedMemory | None:
-    """A segment lent to this worker that fits ``size`` bytes, if any."""
-    if not _spares:
-        return None
-    with _lock:
-        for spare in _spares:
-            if size <= spare.size <= 2 * size:
-                _spares.remove(spare)
-                return spare
-    return None
-
-
-def _attach_untracked(name: str) -> shared_memory.SharedMemory:
-    try:
-        # Python 3.13+: the maker alone tracks the segment.
-        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
-    except TypeError:
-        # Before 3.13 attaching registers it too; workers share the
-        # application's tracker, where a second registration is a no-op.
-        with tracker.guard:
-            return shared_memory.SharedMemory(name=name)
+def _write_lent(spare: Any, view: memoryview) -> None:
+    """Write a result into the segment ``spare`` the application lent."""
+    if isinstance(spare, worker_segments.Mapping):
+        _write(spare, view)  # mapped with its page table filled: no faults
+    else:
+        _write_new(spare, view)  # this mapping of it is new
+    done_with(spare)
 
 
 def _unlink(name: str) -> None:

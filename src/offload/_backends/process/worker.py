@@ -5,7 +5,8 @@ What runs in a worker process::
     main thread      recv work item ─▶ unpickle ─▶ run ─▶ DONE record (flushes
                      the task's messages first) ─▶ recv next ...
     flush thread     sends messages that waited FLUSH_DELAY (process_channel)
-    watchdog thread  exits the process at once if the application is gone
+    watchdog thread  exits the process at once if the application is gone;
+                     unmaps kept segments the application let go of
 
 A work item arrives as 8 bytes of work id and the pickled callable, with
 its large buffers in shared memory (see ``offload._backends.process.shm``).  The
@@ -36,6 +37,7 @@ from typing import Any
 from offload._backends import forwarding
 from offload._backends.main_script import MP_MAIN
 from offload._backends.out_of_band import loads_out_of_band
+from offload._backends.process import worker_segments
 from offload._backends.process.channel import (
     DONE,
     KEPT,
@@ -47,7 +49,7 @@ from offload._backends.process.channel import (
     install,
 )
 from offload._backends.process.flags import detach_all
-from offload._backends.process.shm import attach, split, still_mapped
+from offload._backends.process.shm import attach, split
 from offload._backends.remote import error_text
 
 #: Seconds between two looks at the parent process id by the watchdog.
@@ -90,6 +92,9 @@ def worker_main(
         if not data:
             break
         work_id = int.from_bytes(data[:8], "little")
+        # Unmap the kept segments the application has let go of (see
+        # worker_segments; the watchdog also does, twice a second).
+        worker_segments.prune()
         try:
             body, listing = split(data)
             if listing is None:
@@ -127,7 +132,7 @@ def worker_main(
             # application reuses their segments then, unless we still map
             # them.
             function = None
-            kept = still_mapped(listing)
+            kept = worker_segments.still_mapped(listing[0])
             if kept:
                 channel.control((KEPT, kept))
         retire = limits is not None and limits.reached()  # see recycling
@@ -183,4 +188,8 @@ def _watch(alive_connection: Any, parent_pid: int) -> None:
             break
         if os.getppid() != parent_pid:
             break
+        try:
+            worker_segments.prune()
+        except Exception:  # noqa: BLE001 - nothing may stop the watchdog
+            pass
     os._exit(0)
