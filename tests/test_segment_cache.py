@@ -327,3 +327,22 @@ def test_a_forked_child_unmaps_the_segments_nothing_uses(cache):
     assert os.waitstatus_to_exitcode(status) == 0
     assert bytes(cached.buf[:SIZE]) == data  # the parent's mapping is intact
     segment_cache.give_back([in_use], [lent])
+
+
+def test_a_loan_is_rather_a_segment_queued_for_warming(cache, held_reads):
+    # The worker writes a loan through its own mapping: this process's need
+    # not be warm, and the warm segments are left for submits, which write
+    # through theirs.
+    held_reads.release.set()
+    warm = submitted(os.urandom(SIZE))
+    segment_cache.give_back([warm], [])
+    assert wait_until(aside_idle)
+    held_reads.release.clear()
+    being_read, queued = submitted(os.urandom(SIZE)), submitted(os.urandom(SIZE))
+    segment_cache.give_back([being_read, queued], [])
+    assert held_reads.reading.wait(10)
+    assert segment_cache.lend(SIZE, reusable) == queued.name  # at once: no wait
+    assert segment_cache.take(SIZE) is warm
+    held_reads.release.set()
+    assert wait_until(aside_idle)
+    segment_cache.give_back([warm], [queued.name])

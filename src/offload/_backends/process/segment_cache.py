@@ -222,14 +222,24 @@ def is_cold(segment: shared_memory.SharedMemory) -> bool:
 def lend(size: int, make: Callable[[int], shared_memory.SharedMemory] | None = None) -> str | None:
     """Lend a worker a segment of ``size`` bytes for a result; its name.
 
-    A cached one if there is one; else, with ``make`` (which makes a
-    segment for reuse) and while a pool runs, a new one.  A new segment
-    has no memory until the worker writes into it (which it would
-    otherwise do into a segment of its own); unused, it is unlinked when
-    it comes back (:func:`give_back`), rather than cached.  Written, it
-    comes back with the result and is reused like any other.
+    Rather one still queued for warming (the worker writes through its
+    own mapping: this process's need not be warm, and the warm ones are
+    left for submits, which write through it); else a cached one; else,
+    with ``make`` (which makes a segment for reuse) and while a pool runs,
+    a new one.  A new segment has no memory until the worker writes into
+    it (which it would otherwise do into a segment of its own); unused, it
+    is unlinked when it comes back (:func:`give_back`), rather than cached.
+    Written, it comes back with the result and is reused like any other.
     """
-    segment = take(size)
+    with _lock:
+        queued = [
+            s for s in _warming.values() if size <= s.size <= 2 * size and s.name != _reading
+        ]
+        segment = min(queued, key=lambda s: s.size) if queued else None
+        if segment is not None:
+            del _warming[segment.name]  # the aside thread passes it by
+    if segment is None:
+        segment = take(size)
     if segment is None:
         if make is None or not _users:
             return None

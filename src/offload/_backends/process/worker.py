@@ -92,16 +92,16 @@ def worker_main(
         if not data:
             break
         work_id = int.from_bytes(data[:8], "little")
-        # Unmap the kept segments the application has let go of (see
-        # worker_segments; the watchdog also does, twice a second).
-        worker_segments.prune()
         try:
             body, listing = split(data)
             if listing is None:
                 function = loads(memoryview(data)[8:])
             else:
                 # Large arguments are in shared memory (the application's
-                # snapshot, ours alone): mapped, not copied.
+                # snapshot, ours alone): mapped, not copied.  First unmap
+                # the kept segments the application has let go of (see
+                # worker_segments; the watchdog also does, twice a second).
+                worker_segments.prune()
                 function = loads_out_of_band(body[8:], attach(listing, unlink=False))
         except BaseException as error:  # noqa: BLE001 - reported, never lost
             failure = RuntimeError(
