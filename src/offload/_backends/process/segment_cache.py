@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import mmap
 import os
 import threading
 import time
@@ -329,53 +330,54 @@ CLOSE_ASIDE = 8 * 1024 * 1024
 #: Largest spare made (see ``take``): a quarter of what the cache keeps.
 SPARE_BYTES = CACHE_BYTES // 4
 
-#: Bytes ``_warm`` reads at a time (a request that takes the segment waits
-#: for at most one such read: about 2 ms, more if the aside thread, at its
-#: lower priority, is kept from the CPU).
+#: Bytes ``_warm`` faults in at a time (a request that takes the segment
+#: waits for at most one such piece: under a millisecond, more if the aside
+#: thread, at its lower priority, is kept from the CPU).
 WARM_CHUNK = 4 << 20
 
 #: Longest wait (s) of ``drop_cache`` for the aside thread's last jobs.
 ASIDE_JOIN_SECONDS = 10.0
 
 
-def _warm(segment: shared_memory.SharedMemory) -> None:
+def _warm(segment: shared_memory.SharedMemory, new: bool = False) -> None:
     """Fault this process's mapping of the cold ``segment`` in, then cache
     it (aside thread), unless a request took it meanwhile (see ``take``).
 
-    Reading the segment's file into its own mapping leaves the bytes as
-    they are and faults each page in inside the kernel, with the GIL
-    released (about 40 ms per 100 MB, and a later write 9 ms instead of
-    40).  It reads ``WARM_CHUNK`` bytes at a time, and stops once the
-    segment is taken: the taker, which waits for the chunk being read (if
-    it could take no other), then has it alone.  Where there is no file to read (not Linux), the
-    segment is cached cold.
+    Reading a byte of each page faults the page in, and leaves it writable
+    (a shared mapping), so that a later write through the mapping costs
+    the copy alone: 9 ms per 100 MB instead of 40.  The reads cost about
+    10 ms per 100 MB on a 2-core virtual machine (reading the segment's
+    whole file into the mapping took 25-45 ms), in ``WARM_CHUNK`` pieces,
+    each one C call (``bytes`` of a strided view) that holds the GIL for
+    half a millisecond.  A ``new`` segment (a spare) has no memory yet: each
+    fault also gives a page, 80 ms per 100 MB, too long to hold the GIL
+    for; its file is read into it instead (``os.preadv``, GIL released),
+    where it has one (Linux).  It stops once the segment is taken: the
+    taker, which waits for the piece being read (if it could take no
+    other), then has it alone.
     """
     global _reading
     name = segment.name
+    memory = segment.buf
+    assert memory is not None  # not closed: nobody else has it
+    fd = -1
+    if new:
+        try:
+            fd = open_file(segment, os.O_RDONLY)
+        except OSError:
+            pass  # no file: touched instead
     try:
-        fd = open_file(segment, os.O_RDONLY)
-    except OSError:
-        fd = -1
-    try:
-        memory = segment.buf
-        assert memory is not None  # not closed: nobody else has it
-        done, size = 0, len(memory)
-        while fd >= 0 and done < size:
+        for start in range(0, len(memory), WARM_CHUNK):
             with _lock:
                 if name not in _warming:
                     return  # taken
                 _reading = name
             try:
-                read = os.preadv(fd, [memory[done : done + WARM_CHUNK]], done)
+                _fault_in(memory[start : start + WARM_CHUNK], fd, start)
             finally:
                 with _lock:
                     _reading = None
                     _read_done.notify_all()
-            if not read:
-                break
-            done += read
-    except OSError:
-        pass  # cached cold
     finally:
         if fd >= 0:
             os.close(fd)
@@ -387,6 +389,15 @@ def _warm(segment: shared_memory.SharedMemory) -> None:
     unlink_all(unlink)
 
 
+def _fault_in(memory: memoryview, fd: int, offset: int) -> None:
+    """Fault ``memory``'s pages in: read the segment's file (``fd``, from
+    ``offset``) into it, or without one (-1), read a byte of each page."""
+    if fd >= 0:
+        os.preadv(fd, [memory], offset)
+    else:
+        bytes(memory[:: mmap.PAGESIZE])
+
+
 def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) -> None:
     """Make a segment of ``size`` bytes with ``make`` and warm it into the
     cache (aside thread; see ``take``)."""
@@ -396,7 +407,7 @@ def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) ->
             segment = make(size)
             with _lock:
                 _warming[segment.name] = segment
-            _warm(segment)
+            _warm(segment, new=True)
     except OSError:
         pass  # no memory for a spare: none is made
     finally:
