@@ -123,3 +123,14 @@ def wait_for_file(path: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+def resident() -> int:
+    """The worker's resident memory, as its recycling limit reads it."""
+    from offload._backends.process.recycling import resident_bytes
+
+    return resident_bytes()
+
+
+def length_and_pid(data: bytes) -> tuple[int, int]:
+    return len(data), os.getpid()

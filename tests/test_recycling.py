@@ -3,6 +3,8 @@ max_worker_memory=...)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import control_tasks as ct
@@ -75,3 +77,26 @@ def test_a_worker_over_the_memory_limit_retires(make, offload_assistant):
 def test_limits_are_validated(name, value, error):
     with pytest.raises(error, match=name):
         MultiprocessingContext(**{name: value})
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="shared memory through /dev/shm")
+def test_the_applications_segments_a_worker_keeps_mapped_do_not_count(
+    make, offload_assistant
+):
+    # A worker keeps its mappings of large arguments' segments for the next
+    # tasks: that memory is the application's, not the worker's, and must
+    # not retire it.
+    probe = submit_call(make(max_workers=1), ct.resident)
+    wait_done(offload_assistant, probe)
+    executor = make(max_workers=1, max_worker_memory=probe.result + 64 * 1024 * 1024)
+    big = bytes(100 * 1024 * 1024)
+    pids = []
+    for _ in range(2):
+        future = submit_call(executor, ct.length_and_pid, big)
+        wait_done(offload_assistant, future)
+        assert future.state == COMPLETED
+        assert future.result[0] == len(big)
+        pids.append(future.result[1])
+    after = submit_call(executor, ct.worker_pid)
+    wait_done(offload_assistant, after)
+    assert pids == [after.result] * 2

@@ -130,7 +130,8 @@ class MultiprocessingContext(ContextBase):
         A worker whose resident memory (bytes) is over this after a task
         exits, and a new one takes its place.  Read from
         ``/proc/self/statm`` (Linux), or the peak resident size where there
-        is no ``/proc``.  Default: no limit.
+        is no ``/proc``; the application's segments the worker keeps mapped
+        for its next tasks do not count.  Default: no limit.
 
     forward_warnings : bool, optional
         Re-issue on the main thread, with ``warnings.warn_explicit``, the

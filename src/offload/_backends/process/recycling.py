@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -60,13 +61,18 @@ class Limits:
         self.max_tasks, self.max_memory = state
         self._count = 0
 
-    def reached(self) -> bool:
+    def reached(self, not_counted: Callable[[], int] = lambda: 0) -> bool:
         """Count one more task; True if the worker must retire now (worker
-        process, main thread, after each task)."""
+        process, main thread, after each task).  ``not_counted()`` gives
+        the resident bytes that are not the worker's own (the application's
+        segments it keeps mapped)."""
         self._count += 1
         if self.max_tasks is not None and self._count >= self.max_tasks:
             return True
-        return self.max_memory is not None and resident_bytes() > self.max_memory
+        return (
+            self.max_memory is not None
+            and resident_bytes() - not_counted() > self.max_memory
+        )
 
 
 def make_limits(max_tasks_per_worker: Any, max_worker_memory: Any) -> Limits | None:

@@ -135,7 +135,8 @@ def worker_main(
             kept = worker_segments.still_mapped(listing[0])
             if kept:
                 channel.control((KEPT, kept))
-        retire = limits is not None and limits.reached()  # see recycling
+        # See recycling; the application's segments kept mapped are its memory.
+        retire = limits is not None and limits.reached(worker_segments.kept_bytes)
         if retire:
             channel.control((RETIRE, pid))
         channel.control((DONE, work_id, ok, value))

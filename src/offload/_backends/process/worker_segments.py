@@ -248,6 +248,12 @@ def prune() -> None:
     _close_all(gone)
 
 
+def kept_bytes() -> int:
+    """Bytes of the kept mappings (all resident: populated when made)."""
+    with _lock:
+        return sum(mapping.size for mapping in _kept.values())
+
+
 def kept_names() -> list[str]:
     """Names of the segments whose mappings are kept (for tests)."""
     with _lock:
