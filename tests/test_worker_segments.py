@@ -188,3 +188,15 @@ def test_a_forked_child_keeps_none_of_the_parents_mappings(segments):
         os.waitpid(pid, 0)
     assert worker_segments.kept_names() == [segment.name]
     assert bytes(mapping.buf[:2]) == b"ok"  # the parent's mapping is intact
+
+
+def test_a_mapping_dropped_without_close_closes_its_file(segments):
+    segment = segments()
+    segment.close()  # only the worker's mapping is left
+    before = set(os.listdir("/proc/self/fd"))
+    mapping = worker_segments.open_segment(segment.name)
+    mapping.buf  # noqa: B018 - maps it
+    assert set(os.listdir("/proc/self/fd")) > before
+    del mapping
+    assert set(os.listdir("/proc/self/fd")) == before
+    assert not mapped_here(segment.name)

@@ -423,11 +423,13 @@ def _close(segment: Any, name: str) -> None:
 
 def _write_lent(spare: Any, view: memoryview) -> None:
     """Write a result into the segment ``spare`` the application lent."""
-    if isinstance(spare, worker_segments.Mapping):
-        _write(spare, view)  # mapped with its page table filled: no faults
-    else:
-        _write_new(spare, view)  # this mapping of it is new
-    done_with(spare)
+    try:
+        if isinstance(spare, worker_segments.Mapping):
+            _write(spare, view)  # mapped with its page table filled: no faults
+        else:
+            _write_new(spare, view)  # this mapping of it is new
+    finally:
+        done_with(spare)
 
 
 def _unlink(name: str) -> None:

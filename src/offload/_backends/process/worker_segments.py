@@ -83,14 +83,16 @@ class Mapping:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
-        try:
-            self.size = os.fstat(self._fd).st_size
-        except OSError:
-            os.close(self._fd)
-            raise
         self._map: mmap.mmap | None = None
         self._buf: memoryview | None = None
+        self._fd = -1
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        try:
+            self.size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     @property
     def buf(self) -> memoryview:
@@ -116,6 +118,14 @@ class Mapping:
             return os.fstat(self._fd).st_nlink == 0
         except OSError:
             return True
+
+    def __del__(self) -> None:
+        # One dropped without close() (a task's forked child clears the
+        # lists that held it) must not leave its file open.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at exit, os may be half gone
+            pass
 
     def close(self) -> None:
         """Unmap and close the file; if views on the memory are still alive
