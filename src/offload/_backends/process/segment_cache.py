@@ -88,10 +88,9 @@ def _forget_in_child() -> None:
     # A forked child (a worker of the "fork" start method, or a task's
     # child) has copies of the parent's segments and of the lock, perhaps
     # held by another thread at the fork: it starts afresh, and never
-    # unlinks the parent's segments.  Its copies of the mappings of the
-    # segments nothing uses (cached, being warmed, lent) go: each would keep
-    # the memory of its segment, after the parent unlinks it, for as long
-    # as the child lives; nothing of the child's can be looking at them.
+    # unlinks the parent's segments.  It unmaps those nothing uses (cached,
+    # warming, lent): each would keep its memory, after the parent unlinks
+    # it, for as long as the child lives.
     global _lock, _trimmer, _users, _reusable, _reading, _read_done
     idle = _cache + list(_warming.values()) + list(_lent.values())
     _lock = threading.RLock()
@@ -223,14 +222,11 @@ def is_cold(segment: shared_memory.SharedMemory) -> bool:
 def lend(size: int, make: Callable[[int], shared_memory.SharedMemory] | None = None) -> str | None:
     """Lend a worker a segment of ``size`` bytes for a result; its name.
 
-    Rather one still queued for warming (the worker writes through its
-    own mapping: this process's need not be warm, and the warm ones are
-    left for submits, which write through it); else a cached one; else,
-    with ``make`` (which makes a segment for reuse) and while a pool runs,
-    a new one.  A new segment has no memory until the worker writes into
-    it (which it would otherwise do into a segment of its own); unused, it
-    is unlinked when it comes back (:func:`give_back`), rather than cached.
-    Written, it comes back with the result and is reused like any other.
+    Rather one queued for warming (the worker writes through its own
+    mapping; the warm ones stay for submits, which write through this
+    process's); else a cached one; else, with ``make`` and while a pool
+    runs, a new one: no memory until written, and unlinked, not cached, if
+    it comes back unused (:func:`give_back`).
     """
     with _lock:
         queued = [
@@ -343,18 +339,13 @@ def _warm(segment: shared_memory.SharedMemory, new: bool = False) -> None:
     """Fault this process's mapping of the cold ``segment`` in, then cache
     it (aside thread), unless a request took it meanwhile (see ``take``).
 
-    Reading a byte of each page faults the page in, and leaves it writable
-    (a shared mapping), so that a later write through the mapping costs
-    the copy alone: 9 ms per 100 MB instead of 40.  The reads cost about
-    10 ms per 100 MB on a 2-core virtual machine (reading the segment's
-    whole file into the mapping took 25-45 ms), in ``WARM_CHUNK`` pieces,
-    each one C call (``bytes`` of a strided view) that holds the GIL for
-    half a millisecond.  A ``new`` segment (a spare) has no memory yet: each
-    fault also gives a page, 80 ms per 100 MB, too long to hold the GIL
-    for; its file is read into it instead (``os.preadv``, GIL released),
-    where it has one (Linux).  It stops once the segment is taken: the
-    taker, which waits for the piece being read (if it could take no
-    other), then has it alone.
+    Reading a byte of each page faults it in, writable (a shared mapping):
+    10 ms per 100 MB, and a later write then takes 9 ms instead of 40.  In
+    ``WARM_CHUNK`` pieces, one C call each (half a millisecond of GIL).  A
+    ``new`` segment (a spare) has no pages yet, and giving them takes 80
+    ms per 100 MB: its file is read into it instead, GIL released (Linux).
+    It stops once the segment is taken; the taker waits for the piece
+    being read (if it could take no other), then has it alone.
     """
     global _reading
     name = segment.name
