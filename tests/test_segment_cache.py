@@ -347,3 +347,18 @@ def test_a_loan_is_rather_a_segment_queued_for_warming(cache, held_reads):
     held_reads.release.set()
     assert wait_until(aside_idle)
     segment_cache.give_back([warm], [queued.name])
+
+
+def test_a_segment_whose_warming_fails_is_cached_cold(cache, monkeypatch):
+    def failing(*args):
+        raise OSError("no")
+
+    monkeypatch.setattr(segment_cache, "_fault_in", failing)
+    data = os.urandom(SIZE)
+    segment = submitted(data)
+    segment_cache.give_back([segment], [])
+    assert wait_until(aside_idle)
+    assert segment_cache.take(SIZE) is segment
+    assert segment_cache.is_cold(segment)  # so a submit writes its file
+    segment_cache.give_back([segment], [])
+    assert wait_until(aside_idle)

@@ -275,13 +275,10 @@ def give_back(segments: list[shared_memory.SharedMemory], loans: list[str]) -> N
         segments = segments + [s for s in unused if s is not None]
         for segment in segments:
             name = segment.name
-            if name in _unwritten:
+            if name in _unwritten or name in _kept or not _users:
+                # A loan never written has no memory to reuse.
                 _unwritten.discard(name)
-                unlink.append(segment)  # no memory to reuse
-            elif name in _kept:
                 _kept.discard(name)
-                unlink.append(segment)
-            elif not _users:
                 unlink.append(segment)
             elif name in _cold:
                 _warming[name] = segment
@@ -357,6 +354,7 @@ def _warm(segment: shared_memory.SharedMemory, new: bool = False) -> None:
             fd = open_file(segment, os.O_RDONLY)
         except OSError:
             pass  # no file: touched instead
+    cold = False
     try:
         for start in range(0, len(memory), WARM_CHUNK):
             with _lock:
@@ -369,13 +367,16 @@ def _warm(segment: shared_memory.SharedMemory, new: bool = False) -> None:
                 with _lock:
                     _reading = None
                     _read_done.notify_all()
+    except OSError:
+        cold = True  # cached cold: a submit writes it through its file
     finally:
         if fd >= 0:
             os.close(fd)
     with _lock:
         if _warming.pop(name, None) is None:
             return  # taken
-        _cold.discard(name)
+        if not cold:
+            _cold.discard(name)
         unlink = _cache_locked(segment) if _users else [segment]
     unlink_all(unlink)
 
