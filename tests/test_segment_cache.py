@@ -16,7 +16,7 @@ from multiprocessing import shared_memory
 
 import pytest
 
-from offload._backends.process import aside, segment_cache, shm
+from offload._backends.process import aside, segment_cache, shm, unmapping
 from payload_checks import wait_until
 
 pytestmark = [
@@ -210,13 +210,13 @@ def test_a_forked_child_runs_its_own_aside_thread():
     # there (a task's own fork, or the "fork" start method's workers).
     release = threading.Event()
     aside.run(lambda event: event.wait(10), release)
-    segment = shared_memory.SharedMemory(create=True, size=segment_cache.CLOSE_ASIDE)
+    segment = shared_memory.SharedMemory(create=True, size=unmapping.CLOSE_ASIDE)
     try:
         pid = os.fork()
         if pid == 0:  # the child: report through the exit status only
             code = 1
             try:
-                segment_cache.close(segment)
+                unmapping.close(segment)
                 deadline = time.monotonic() + 10
                 while segment.buf is not None and time.monotonic() < deadline:
                     time.sleep(0.01)  # polling a condition, with a deadline

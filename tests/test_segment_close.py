@@ -10,7 +10,7 @@ from multiprocessing import shared_memory
 
 import pytest
 
-from offload._backends.process import segment_cache
+from offload._backends.process import unmapping
 
 pytestmark = pytest.mark.process
 
@@ -43,8 +43,8 @@ def made(size: int) -> RecordingSegment:
 
 
 def test_a_large_segment_is_unmapped_by_another_thread():
-    segment = made(segment_cache.CLOSE_ASIDE)
-    segment_cache.close(segment)
+    segment = made(unmapping.CLOSE_ASIDE)
+    unmapping.close(segment)
     wait_for(lambda: segment.closed_on is not None)
     assert segment.closed_on != threading.get_ident()
     assert segment.buf is None
@@ -54,15 +54,15 @@ def test_a_large_segment_is_unmapped_by_another_thread():
 
 def test_a_small_segment_is_unmapped_at_once():
     segment = made(64 * 1024)
-    segment_cache.close(segment)
+    unmapping.close(segment)
     assert segment.closed_on == threading.get_ident()
     assert segment.buf is None
 
 
 def test_many_closes_from_several_threads_all_happen():
-    segments = [made(segment_cache.CLOSE_ASIDE) for _ in range(6)]
+    segments = [made(unmapping.CLOSE_ASIDE) for _ in range(6)]
     threads = [
-        threading.Thread(target=segment_cache.close, args=(segment,)) for segment in segments
+        threading.Thread(target=unmapping.close, args=(segment,)) for segment in segments
     ]
     for thread in threads:
         thread.start()

@@ -7,7 +7,7 @@ that runs in its garbage collection, a submit).  :func:`run` queues such
 a job for one thread of offload's, ``offload-shm-aside``, started when a
 job comes and ended once none is left, so that a process done with large
 payloads keeps no thread for them.  See
-``offload._backends.process.segment_cache``, its only user.
+``offload._backends.process.segment_cache`` and ``unmapping``, its users.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ Every function may be called from any thread of the application.
 from __future__ import annotations
 
 import atexit
-import gc
 import mmap
 import os
 import threading
@@ -45,6 +44,7 @@ from collections.abc import Callable, Collection
 from multiprocessing import shared_memory
 
 from offload._backends.process import aside, tracker
+from offload._backends.process.unmapping import close
 
 #: Most segments kept, most bytes kept in all, longest time (s) unused.
 CACHE_COUNT = 8
@@ -304,22 +304,6 @@ def unlink_all(segments: list[shared_memory.SharedMemory]) -> None:
         close(segment)
 
 
-def close(segment: shared_memory.SharedMemory) -> None:
-    """Unmap ``segment``: a large one on the aside thread (see
-    :data:`CLOSE_ASIDE`), a small one now; either after the garbage
-    collection that runs this if views on it still export (see below)."""
-    if segment.size >= CLOSE_ASIDE and not aside.on_it():
-        aside.run(_close_now, segment)
-    else:
-        _close_now(segment)
-
-
-#: Segments of at least this many bytes are unmapped by the aside thread.
-#: Unmapping (and closing) the last reference to an unlinked segment frees
-#: its pages: 15 ms per 100 MB, measured on the GUI thread, where the
-#: garbage collection that finalizes a received result runs.
-CLOSE_ASIDE = 8 * 1024 * 1024
-
 #: Largest spare made (see ``take``): a quarter of what the cache keeps.
 SPARE_BYTES = CACHE_BYTES // 4
 
@@ -406,34 +390,6 @@ def _make_spare(job: tuple[Callable[[int], shared_memory.SharedMemory], int]) ->
         with _lock:
             _spares.remove(size)
 
-
-def _close_now(segment: shared_memory.SharedMemory) -> None:
-    """Unmap ``segment`` now, or after the garbage collection that runs
-    this if views on it still export (see below)."""
-    try:
-        segment.close()
-    except BufferError:
-        # The views were in a garbage cycle (a memoryview result held by
-        # a future, say): the collector runs weakref callbacks (what calls
-        # this) before it tears the cycle down, so they still export.
-        # Closed once that collection is over.  (No lock: a collection may
-        # have interrupted a holder of one; list appends are atomic.)
-        _unclosed.append(segment)
-        if _after_collection not in gc.callbacks:
-            gc.callbacks.append(_after_collection)
-
-
-def _after_collection(phase: str, info: dict) -> None:
-    if phase != "stop" or not _unclosed:
-        return
-    pending = list(_unclosed)
-    del _unclosed[: len(pending)]
-    for segment in pending:
-        close(segment)
-
-
-#: Segments whose views still exported when closed (see ``close``).
-_unclosed: list[shared_memory.SharedMemory] = []
 
 #: Where Linux shows the segments as files.
 SHM_DIR = "/dev/shm"

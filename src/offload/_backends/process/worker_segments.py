@@ -32,7 +32,7 @@ import threading
 from multiprocessing import shared_memory
 from typing import Any
 
-from offload._backends.process import segment_cache, tracker
+from offload._backends.process import tracker, unmapping
 from offload._backends.process.segment_cache import SHM_DIR
 
 #: Most mappings kept, and most bytes (the application's cache keeps as
@@ -166,7 +166,7 @@ def done_with(segment: Any) -> None:
     if isinstance(segment, Mapping):
         _keep(segment)
     else:
-        segment_cache.close(segment)
+        unmapping.close(segment)
 
 
 def mapping_argument(name: str, mapped: bool) -> None:
