@@ -129,3 +129,22 @@ def test_a_dask_payload_that_cannot_be_unpickled_fails_only_its_own_future() -> 
         context.close()
         assistant.dispose()
         event_loop.close()
+
+
+def test_a_task_still_running_when_its_context_closes_keeps_seeing_its_cancel():
+    # Closing a context cancels its running tasks and has the workers forget
+    # its keys, both pushed in one batch: forgetting first erased the cancel,
+    # and each task ran to its end (40 s in a test) instead of stopping.
+    from offload._backends.dask import cancel
+
+    prefix = f"offload-test-{os.getpid()}"
+    running, queued = f"{prefix}:1", f"{prefix}:2"
+    cancel.task_starting(running)
+    try:
+        assert cancel.mark_cancelled([running, queued]) == [running]
+        cancel.forget_cancelled(prefix)
+        assert cancel.WorkerCancelFlag(running).is_set()
+        assert not cancel.WorkerCancelFlag(queued).is_set()  # forgotten at once
+    finally:
+        cancel.task_ended(running)
+    assert not cancel.WorkerCancelFlag(running).is_set()  # forgotten as it ended

@@ -54,6 +54,10 @@ _cancelled: set[str] = set()
 #: Keys of the tasks whose runner runs now, in each worker process.
 _running: set[str] = set()
 
+#: Keys of cancelled tasks that still ran when their context closed: they
+#: must keep seeing their flag set, and are forgotten once they end.
+_forget_at_end: set[str] = set()
+
 #: Makes "start a task" and "mark tasks cancelled" atomic with each other.
 _lock = threading.Lock()
 
@@ -86,12 +90,24 @@ def task_ended(key: str) -> None:
     """Note that the runner of ``key`` has sent its final message."""
     with _lock:
         _running.discard(key)
+        if key in _forget_at_end:
+            _forget_at_end.discard(key)
+            _cancelled.discard(key)
 
 
 def forget_cancelled(prefix: str) -> None:
-    """Forget the keys of one context (runs on each worker when it closes)."""
-    for key in [key for key in _cancelled if key.startswith(prefix)]:
-        _cancelled.discard(key)
+    """Forget the keys of one context (runs on each worker when it closes).
+
+    A task of it that still runs keeps its key until it ends: its context
+    closing cancelled it, and that cancel reaches the worker in the same
+    batch as this call (the task must still see it).
+    """
+    with _lock:
+        for key in [key for key in _cancelled if key.startswith(prefix)]:
+            if key in _running:
+                _forget_at_end.add(key)
+            else:
+                _cancelled.discard(key)
     forget_gates(prefix)
 
 
