@@ -132,6 +132,12 @@ def _unlink_at_exit() -> None:
             pass  # unlinked already
 
 
+def fits_in(capacity: int, size: int) -> bool:
+    """Whether ``size`` bytes may go in a segment of ``capacity`` bytes: it
+    fits, wasting at most half of it."""
+    return size <= capacity <= 2 * size
+
+
 def open_cache() -> None:
     """A pool starts: keep segments for reuse while it runs."""
     global _users
@@ -185,13 +191,13 @@ def take(
     a burst has one made for the next submit.
     """
     with _lock:
-        fits = [s for s in _cache if size <= s.size <= 2 * size]
+        fits = [s for s in _cache if fits_in(s.size, size)]
         if fits:
             segment = min(fits, key=lambda s: s.size)
             _cache.remove(segment)
             _cached_at.pop(segment.name, None)
             return segment
-        fits = [s for s in _warming.values() if size <= s.size <= 2 * size]
+        fits = [s for s in _warming.values() if fits_in(s.size, size)]
         if fits:
             # Rather one the aside thread is not reading into: no wait.
             segment = min(fits, key=lambda s: (s.name == _reading, s.size))
@@ -205,7 +211,7 @@ def take(
             or size > SPARE_BYTES
             or len(_cache) + len(_spares) >= CACHE_COUNT
             or sum(s.size for s in _cache) + sum(_spares) + size > CACHE_BYTES
-            or not any(size <= s.size <= 2 * size and s not in mine for s in _reusable)
+            or not any(fits_in(s.size, size) and s not in mine for s in _reusable)
         ):
             return None
         _spares.append(size)
@@ -230,7 +236,7 @@ def lend(size: int, make: Callable[[int], shared_memory.SharedMemory] | None = N
     """
     with _lock:
         queued = [
-            s for s in _warming.values() if size <= s.size <= 2 * size and s.name != _reading
+            s for s in _warming.values() if fits_in(s.size, size) and s.name != _reading
         ]
         segment = min(queued, key=lambda s: s.size) if queued else None
         if segment is not None:

@@ -33,12 +33,12 @@ from multiprocessing import shared_memory
 from typing import Any
 
 from offload._backends.process import tracker, unmapping
-from offload._backends.process.segment_cache import SHM_DIR
+from offload._backends.process.segment_cache import CACHE_BYTES, CACHE_COUNT, SHM_DIR, fits_in
 
-#: Most mappings kept, and most bytes (the application's cache keeps as
-#: many: ``segment_cache.CACHE_COUNT``, ``CACHE_BYTES``).
-KEEP_COUNT = 8
-KEEP_BYTES = 1 << 30
+#: Most mappings kept, and most bytes: as many as the application's cache
+#: keeps for reuse.
+KEEP_COUNT = CACHE_COUNT
+KEEP_BYTES = CACHE_BYTES
 
 #: Whether this platform can (Linux).
 AVAILABLE = hasattr(mmap, "MAP_POPULATE") and os.path.isdir(SHM_DIR)
@@ -110,6 +110,7 @@ class Mapping:
 
     @property
     def mapped(self) -> bool:
+        """Whether :attr:`buf` was asked for (the memory is mapped)."""
         return self._buf is not None
 
     def unlinked(self) -> bool:
@@ -202,7 +203,7 @@ def take_spare(size: int) -> Any:
         return None
     with _lock:
         for spare in _spares:
-            if size <= spare.size <= 2 * size:
+            if fits_in(spare.size, size):
                 _spares.remove(spare)
                 return spare
     return None
